@@ -1,0 +1,142 @@
+package manifest
+
+// FileName is the manifest file at the root of a manifest repository.
+const FileName = "tandem.yaml"
+
+// Role is a cluster's part in an Active/Standby pair.
+type Role string
+
+const (
+	// RoleActive clusters run workloads and receive DNS traffic.
+	RoleActive Role = "active"
+	// RoleStandby clusters hold every object but run no application pods and get DNS weight 0.
+	RoleStandby Role = "standby"
+)
+
+// StandbyMode says what a Standby cluster does with a release's workloads.
+type StandbyMode string
+
+const (
+	// StandbyScaleToZero scales workloads to zero and suspends CronJobs on Standby clusters (the default).
+	StandbyScaleToZero StandbyMode = "scale-to-zero"
+	// StandbyKeep runs the release on Standby clusters as on Active ones (ingress controllers, DNS agents).
+	StandbyKeep StandbyMode = "keep"
+)
+
+// Rollout says how a release change is spread over the clusters.
+type Rollout string
+
+const (
+	// RolloutParallel applies to every cluster at once (the default).
+	RolloutParallel Rollout = "parallel"
+	// RolloutStandbyFirst applies to Standby clusters, waits for health, then to Active clusters.
+	RolloutStandbyFirst Rollout = "standby-first"
+)
+
+// OnFailure says what reconcile does with a release whose upgrade failed.
+type OnFailure string
+
+const (
+	// OnFailureRollback rolls a failed upgrade back to the last deployed revision (the default).
+	OnFailureRollback OnFailure = "rollback"
+	// OnFailureKeep leaves the failed revision in place for inspection.
+	OnFailureKeep OnFailure = "keep"
+)
+
+// Defaults applied by Load when a field is omitted.
+const (
+	DefaultAnnotationPrefix = "external-dns.alpha.kubernetes.io/"
+	DefaultActiveWeight     = 100
+	DefaultTimeout          = "5m"
+)
+
+// Manifest is a loaded, validated and defaulted tandem.yaml.
+// The JSON tags are the on-disk contract: fields may be added, never renamed or re-meant.
+type Manifest struct {
+	Clusters     []Cluster    `json:"clusters"`
+	DNS          DNS          `json:"dns,omitempty"`
+	Repositories []Repository `json:"repositories,omitempty"`
+	Releases     []Release    `json:"releases,omitempty"`
+
+	// Dir is the absolute path of the manifest repository's root (not part of the file).
+	Dir string `json:"-"`
+}
+
+// Cluster is one Kubernetes cluster tandem keeps in step.
+type Cluster struct {
+	// Name is a DNS label, unique in the manifest.
+	Name string `json:"name"`
+	// Role is active or standby.
+	Role Role `json:"role"`
+	// Context is the kubeconfig context; defaults to Name.
+	Context string `json:"context,omitempty"`
+	// Releases, when set, is the staged-enablement list: only these releases go to this cluster.
+	// nil means every release; an empty list means none.
+	Releases []string `json:"releases,omitempty"`
+}
+
+// DNS configures the ExternalDNS weighted-record overlay.
+type DNS struct {
+	// AnnotationPrefix is the ExternalDNS annotation prefix; defaults to DefaultAnnotationPrefix.
+	AnnotationPrefix string `json:"annotationPrefix,omitempty"`
+	// ActiveWeight is the record weight on Active clusters, 1..255; defaults to DefaultActiveWeight.
+	ActiveWeight int `json:"activeWeight,omitempty"`
+}
+
+// Repository is a chart repository (https:// index or oci://).
+type Repository struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+}
+
+// Release is one Helm release that tandem deploys to every cluster that enables it.
+type Release struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	// Chart is a path inside the manifest repository (starting with ./), repo/chart, or an oci:// reference.
+	Chart   string `json:"chart"`
+	Version string `json:"version,omitempty"`
+	// Values are files inside the manifest repository, merged in order.
+	Values []string `json:"values,omitempty"`
+	// Set holds dotted keys like helm --set; values may be any YAML scalar.
+	Set map[string]any `json:"set,omitempty"`
+	// Clusters holds per-cluster overlays keyed by cluster name.
+	Clusters map[string]Overlay `json:"clusters,omitempty"`
+	// Wave orders releases within a cluster: lower waves first.
+	Wave int `json:"wave,omitempty"`
+	// Needs names releases that must be healthy before this one is applied.
+	Needs []string `json:"needs,omitempty"`
+	// Standby is scale-to-zero (default) or keep.
+	Standby StandbyMode `json:"standby,omitempty"`
+	// Rollout is parallel (default) or standby-first.
+	Rollout Rollout `json:"rollout,omitempty"`
+
+	// Timeout bounds install/upgrade plus the health wait, as a Go duration; defaults to DefaultTimeout.
+	Timeout string `json:"timeout,omitempty"`
+	// Adopt lets tandem take over a same-named Helm release it does not own yet.
+	Adopt bool `json:"adopt,omitempty"`
+	// Force recreates objects whose immutable fields changed.
+	Force bool `json:"force,omitempty"`
+	// OnFailure is rollback (default) or keep.
+	OnFailure OnFailure `json:"onFailure,omitempty"`
+	// DriftCorrection re-applies objects that drifted from the deployed release on every reconcile.
+	DriftCorrection bool `json:"driftCorrection,omitempty"`
+	// Ignore lists fields that diff and drift detection leave out.
+	Ignore []IgnoreRule `json:"ignore,omitempty"`
+}
+
+// Overlay is a per-cluster layer of values on top of a release's own.
+type Overlay struct {
+	Values []string       `json:"values,omitempty"`
+	Set    map[string]any `json:"set,omitempty"`
+}
+
+// IgnoreRule leaves JSON-pointer paths of matching objects out of diffs.
+type IgnoreRule struct {
+	// Kind matches the object kind; empty matches every kind.
+	Kind string `json:"kind,omitempty"`
+	// Name matches the object name; empty matches every name.
+	Name string `json:"name,omitempty"`
+	// Paths are RFC 6901 JSON pointers, e.g. /spec/replicas.
+	Paths []string `json:"paths"`
+}

@@ -1,0 +1,333 @@
+package render
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sync/errgroup"
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"sigs.k8s.io/yaml"
+)
+
+// Options configures a Renderer.
+type Options struct {
+	// CacheDir holds downloaded chart archives and repository indexes.
+	CacheDir string
+	// Concurrency bounds concurrent renders; 0 means GOMAXPROCS.
+	Concurrency int
+	// Timeout bounds one release's render, so a template CPU bomb (a runaway
+	// range or tpl) fails with an error naming the release.
+	Timeout time.Duration
+	// KubeVersion is the Kubernetes version templates see in .Capabilities;
+	// empty means Helm's client-only default, as `helm template` uses.
+	KubeVersion string
+}
+
+// DefaultOptions returns the options tandem's commands use.
+func DefaultOptions() Options {
+	return Options{Timeout: 30 * time.Second}
+}
+
+// Renderer renders releases client-side. It loads each chart once for its
+// lifetime (one reconcile), however many clusters and releases use it, and is
+// safe for concurrent use.
+type Renderer struct {
+	opts   Options
+	charts *chartCache
+}
+
+// New returns a Renderer.
+func New(opts Options) *Renderer {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	return &Renderer{opts: opts, charts: &chartCache{dir: opts.CacheDir, entries: map[string]*chartEntry{}}}
+}
+
+// Request is one release to render for one cluster.
+type Request struct {
+	Cluster   string
+	Release   string
+	Namespace string
+	Chart     ChartSource
+	// Values are the user's layers, lowest precedence first; chart defaults lie below them all.
+	Values  []ValuesLayer
+	Overlay Overlay
+}
+
+// Result is a rendered release for one cluster.
+type Result struct {
+	Cluster   string
+	Release   string
+	Namespace string
+	// Chart is a private copy of the loaded chart, ready to hand to an install.
+	Chart        *chart.Chart
+	ChartName    string
+	ChartVersion string
+	// Values are the merged user values (chart defaults excluded), as Helm stores them.
+	Values map[string]any
+	// Manifest is the post-rendered manifest with "# Source:" comments, in Helm's install order.
+	Manifest string
+	// Hooks are the chart's hook manifests; Helm runs them itself and does not post-render them.
+	Hooks string
+	// Objects are the manifest's objects, in the same order.
+	Objects []Object
+	// Digest identifies the rendered content: equal digests mean an upgrade would change nothing.
+	Digest string
+}
+
+// Object is one rendered Kubernetes object.
+type Object struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name"`
+	// Source is the template that produced it, e.g. "example/templates/deployment.yaml".
+	Source string `json:"source,omitempty"`
+	// Body is the object as YAML.
+	Body []byte `json:"-"`
+}
+
+// ID names the object as "Kind namespace/name".
+func (o Object) ID() string {
+	if o.Namespace == "" {
+		return o.Kind + " " + o.Name
+	}
+	return o.Kind + " " + o.Namespace + "/" + o.Name
+}
+
+// Render renders one release for one cluster.
+func (r *Renderer) Render(ctx context.Context, req Request) (*Result, error) {
+	res, err := r.render(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: release %q: %w", req.Cluster, req.Release, err)
+	}
+	return res, nil
+}
+
+// RenderAll renders every request concurrently. It returns results in request
+// order and, if any failed, an error aggregating every failure (each naming its
+// cluster and release); results of failed requests are nil.
+func (r *Renderer) RenderAll(ctx context.Context, reqs []Request) ([]*Result, error) {
+	results := make([]*Result, len(reqs))
+	errs := make([]error, len(reqs))
+	g := new(errgroup.Group)
+	g.SetLimit(r.opts.Concurrency)
+	for i, req := range reqs {
+		g.Go(func() error {
+			results[i], errs[i] = r.Render(ctx, req)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var merr *multierror.Error
+	for _, err := range errs {
+		if err != nil {
+			merr = multierror.Append(merr, err)
+		}
+	}
+	if err := Conflicts(results); err != nil {
+		merr = multierror.Append(merr, err)
+	}
+	return results, merr.ErrorOrNil()
+}
+
+func (r *Renderer) render(ctx context.Context, req Request) (*Result, error) {
+	ch, err := r.charts.get(req.Chart)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := MergeValues(req.Values)
+	if err != nil {
+		return nil, fmt.Errorf("values: %w", err)
+	}
+
+	type out struct {
+		manifest, hooks string
+		err             error
+	}
+	done := make(chan out, 1)
+	// Helm's template engine cannot be interrupted; on a deadline the render
+	// goroutine is abandoned and the caller gets an error at once.
+	go func() {
+		m, h, err := r.template(ctx, req, ch, vals)
+		done <- out{m, h, err}
+	}()
+	timer := time.NewTimer(r.opts.Timeout)
+	defer timer.Stop()
+	var o out
+	select {
+	case o = <-done:
+	case <-timer.C:
+		return nil, fmt.Errorf("render did not finish within %s (a runaway template loop?)", r.opts.Timeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if o.err != nil {
+		return nil, o.err
+	}
+
+	objs, err := parseObjects(o.manifest, req.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	fresh, err := r.charts.get(req.Chart) // the rendered copy was processed by Helm; installs get their own
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{
+		Cluster:      req.Cluster,
+		Release:      req.Release,
+		Namespace:    req.Namespace,
+		Chart:        fresh,
+		ChartName:    ch.Metadata.Name,
+		ChartVersion: ch.Metadata.Version,
+		Values:       vals,
+		Manifest:     o.manifest,
+		Hooks:        o.hooks,
+		Objects:      objs,
+	}
+	res.Digest = digest(res)
+	return res, nil
+}
+
+// template is the `helm template` recipe: a client-only, dry-run install with
+// Helm's default capabilities and our overlay as post-renderer.
+func (r *Renderer) template(ctx context.Context, req Request, ch *chart.Chart, vals map[string]any) (manifest, hooks string, err error) {
+	cfg := &action.Configuration{Log: func(string, ...any) {}}
+	inst := action.NewInstall(cfg)
+	inst.DryRun = true
+	inst.DryRunOption = "client"
+	inst.ClientOnly = true
+	inst.Replace = true
+	inst.ReleaseName = req.Release
+	inst.Namespace = req.Namespace
+	inst.DisableHooks = false
+	inst.PostRenderer = req.Overlay
+	if r.opts.KubeVersion != "" {
+		kv, err := chartutil.ParseKubeVersion(r.opts.KubeVersion)
+		if err != nil {
+			return "", "", fmt.Errorf("kube version: %w", err)
+		}
+		inst.KubeVersion = kv
+	}
+	if ch.Metadata.Dependencies != nil {
+		// Dependencies come from the chart's charts/ directory only; nothing is fetched during a render.
+		if err := action.CheckDependencies(ch, ch.Metadata.Dependencies); err != nil {
+			return "", "", fmt.Errorf("chart %s: dependencies must be vendored in charts/ (run helm dependency build in the manifest repository): %w", ch.Metadata.Name, err)
+		}
+	}
+	rel, err := inst.RunWithContext(ctx, ch, deepCopyMap(vals))
+	if err != nil {
+		return "", "", fmt.Errorf("template: %w", err)
+	}
+	var hb strings.Builder
+	for _, h := range rel.Hooks {
+		fmt.Fprintf(&hb, "---\n# Source: %s\n%s\n", h.Path, h.Manifest)
+	}
+	return rel.Manifest, hb.String(), nil
+}
+
+// clusterScoped lists the built-in kinds that have no namespace, so that a
+// rendered object without one is not wrongly put in the release namespace.
+var clusterScoped = map[string]bool{
+	"Namespace": true, "Node": true, "PersistentVolume": true, "ClusterRole": true, "ClusterRoleBinding": true,
+	"CustomResourceDefinition": true, "StorageClass": true, "PriorityClass": true, "IngressClass": true,
+	"ValidatingWebhookConfiguration": true, "MutatingWebhookConfiguration": true, "APIService": true,
+	"RuntimeClass": true, "CSIDriver": true, "ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true,
+	"GatewayClass": true, "ClusterIssuer": true,
+}
+
+func parseObjects(manifest, namespace string) ([]Object, error) {
+	docs, err := splitDocuments([]byte(manifest))
+	if err != nil {
+		return nil, err
+	}
+	var objs []Object
+	var problems []string
+	for _, d := range docs {
+		var m struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Metadata   struct {
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(d.body, &m); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", d.sourceOr("manifest"), err))
+			continue
+		}
+		var missing []string
+		if m.APIVersion == "" {
+			missing = append(missing, "apiVersion")
+		}
+		if m.Kind == "" {
+			missing = append(missing, "kind")
+		}
+		if m.Metadata.Name == "" {
+			missing = append(missing, "metadata.name")
+		}
+		if len(missing) > 0 {
+			problems = append(problems, fmt.Sprintf("%s: object without %s", d.sourceOr("manifest"), strings.Join(missing, ", ")))
+			continue
+		}
+		ns := m.Metadata.Namespace
+		if ns == "" && !clusterScoped[m.Kind] {
+			ns = namespace
+		}
+		objs = append(objs, Object{APIVersion: m.APIVersion, Kind: m.Kind, Namespace: ns, Name: m.Metadata.Name, Source: d.source, Body: d.body})
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return objs, nil
+}
+
+// Conflicts reports objects (kind, namespace, name) that two releases render for the same cluster.
+func Conflicts(results []*Result) error {
+	type key struct{ cluster, group, kind, ns, name string }
+	owner := map[key]string{}
+	var problems []string
+	for _, res := range results {
+		if res == nil {
+			continue
+		}
+		for _, o := range res.Objects {
+			k := key{res.Cluster, apiGroup(o.APIVersion), o.Kind, o.Namespace, o.Name}
+			if prev, ok := owner[k]; ok && prev != res.Release {
+				problems = append(problems, fmt.Sprintf("cluster %q: %s is rendered by releases %q and %q", res.Cluster, o.ID(), prev, res.Release))
+				continue
+			}
+			owner[k] = res.Release
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	sort.Strings(problems)
+	return errors.New(strings.Join(problems, "; "))
+}
+
+// digest hashes everything an upgrade would change: the chart's identity, the
+// user values Helm stores, the post-rendered manifest and hooks, and the
+// namespace. It is 40 hex characters, so it fits a label value.
+func digest(r *Result) string {
+	vals, _ := json.Marshal(r.Values) // map keys are sorted; values came from YAML, so they marshal
+	h := sha256.New()
+	for _, s := range []string{r.Namespace, r.ChartName, r.ChartVersion, string(vals), r.Manifest, r.Hooks} {
+		fmt.Fprintf(h, "%d:%s\n", len(s), s)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:40]
+}
