@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -49,7 +50,8 @@ func (s ChartSource) String() string {
 // every render and install gets its own clone (Helm's dependency processing
 // mutates the chart it is given).
 type chartCache struct {
-	dir string // download cache for remote charts
+	dir   string // download cache for remote charts
+	loads int64  // charts loaded, for tests; atomic
 
 	mu      sync.Mutex
 	entries map[string]*chartEntry // guarded by mu
@@ -78,6 +80,7 @@ func (c *chartCache) get(src ChartSource) (*chart.Chart, error) {
 }
 
 func (c *chartCache) load(src ChartSource) (*chart.Chart, error) {
+	atomic.AddInt64(&c.loads, 1)
 	if src.Dir != "" {
 		ch, err := loader.LoadDir(src.Dir)
 		if err != nil {

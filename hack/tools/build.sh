@@ -13,6 +13,12 @@ key="k8s-${KUBE_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_V
 dir=${TANDEM_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tandem/tools/$key}
 mkdir -p "$dir"
 
+# Two test packages may need the tools at the same time; the second waits for the first.
+if command -v flock >/dev/null; then
+  exec 9>"$dir/.lock"
+  flock 9
+fi
+
 log() { printf '[tools] %s\n' "$*" >&2; }
 
 build() { # build MODULE_DIR OUTPUT PACKAGE [LDFLAGS]
@@ -35,12 +41,14 @@ build kwok kwok sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Versio
 build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
 
 # kwok refuses to start without Stage objects: the module's fast node and pod stages.
-if [ ! -s "$dir/kwok-stages.yaml" ]; then
+# Only the Stage files: the directories also hold kustomization.yaml, which kwok rejects.
+# A file made by an older version of this script (with a Kustomization in it) is rebuilt.
+if [ ! -s "$dir/kwok-stages.yaml" ] || grep -q '^kind: Kustomization' "$dir/kwok-stages.yaml"; then
   src=$(cd "$here/kwok" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
   {
     for f in "$src/kustomize/stage/node/fast/node-initialize.yaml" \
              "$src/kustomize/stage/node/heartbeat/node-heartbeat.yaml" \
-             "$src"/kustomize/stage/pod/fast/*.yaml; do
+             "$src"/kustomize/stage/pod/fast/pod-*.yaml; do
       cat "$f"; printf '\n---\n'
     done
   } > "$dir/kwok-stages.yaml.tmp"

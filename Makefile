@@ -1,0 +1,56 @@
+# tandem — run `make help` for the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+BIN      := bin/tandem
+GOTEST_FLAGS ?= -race -timeout 40m
+BENCH_FLAGS  ?= -run '^$$' -bench . -benchmem -timeout 60m
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## Install what the build and tests need: Debian packages (git) and Go modules
+	@command -v git >/dev/null || { echo "installing git"; apt-get update -qq && apt-get install -y -qq git; }
+	$(GO) mod download
+
+.PHONY: build
+build: deps ## Build bin/tandem, version stamped
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tandem
+
+.PHONY: lint
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/tools/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: test
+test: deps tools lint ## Run every test: unit tests and the tiers against real local clusters and a real git server
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+.PHONY: test-short
+test-short: ## Quick loop: unit tests only (-short skips the tiers that start processes)
+	$(GO) test -short ./...
+
+.PHONY: tidy
+tidy: ## go mod tidy
+	$(GO) mod tidy
+
+.PHONY: demo
+demo: build ## Render the bundled example manifest for both clusters
+	$(BIN) validate --manifest-dir examples/manifest
+	$(BIN) render --manifest-dir examples/manifest --cluster green
+
+.PHONY: bench
+bench: deps tools ## Benchmarks, tandem side by side with its baselines (see README, Performance)
+	$(GO) test $(BENCH_FLAGS) ./render/ ./reconciler/ ./e2e/
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf bin
+
+-include hack/clusters.mk

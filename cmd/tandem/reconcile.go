@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tandem-gitops/tandem/clusters"
+	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/reconciler"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+type reconcileFlags struct {
+	source         sourceFlags
+	clusters       []string
+	releases       []string
+	dryRun         bool
+	concurrency    int
+	maxPrune       float64
+	allowMassPrune bool
+	lockTimeout    time.Duration
+	qps            float32
+	burst          int
+}
+
+func newReconcileCmd(g *globalFlags, s streams) *cobra.Command {
+	f := &reconcileFlags{}
+	cmd := &cobra.Command{
+		Use:   "reconcile",
+		Short: "Apply the manifest to every cluster in parallel as Helm releases",
+		Long: `reconcile renders the manifest for every cluster, then, on all clusters in parallel, installs or
+upgrades each enabled release in wave order, waits for its objects to be healthy, and uninstalls the
+tandem-owned releases the manifest no longer wants there (within --max-prune).
+
+Progress goes to stderr, the summary to stdout. Exit code 0 when every cluster is applied and
+healthy, 1 on any failure.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.output != "" && g.output != "text" && g.output != "json" {
+				return fmt.Errorf("unknown output format %q (want text or json)", g.output)
+			}
+			if f.maxPrune < 0 || f.maxPrune > 100 {
+				return fmt.Errorf("--max-prune must be a percentage between 0 and 100, not %v", f.maxPrune)
+			}
+			ctx := cmd.Context()
+			m, rev, err := f.source.load(ctx)
+			if err != nil {
+				return err
+			}
+			sel := reconciler.Selection{Clusters: f.clusters, Releases: f.releases}
+			results, err := reconciler.Render(ctx, m, render.New(renderOptions()), sel)
+			if err != nil {
+				return fmt.Errorf("nothing applied: %w", err)
+			}
+			opts := reconciler.DefaultOptions()
+			opts.Selection = sel
+			opts.Plan.MaxPrune = f.maxPrune / 100
+			opts.Plan.AllowMassPrune = f.allowMassPrune
+			opts.Concurrency = f.concurrency
+			opts.DryRun = f.dryRun
+			opts.LockTimeout = f.lockTimeout
+			opts.Holder = holderID()
+			opts.Commit, opts.Ref = rev.Commit, rev.Ref
+			opts.Logger = g.logger(s)
+			p := newProgress(s.Err)
+			opts.Progress = p.event
+
+			fmt.Fprintf(s.Err, "tandem reconcile  manifest %s%s  clusters %s%s\n", rev.short(), refSuffix(rev), clusterList(m, sel), dryRunSuffix(f.dryRun))
+			report := reconciler.Reconcile(ctx, m, results, connector(g, s, f.qps, f.burst), opts)
+
+			if g.output == "json" {
+				enc := json.NewEncoder(s.Out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(report); err != nil {
+					return err
+				}
+			} else {
+				writeReconcileSummary(s.Out, report)
+			}
+			if failed := report.Failed(); len(failed) > 0 {
+				return &exitError{code: exitFailure, err: fmt.Errorf("%s", failureLine(report, failed))}
+			}
+			return nil
+		},
+	}
+	f.source.register(cmd)
+	fl := cmd.Flags()
+	fl.StringSliceVar(&f.clusters, "cluster", nil, "only these clusters (repeatable)")
+	fl.StringSliceVar(&f.releases, "release", nil, "only these releases (repeatable; disables pruning)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "plan and report, change nothing")
+	fl.IntVar(&f.concurrency, "concurrency", 4, "releases of one wave applied at once per cluster")
+	fl.Float64Var(&f.maxPrune, "max-prune", 25, "refuse to prune more than this percentage of a cluster's tandem-owned releases")
+	fl.BoolVar(&f.allowMassPrune, "allow-mass-prune", false, "lift --max-prune")
+	fl.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another tandem holding a cluster's lock")
+	fl.Float32Var(&f.qps, "kube-qps", 50, "client-side API requests per second per cluster")
+	fl.IntVar(&f.burst, "kube-burst", 100, "client-side API request burst per cluster")
+	return cmd
+}
+
+// connector opens clusters from the kubeconfig; the only place concrete
+// clusters are built.
+func connector(g *globalFlags, s streams, qps float32, burst int) reconciler.Connector {
+	return func(ctx context.Context, c manifest.Cluster) (reconciler.Target, error) {
+		opts := clusters.DefaultOptions()
+		opts.Kubeconfig = g.kubeconfig
+		opts.Context = c.Context
+		opts.QPS, opts.Burst = qps, burst
+		opts.Logger = g.logger(s).With("cluster", c.Name)
+		cl, err := clusters.Connect(ctx, c.Name, opts)
+		if err != nil {
+			return nil, err
+		}
+		return reconciler.ClusterTarget{Cluster: cl}, nil
+	}
+}
+
+func holderID() string {
+	host, _ := os.Hostname()
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "tandem"
+	}
+	return fmt.Sprintf("%s@%s:%d", user, host, os.Getpid())
+}
+
+func refSuffix(r revision) string {
+	if r.Ref == "" {
+		return ""
+	}
+	return " (" + r.Ref + ")"
+}
+
+func dryRunSuffix(dry bool) string {
+	if dry {
+		return "  DRY RUN: nothing will change"
+	}
+	return ""
+}
+
+func clusterList(m *manifest.Manifest, sel reconciler.Selection) string {
+	var parts []string
+	for _, c := range m.Clusters {
+		if len(sel.Clusters) == 0 || contains(sel.Clusters, c.Name) {
+			parts = append(parts, fmt.Sprintf("%s(%s)", c.Name, c.Role))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// progress prints one line per release event; events arrive from many goroutines.
+type progress struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func newProgress(w io.Writer) *progress { return &progress{w: w} }
+
+func (p *progress) event(e reconciler.Event) {
+	var line string
+	rev := revisionText(e)
+	switch e.Phase {
+	case "cluster":
+		line = fmt.Sprintf("%-7s FAILED  %s", e.Cluster, e.Message)
+	case "start":
+		line = fmt.Sprintf("%-7s wave %d  %-14s %-9s %-11s started", e.Cluster, e.Wave, e.Release, e.Action, rev)
+	case "waiting":
+		line = fmt.Sprintf("%-7s wave %d  %-14s %-9s %-11s %s %s", e.Cluster, e.Wave, e.Release, e.Action, rev, e.Message, seconds(e.Duration))
+	case "done":
+		status := "healthy " + seconds(e.Duration)
+		switch e.Action {
+		case reconciler.ActionUnchanged:
+			status = ""
+		case reconciler.ActionPrune:
+			status = "uninstalled " + seconds(e.Duration)
+		}
+		line = strings.TrimRight(fmt.Sprintf("%-7s wave %d  %-14s %-9s %-11s %s", e.Cluster, e.Wave, e.Release, e.Action, rev, status), " ")
+	case "failed":
+		line = fmt.Sprintf("%-7s wave %d  %-14s FAILED    %s", e.Cluster, e.Wave, e.Release, e.Message)
+	case "skipped":
+		line = fmt.Sprintf("%-7s wave %d  %-14s skipped   %s", e.Cluster, e.Wave, e.Release, e.Message)
+	default:
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintln(p.w, line)
+}
+
+func revisionText(e reconciler.Event) string {
+	switch {
+	case e.Action == reconciler.ActionInstall && e.Revision > 0:
+		return fmt.Sprintf("rev %d", e.Revision)
+	case e.Action == reconciler.ActionInstall:
+		return "rev -"
+	case e.Action == reconciler.ActionUnchanged || e.Action == reconciler.ActionPrune:
+		return fmt.Sprintf("rev %d", e.FromRevision)
+	case e.Revision > 0:
+		return fmt.Sprintf("rev %d→%d", e.FromRevision, e.Revision)
+	default:
+		return fmt.Sprintf("rev %d→", e.FromRevision)
+	}
+}
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
+
+func writeReconcileSummary(w io.Writer, r *reconciler.Report) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLUSTER\tROLE\tCOMMIT\tINSTALLED\tUPGRADED\tUNCHANGED\tPRUNED\tFAILED\tSKIPPED\tAPI CALLS\tTIME")
+	for _, c := range r.Clusters {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1fs\n", c.Name, c.Role, shortSHA(c.Commit),
+			c.Counts.Installed, c.Counts.Upgraded, c.Counts.Unchanged, c.Counts.Pruned, c.Counts.Failed, c.Counts.Skipped,
+			c.Requests, time.Duration(c.Duration).Seconds())
+	}
+	_ = tw.Flush()
+	if r.DryRun {
+		fmt.Fprintln(w, "\ndry run: nothing was changed; the counts are what a real run would do")
+	}
+}
+
+func failureLine(r *reconciler.Report, failed []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d clusters failed (%s)", len(failed), len(r.Clusters), strings.Join(failed, ", "))
+	for _, c := range r.Clusters {
+		if c.Failed() {
+			fmt.Fprintf(&b, "\n  %s: %s", c.Name, c.Error)
+		}
+	}
+	var ok []string
+	for _, c := range r.Clusters {
+		if !c.Failed() {
+			ok = append(ok, c.Name)
+		}
+	}
+	if len(ok) > 0 && !r.DryRun {
+		fmt.Fprintf(&b, "\n%s applied at %s", strings.Join(ok, ", "), shortSHA(r.Commit))
+	}
+	return b.String()
+}
+
+func shortSHA(c string) string {
+	if len(c) > 7 {
+		return c[:7]
+	}
+	if c == "" {
+		return "-"
+	}
+	return c
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/reconciler"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+type renderFlags struct {
+	source   sourceFlags
+	clusters []string
+	releases []string
+}
+
+func newRenderCmd(g *globalFlags, s streams) *cobra.Command {
+	f := &renderFlags{}
+	cmd := &cobra.Command{
+		Use:   "render",
+		Short: "Print what would be applied to each cluster, overlays included",
+		Long: `render renders every enabled release for every cluster (or the ones named) client-side,
+exactly as helm template would, plus tandem's Active/Standby overlay, and prints the result with
+"# Source:" comments. It needs no cluster access.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			m, _, err := f.source.load(ctx)
+			if err != nil {
+				return err
+			}
+			results, err := reconciler.Render(ctx, m, render.New(renderOptions()), reconciler.Selection{Clusters: f.clusters, Releases: f.releases})
+			if err != nil {
+				return err
+			}
+			switch g.output {
+			case "", "yaml":
+				return writeRenderYAML(s.Out, m, results)
+			case "json":
+				return writeRenderJSON(s.Out, results)
+			default:
+				return fmt.Errorf("unknown output format %q (want yaml or json)", g.output)
+			}
+		},
+	}
+	f.source.register(cmd)
+	cmd.Flags().StringSliceVar(&f.clusters, "cluster", nil, "only these clusters (repeatable)")
+	cmd.Flags().StringSliceVar(&f.releases, "release", nil, "only these releases (repeatable)")
+	return cmd
+}
+
+func renderOptions() render.Options {
+	o := render.DefaultOptions()
+	o.CacheDir = cacheDir()
+	return o
+}
+
+func writeRenderYAML(w io.Writer, m *manifest.Manifest, results []*render.Result) error {
+	var b strings.Builder
+	for _, r := range results {
+		c, _ := m.Cluster(r.Cluster)
+		fmt.Fprintf(&b, "# tandem: cluster %s (%s), release %s/%s, chart %s-%s\n", r.Cluster, c.Role, r.Namespace, r.Release, r.ChartName, r.ChartVersion)
+		b.WriteString(r.Manifest)
+		b.WriteString(r.Hooks)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// renderedRelease is the JSON shape of `tandem render -o json`.
+type renderedRelease struct {
+	Cluster      string           `json:"cluster"`
+	Release      string           `json:"release"`
+	Namespace    string           `json:"namespace"`
+	Chart        string           `json:"chart"`
+	ChartVersion string           `json:"chartVersion"`
+	Digest       string           `json:"digest"`
+	Objects      []map[string]any `json:"objects"`
+}
+
+func writeRenderJSON(w io.Writer, results []*render.Result) error {
+	out := make([]renderedRelease, 0, len(results))
+	for _, r := range results {
+		rr := renderedRelease{Cluster: r.Cluster, Release: r.Release, Namespace: r.Namespace, Chart: r.ChartName,
+			ChartVersion: r.ChartVersion, Digest: r.Digest, Objects: []map[string]any{}}
+		for _, o := range r.Objects {
+			obj := map[string]any{}
+			if err := yaml.Unmarshal(o.Body, &obj); err != nil {
+				return fmt.Errorf("cluster %q: release %q: %s: %w", r.Cluster, r.Release, o.ID(), err)
+			}
+			rr.Objects = append(rr.Objects, obj)
+		}
+		out = append(out, rr)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}

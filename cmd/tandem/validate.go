@@ -1,0 +1,62 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/spf13/cobra"
+
+	"github.com/tandem-gitops/tandem/reconciler"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+func newValidateCmd(g *globalFlags, s streams) *cobra.Command {
+	f := &sourceFlags{}
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Load, validate and render the whole manifest; print every problem",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			m, rev, err := f.load(ctx)
+			if err != nil {
+				return validationFailed(s, problemsOf(err))
+			}
+			results, err := reconciler.Render(ctx, m, render.New(renderOptions()), reconciler.Selection{})
+			if err != nil {
+				return validationFailed(s, flatten(err))
+			}
+			objects := 0
+			for _, r := range results {
+				objects += len(r.Objects)
+			}
+			fmt.Fprintf(s.Out, "ok: manifest %s: %d clusters, %d releases, %d renders, %d objects\n",
+				rev.short(), len(m.Clusters), len(m.Releases), len(results), objects)
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func validationFailed(s streams, problems []string) error {
+	for _, p := range problems {
+		fmt.Fprintln(s.Err, p)
+	}
+	return &exitError{code: exitFailure, err: fmt.Errorf("%d problem(s) found", len(problems))}
+}
+
+// flatten lists the independent errors inside a multierror (or lines of a joined error).
+func flatten(err error) []string {
+	var merr *multierror.Error
+	if errors.As(err, &merr) {
+		var out []string
+		for _, e := range merr.Errors {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return strings.Split(err.Error(), "\n")
+}

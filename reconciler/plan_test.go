@@ -1,0 +1,161 @@
+package reconciler
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+func desiredRel(name string, wave int, digest string, mod ...func(*manifest.Release)) Desired {
+	r := manifest.Release{Name: name, Namespace: "ns", Wave: wave}
+	for _, f := range mod {
+		f(&r)
+	}
+	return Desired{Spec: r, Result: &render.Result{Release: name, Namespace: "ns", Digest: digest}}
+}
+
+func owned(name string, rev int, status, digest string) Deployed {
+	return Deployed{Name: name, Namespace: "ns", Revision: rev, Status: status, Labels: map[string]string{LabelManagedBy: ManagedByValue, LabelDigest: digest}}
+}
+
+func TestPlan(t *testing.T) {
+	blue := manifest.Cluster{Name: "blue", Role: manifest.RoleActive}
+	adopt := func(r *manifest.Release) { r.Adopt = true }
+	tests := []struct {
+		name     string
+		desired  []Desired
+		deployed []Deployed
+		opts     PlanOptions
+		steps    []Step
+		prune    []Step
+		blocked  bool
+		changes  bool
+	}{
+		{
+			name:    "fresh cluster installs in wave order",
+			desired: []Desired{desiredRel("web", 1, "d1"), desiredRel("db", 0, "d2")},
+			steps: []Step{{Name: "db", Namespace: "ns", Action: ActionInstall, Reason: "not installed"},
+				{Name: "web", Namespace: "ns", Wave: 1, Action: ActionInstall, Reason: "not installed"}},
+			changes: true,
+		},
+		{
+			name:     "same digest is unchanged",
+			desired:  []Desired{desiredRel("web", 0, "d1")},
+			deployed: []Deployed{owned("web", 4, "deployed", "d1")},
+			steps:    []Step{{Name: "web", Namespace: "ns", Action: ActionUnchanged, FromRevision: 4}},
+		},
+		{
+			name:     "new digest upgrades",
+			desired:  []Desired{desiredRel("web", 0, "d2")},
+			deployed: []Deployed{owned("web", 4, "deployed", "d1")},
+			steps:    []Step{{Name: "web", Namespace: "ns", Action: ActionUpgrade, FromRevision: 4, Reason: "content changed"}},
+			changes:  true,
+		},
+		{
+			name:     "failed release is retried even with the same digest",
+			desired:  []Desired{desiredRel("web", 0, "d1")},
+			deployed: []Deployed{owned("web", 5, "failed", "d1")},
+			steps:    []Step{{Name: "web", Namespace: "ns", Action: ActionUpgrade, FromRevision: 5, Reason: "last attempt failed"}},
+			changes:  true,
+		},
+		{
+			name:     "stuck pending upgrade is recovered",
+			desired:  []Desired{desiredRel("web", 0, "d1")},
+			deployed: []Deployed{owned("web", 6, "pending-upgrade", "d1")},
+			steps: []Step{{Name: "web", Namespace: "ns", Action: ActionUpgrade, FromRevision: 6, Recover: "pending-upgrade",
+				Reason: "recovering a release stuck in pending-upgrade"}},
+			changes: true,
+		},
+		{
+			name:     "unowned release is an error without adopt",
+			desired:  []Desired{desiredRel("web", 0, "d1")},
+			deployed: []Deployed{{Name: "web", Namespace: "ns", Revision: 2, Status: "deployed"}},
+			steps: []Step{{Name: "web", Namespace: "ns", Action: ActionUpgrade, FromRevision: 2,
+				Error: "a Helm release ns/web exists that tandem does not manage; set adopt: true on the release to take it over"}},
+			changes: true,
+		},
+		{
+			name:     "unowned release is adopted with adopt",
+			desired:  []Desired{desiredRel("web", 0, "d1", adopt)},
+			deployed: []Deployed{{Name: "web", Namespace: "ns", Revision: 2, Status: "deployed"}},
+			steps:    []Step{{Name: "web", Namespace: "ns", Action: ActionUpgrade, FromRevision: 2, Adopt: true, Reason: "adopting an existing release"}},
+			changes:  true,
+		},
+		{
+			name:     "owned release no longer desired is pruned within the limit",
+			desired:  []Desired{desiredRel("a", 0, "d"), desiredRel("b", 0, "d"), desiredRel("c", 0, "d")},
+			deployed: []Deployed{owned("a", 1, "deployed", "d"), owned("b", 1, "deployed", "d"), owned("c", 1, "deployed", "d"), owned("gone", 3, "deployed", "x")},
+			opts:     DefaultPlanOptions(),
+			steps: []Step{{Name: "a", Namespace: "ns", Action: ActionUnchanged, FromRevision: 1}, {Name: "b", Namespace: "ns", Action: ActionUnchanged, FromRevision: 1},
+				{Name: "c", Namespace: "ns", Action: ActionUnchanged, FromRevision: 1}},
+			prune:   []Step{{Name: "gone", Namespace: "ns", Action: ActionPrune, FromRevision: 3, Reason: "no longer in the manifest for this cluster"}},
+			changes: true,
+		},
+		{
+			name:     "emptied manifest trips the prune guard",
+			deployed: []Deployed{owned("a", 1, "deployed", "d"), owned("b", 1, "deployed", "d")},
+			opts:     DefaultPlanOptions(),
+			prune: []Step{{Name: "a", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"},
+				{Name: "b", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"}},
+			blocked: true,
+		},
+		{
+			name:     "allow mass prune lifts the guard",
+			deployed: []Deployed{owned("a", 1, "deployed", "d")},
+			opts:     PlanOptions{MaxPrune: 0.25, AllowMassPrune: true},
+			prune:    []Step{{Name: "a", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"}},
+			changes:  true,
+		},
+		{
+			name:     "releases tandem does not own are never pruned",
+			deployed: []Deployed{{Name: "theirs", Namespace: "ns", Revision: 1, Status: "deployed"}},
+			opts:     DefaultPlanOptions(),
+		},
+		{
+			name:     "no prune in a run restricted to some releases",
+			desired:  []Desired{desiredRel("a", 0, "d")},
+			deployed: []Deployed{owned("a", 1, "deployed", "d"), owned("b", 1, "deployed", "d"), owned("c", 1, "deployed", "d"), owned("e", 1, "deployed", "d"), owned("f", 1, "deployed", "d")},
+			opts:     PlanOptions{MaxPrune: 1, NoPrune: true},
+			steps:    []Step{{Name: "a", Namespace: "ns", Action: ActionUnchanged, FromRevision: 1}},
+			prune: []Step{{Name: "b", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"},
+				{Name: "c", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"},
+				{Name: "e", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"},
+				{Name: "f", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"}},
+			blocked: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Plan(blue, tt.desired, tt.deployed, tt.opts)
+			opt := cmpopts.IgnoreUnexported(Step{})
+			if diff := cmp.Diff(tt.steps, p.Steps, opt, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("steps (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.prune, p.Prune, opt, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("prune (-want +got):\n%s", diff)
+			}
+			if got := p.PruneBlocked != ""; got != tt.blocked {
+				t.Errorf("prune blocked = %v (%q), want %v", got, p.PruneBlocked, tt.blocked)
+			}
+			if got := p.Changes(); got != tt.changes {
+				t.Errorf("Changes() = %v, want %v", got, tt.changes)
+			}
+		})
+	}
+}
+
+func TestMaxPrunes(t *testing.T) {
+	for _, tc := range []struct {
+		owned int
+		share float64
+		want  int
+	}{{4, 0.25, 1}, {3, 0.25, 0}, {5, 0.25, 1}, {8, 0.25, 2}, {2, 0.5, 1}, {10, 0, 0}, {4, 1, 4}} {
+		if got := maxPrunes(tc.owned, tc.share); got != tc.want {
+			t.Errorf("maxPrunes(%d, %v) = %d, want %d", tc.owned, tc.share, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,49 @@
+package reconciler
+
+import (
+	"context"
+
+	"github.com/tandem-gitops/tandem/clusters"
+	"github.com/tandem-gitops/tandem/manifest"
+)
+
+// Target is what the reconciler needs of one cluster. *clusters.Cluster
+// provides it through ClusterTarget; tests wrap it to inject faults.
+type Target interface {
+	Name() string
+	Requests() int64
+	ListReleases(ctx context.Context, labels map[string]string) ([]clusters.Release, error)
+	Install(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)
+	Upgrade(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)
+	Rollback(ctx context.Context, namespace, name string, toRevision int) (*clusters.Release, error)
+	Uninstall(ctx context.Context, namespace, name string) error
+	MarkFailed(ctx context.Context, namespace, name string, revision int, reason string) error
+	History(ctx context.Context, namespace, name string) ([]clusters.Release, error)
+	WaitHealthy(ctx context.Context, manifest string, opts clusters.WaitOptions) ([]clusters.ObjectStatus, error)
+	Lock(ctx context.Context, opts clusters.LockOptions) (Lease, error)
+	ReadState(ctx context.Context) (*clusters.State, error)
+	WriteState(ctx context.Context, s clusters.State) error
+}
+
+// Lease is a held per-cluster writer lock.
+type Lease interface {
+	Lost() <-chan struct{}
+	Unlock(ctx context.Context) error
+}
+
+// Connector opens a Target for a manifest cluster.
+type Connector func(ctx context.Context, c manifest.Cluster) (Target, error)
+
+// ClusterTarget adapts *clusters.Cluster to Target.
+type ClusterTarget struct{ *clusters.Cluster }
+
+var _ Target = ClusterTarget{}
+
+// Lock implements Target.
+func (t ClusterTarget) Lock(ctx context.Context, opts clusters.LockOptions) (Lease, error) {
+	l, err := t.Cluster.Lock(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
