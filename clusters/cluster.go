@@ -11,10 +11,12 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chartutil"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
@@ -70,6 +72,7 @@ type Cluster struct {
 	clientset kubernetes.Interface
 	dynamic   dynamic.Interface
 	metadata  metadata.Interface
+	scheme    *runtime.Scheme // built-in kinds, for strategic merge patches
 	discovery *discovery.DiscoveryClient // uncached, for the version check
 	getter    *restGetter
 	// factory is kubectl's factory shared by every Helm kube.Client: it
@@ -142,6 +145,10 @@ func newCluster(name string, config *rest.Config, raw clientcmd.ClientConfig, op
 		config.Wrap(opts.WrapTransport)
 	}
 	c.config = config
+	c.scheme = runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(c.scheme); err != nil {
+		return nil, fmt.Errorf("cluster %q: scheme: %w", name, err)
+	}
 
 	var err error
 	if c.clientset, err = kubernetes.NewForConfig(config); err != nil {

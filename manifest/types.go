@@ -60,6 +60,9 @@ type Manifest struct {
 
 	// Dir is the absolute path of the manifest repository's root (not part of the file).
 	Dir string `json:"-"`
+	// Options are the limits Load applied (not part of the file); ReadFile and CheckTree
+	// apply the same ones. Zero fields mean the defaults.
+	Options LoadOptions `json:"-"`
 }
 
 // Cluster is one Kubernetes cluster tandem keeps in step.

@@ -178,7 +178,7 @@ func (r *Renderer) render(ctx context.Context, req Request) (*Result, error) {
 		return nil, o.err
 	}
 
-	objs, err := parseObjects(o.manifest, req.Namespace)
+	objs, err := ParseObjects(o.manifest, req.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -239,17 +239,26 @@ func (r *Renderer) template(ctx context.Context, req Request, ch *chart.Chart, v
 	return rel.Manifest, hb.String(), nil
 }
 
-// clusterScoped lists the built-in kinds that have no namespace, so that a
-// rendered object without one is not wrongly put in the release namespace.
-var clusterScoped = map[string]bool{
-	"Namespace": true, "Node": true, "PersistentVolume": true, "ClusterRole": true, "ClusterRoleBinding": true,
-	"CustomResourceDefinition": true, "StorageClass": true, "PriorityClass": true, "IngressClass": true,
-	"ValidatingWebhookConfiguration": true, "MutatingWebhookConfiguration": true, "APIService": true,
-	"RuntimeClass": true, "CSIDriver": true, "ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true,
-	"GatewayClass": true, "ClusterIssuer": true,
+// ClusterScoped reports whether kind is one of the well-known kinds that have
+// no namespace, so that a rendered object without one is not wrongly put in
+// the release namespace.
+func ClusterScoped(kind string) bool {
+	switch kind {
+	case
+		"Namespace", "Node", "PersistentVolume", "ClusterRole", "ClusterRoleBinding",
+		"CustomResourceDefinition", "StorageClass", "PriorityClass", "IngressClass",
+		"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "APIService",
+		"RuntimeClass", "CSIDriver", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+		"GatewayClass", "ClusterIssuer":
+		return true
+	}
+	return false
 }
 
-func parseObjects(manifest, namespace string) ([]Object, error) {
+// ParseObjects splits a rendered manifest into objects, putting namespaced
+// objects without a namespace into the given one. Objects without apiVersion,
+// kind or metadata.name are errors naming their template.
+func ParseObjects(manifest, namespace string) ([]Object, error) {
 	docs, err := splitDocuments([]byte(manifest))
 	if err != nil {
 		return nil, err
@@ -284,7 +293,7 @@ func parseObjects(manifest, namespace string) ([]Object, error) {
 			continue
 		}
 		ns := m.Metadata.Namespace
-		if ns == "" && !clusterScoped[m.Kind] {
+		if ns == "" && !ClusterScoped(m.Kind) {
 			ns = namespace
 		}
 		objs = append(objs, Object{APIVersion: m.APIVersion, Kind: m.Kind, Namespace: ns, Name: m.Metadata.Name, Source: d.source, Body: d.body})

@@ -93,6 +93,7 @@ applies them to all clusters in parallel as real Helm releases.`,
 		newRenderCmd(g, s),
 		newReconcileCmd(g, s),
 		newStatusCmd(g, s),
+		newDiffCmd(g, s),
 	)
 	return root
 }

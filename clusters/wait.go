@@ -1,0 +1,342 @@
+package clusters
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// ObjectStatus is the health of one object, as kstatus computes it.
+type ObjectStatus struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	// Status is kstatus' verdict: Current, InProgress, Failed, Terminating,
+	// NotFound or Unknown.
+	Status string `json:"status"`
+	// Message says why, e.g. "Available: 0/3".
+	Message string `json:"message,omitempty"`
+}
+
+// String reads "Deployment shop/web: InProgress: Available: 0/3".
+func (s ObjectStatus) String() string {
+	out := objectName(s.Kind, s.Namespace, s.Name) + ": " + s.Status
+	if s.Message != "" {
+		out += ": " + s.Message
+	}
+	return out
+}
+
+// Current reports whether the object is ready (kstatus Current).
+func (s ObjectStatus) Current() bool { return s.Status == string(status.CurrentStatus) }
+
+// WaitOptions configures WaitHealthy.
+type WaitOptions struct {
+	// Namespace is given to namespaced objects the manifest leaves without
+	// one, as Helm does with the release namespace; "" means "default".
+	Namespace string
+	// Timeout bounds the wait; 0 leaves it to ctx.
+	Timeout time.Duration
+	// Interval is the time between polls; it is capped at 10 s so Progress
+	// can keep its promise.
+	Interval time.Duration
+	// Progress, when set, receives every object's status after a poll that
+	// changed something, and at least every 10 s while waiting.
+	Progress func([]ObjectStatus)
+}
+
+// DefaultWaitOptions polls every 2 s for up to 5 minutes.
+func DefaultWaitOptions() WaitOptions {
+	return WaitOptions{Timeout: 5 * time.Minute, Interval: 2 * time.Second}
+}
+
+const maxProgressGap = 10 * time.Second
+
+// HealthError is WaitHealthy's error when objects did not all become
+// Current: one failed (kstatus Failed), or the wait ended first.
+type HealthError struct {
+	Cluster string
+	// Objects are the objects that were not Current, in manifest order.
+	Objects []ObjectStatus
+	// Waited is how long WaitHealthy waited.
+	Waited time.Duration
+	// Err is the context's error when the wait timed out or was cancelled,
+	// nil when an object failed.
+	Err error
+}
+
+func (e *HealthError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster %q: ", e.Cluster)
+	if e.Err != nil {
+		fmt.Fprintf(&b, "not healthy after %s (%v): ", e.Waited.Round(time.Second), e.Err)
+	} else {
+		b.WriteString("object failed: ")
+	}
+	for i, s := range e.Objects {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(s.String())
+	}
+	return b.String()
+}
+
+func (e *HealthError) Unwrap() error { return e.Err }
+
+// WaitHealthy polls the objects of a release manifest (multi-document YAML,
+// as in Release.Manifest) until kstatus computes every one Current, and
+// returns their last statuses. It returns a *HealthError naming the objects
+// that are not ready, and why, as soon as one is Failed, or when the
+// timeout or ctx ends the wait. A Deployment scaled to zero is Current;
+// kinds without status (ConfigMap, Secret, ...) are Current once they exist.
+//
+// Each poll reads objects of one kind in one namespace with one List when
+// there are several of them and a GET otherwise; objects without status are
+// read as metadata only, and only until they are found.
+func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOptions) ([]ObjectStatus, error) {
+	parsed, err := parseManifest(manifest)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: wait: %w", c.name, err)
+	}
+	ns := opts.Namespace
+	if ns == "" {
+		ns = metav1.NamespaceDefault
+	}
+	objs, err := resolve(c.getter.mapper, parsed, ns)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: wait: %w", c.name, err)
+	}
+	if len(objs) == 0 {
+		return []ObjectStatus{}, nil
+	}
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	interval := opts.Interval
+	if interval <= 0 {
+		interval = DefaultWaitOptions().Interval
+	}
+	interval = min(interval, maxProgressGap)
+
+	start := time.Now()
+	p := newPoller(objs)
+	var reported []ObjectStatus
+	var reportedAt time.Time
+	for {
+		statuses, err := c.poll(ctx, p)
+		if err != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("cluster %q: wait: %w", c.name, err)
+		}
+		if err == nil {
+			if opts.Progress != nil && (!slices.Equal(statuses, reported) || time.Since(reportedAt) >= maxProgressGap) {
+				opts.Progress(slices.Clone(statuses))
+				reported, reportedAt = statuses, time.Now()
+			}
+			notReady, failed := notCurrent(statuses)
+			if len(notReady) == 0 {
+				return statuses, nil
+			}
+			if len(failed) > 0 {
+				return statuses, &HealthError{Cluster: c.name, Objects: failed, Waited: time.Since(start)}
+			}
+		}
+		timer := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			last := reported
+			if err == nil {
+				last = statuses
+			}
+			notReady, _ := notCurrent(last)
+			if last == nil {
+				notReady = p.unknown()
+			}
+			return last, &HealthError{Cluster: c.name, Objects: notReady, Waited: time.Since(start), Err: ctx.Err()}
+		case <-timer.C:
+		}
+	}
+}
+
+// notCurrent splits out the statuses that are not Current, and of those
+// the Failed ones.
+func notCurrent(statuses []ObjectStatus) (notReady, failed []ObjectStatus) {
+	for _, s := range statuses {
+		if s.Current() {
+			continue
+		}
+		notReady = append(notReady, s)
+		if s.Status == string(status.FailedStatus) {
+			failed = append(failed, s)
+		}
+	}
+	return notReady, failed
+}
+
+// statusless reports kinds that have no status to wait for: they are ready
+// once they exist, so they are read as metadata only.
+func statusless(gr schema.GroupResource) bool {
+	switch gr.Group {
+	case "":
+		switch gr.Resource {
+		case "configmaps", "secrets", "serviceaccounts", "limitranges":
+			return true
+		}
+	case "rbac.authorization.k8s.io":
+		return true // roles, rolebindings, clusterroles, clusterrolebindings
+	case "scheduling.k8s.io":
+		return gr.Resource == "priorityclasses"
+	case "storage.k8s.io":
+		return gr.Resource == "storageclasses"
+	case "admissionregistration.k8s.io":
+		return gr.Resource == "validatingwebhookconfigurations" || gr.Resource == "mutatingwebhookconfigurations"
+	}
+	return false
+}
+
+// poller holds what WaitHealthy knows between polls. It is used by one
+// goroutine.
+type poller struct {
+	objs    []object
+	groups  []pollGroup
+	settled []bool // statusless objects already found: not read again
+}
+
+// pollGroup is the objects of one resource in one namespace.
+type pollGroup struct {
+	gvr       schema.GroupVersionResource
+	namespace string
+	idx       []int // into poller.objs
+}
+
+func newPoller(objs []object) *poller {
+	p := &poller{objs: objs, settled: make([]bool, len(objs))}
+	at := map[[2]string]int{}
+	for i, o := range objs {
+		k := [2]string{o.gvr.String(), o.namespace}
+		g, ok := at[k]
+		if !ok {
+			g = len(p.groups)
+			at[k] = g
+			p.groups = append(p.groups, pollGroup{gvr: o.gvr, namespace: o.namespace})
+		}
+		p.groups[g].idx = append(p.groups[g].idx, i)
+	}
+	return p
+}
+
+// unknown is every object's status before anything was read.
+func (p *poller) unknown() []ObjectStatus {
+	out := make([]ObjectStatus, len(p.objs))
+	for i, o := range p.objs {
+		out[i] = ObjectStatus{Kind: o.kind(), Namespace: o.namespace, Name: o.name(), Status: string(status.UnknownStatus), Message: "not read yet"}
+	}
+	return out
+}
+
+// poll reads every unsettled object once and computes its status.
+func (c *Cluster) poll(ctx context.Context, p *poller) ([]ObjectStatus, error) {
+	out := make([]ObjectStatus, len(p.objs))
+	for _, g := range p.groups {
+		var pending []int
+		for _, i := range g.idx {
+			if p.settled[i] {
+				out[i] = objectStatusOf(p.objs[i], nil, true)
+				continue
+			}
+			pending = append(pending, i)
+		}
+		if len(pending) == 0 {
+			continue
+		}
+		meta := statusless(g.gvr.GroupResource())
+		live, err := c.read(ctx, g, pending, p.objs, meta)
+		if err != nil {
+			return nil, err
+		}
+		for _, i := range pending {
+			u, found := live[p.objs[i].name()]
+			out[i] = objectStatusOf(p.objs[i], u, found)
+			if meta && found {
+				p.settled[i] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// read fetches the named objects of one group: one List when there are
+// several, else a GET. With meta only metadata is fetched (and the returned
+// objects are nil; presence is what counts).
+func (c *Cluster) read(ctx context.Context, g pollGroup, idx []int, objs []object, meta bool) (map[string]*unstructured.Unstructured, error) {
+	found := map[string]*unstructured.Unstructured{}
+	if len(idx) > 1 {
+		if meta {
+			list, err := c.metadata.Resource(g.gvr).Namespace(g.namespace).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("list %s in %q: %w", g.gvr.Resource, g.namespace, err)
+			}
+			for _, item := range list.Items {
+				found[item.Name] = nil
+			}
+			return found, nil
+		}
+		list, err := c.dynamic.Resource(g.gvr).Namespace(g.namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list %s in %q: %w", g.gvr.Resource, g.namespace, err)
+		}
+		for i := range list.Items {
+			found[list.Items[i].GetName()] = &list.Items[i]
+		}
+		return found, nil
+	}
+	o := objs[idx[0]]
+	var err error
+	if meta {
+		_, err = c.metadata.Resource(g.gvr).Namespace(g.namespace).Get(ctx, o.name(), metav1.GetOptions{})
+		if err == nil {
+			found[o.name()] = nil
+		}
+	} else {
+		var u *unstructured.Unstructured
+		u, err = c.dynamic.Resource(g.gvr).Namespace(g.namespace).Get(ctx, o.name(), metav1.GetOptions{})
+		if err == nil {
+			found[o.name()] = u
+		}
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("%s: %w", o, err)
+	}
+	return found, nil
+}
+
+// objectStatusOf computes one object's status from what a poll read: u is
+// the live object, nil for statusless kinds (read as metadata) that exist.
+func objectStatusOf(o object, u *unstructured.Unstructured, found bool) ObjectStatus {
+	s := ObjectStatus{Kind: o.kind(), Namespace: o.namespace, Name: o.name()}
+	switch {
+	case !found:
+		s.Status, s.Message = string(status.NotFoundStatus), "not found"
+	case u == nil:
+		s.Status, s.Message = string(status.CurrentStatus), "exists"
+	default:
+		res, err := status.Compute(u)
+		if err != nil {
+			s.Status, s.Message = string(status.UnknownStatus), err.Error()
+			break
+		}
+		s.Status, s.Message = string(res.Status), res.Message
+	}
+	return s
+}

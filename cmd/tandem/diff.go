@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tandem-gitops/tandem/cmd/tandem/internal/diffview"
+	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/reconciler"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+type diffFlags struct {
+	source   sourceFlags
+	clusters []string
+	releases []string
+	against  string
+	exitCode bool
+	maxBytes int
+}
+
+func newDiffCmd(g *globalFlags, s streams) *cobra.Command {
+	f := &diffFlags{}
+	cmd := &cobra.Command{
+		Use:   "diff",
+		Short: "Show what tandem would change: in each cluster (live), or between two git revisions (--against)",
+		Long: `Without --against, diff compares what tandem would apply with what each cluster holds, using a
+server-side-apply dry run per object, so API defaults and fields other controllers own are not noise.
+It shows releases not installed or that would be pruned, chart and values changes, stuck releases,
+and per object the changed fields (someone edited production by hand).
+
+With --against REF, diff renders the manifest at REF and at the working tree (or --ref) for every
+cluster and compares them: what merging a pull request changes per cluster. It needs no cluster.
+
+Secret values are never shown: changed keys appear with a short hash of the old and new value.
+With --exit-code: exit 0 no differences, 2 differences, 1 error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch g.output {
+			case "", "text", "json", "markdown":
+			default:
+				return fmt.Errorf("unknown output format %q (want text, json or markdown)", g.output)
+			}
+			ctx := cmd.Context()
+			var rep *reconciler.DiffReport
+			var err error
+			if f.against != "" {
+				rep, err = f.diffAgainst(ctx)
+			} else {
+				rep, err = f.diffLive(ctx, g, s)
+			}
+			if err != nil {
+				return err
+			}
+			switch g.output {
+			case "json":
+				err = diffview.JSON(s.Out, rep)
+			case "markdown":
+				opts := diffview.DefaultMarkdownOptions()
+				if f.maxBytes > 0 {
+					opts.MaxBytes = f.maxBytes
+				}
+				_, err = io.WriteString(s.Out, diffview.Markdown(rep, opts))
+			default:
+				err = diffview.Text(s.Out, rep)
+			}
+			if err != nil {
+				return err
+			}
+			if failed := rep.Failed(); len(failed) > 0 {
+				return &exitError{code: exitFailure, err: fmt.Errorf("could not diff %d of %d clusters: %v", len(failed), len(rep.Clusters), failed)}
+			}
+			if f.exitCode && rep.HasDifferences() {
+				return &exitError{code: exitDiff}
+			}
+			return nil
+		},
+	}
+	f.source.register(cmd)
+	fl := cmd.Flags()
+	fl.StringSliceVar(&f.clusters, "cluster", nil, "only these clusters (repeatable)")
+	fl.StringSliceVar(&f.releases, "release", nil, "only these releases (repeatable)")
+	fl.StringVar(&f.against, "against", "", "compare with the manifest at this git revision (e.g. origin/main) instead of the clusters")
+	fl.BoolVar(&f.exitCode, "exit-code", false, "exit 2 when there are differences (0 none, 1 error)")
+	fl.IntVar(&f.maxBytes, "max-bytes", 0, "with -o markdown, keep the report under this many bytes (default 65000, under GitHub's comment limit)")
+	return cmd
+}
+
+func (f *diffFlags) selection() reconciler.Selection {
+	return reconciler.Selection{Clusters: f.clusters, Releases: f.releases}
+}
+
+func (f *diffFlags) diffLive(ctx context.Context, g *globalFlags, s streams) (*reconciler.DiffReport, error) {
+	m, rev, err := f.source.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	results, err := reconciler.Render(ctx, m, render.New(renderOptions()), f.selection())
+	if err != nil {
+		return nil, err
+	}
+	connect := connector(g, s, 50, 100)
+	differ := func(ctx context.Context, c manifest.Cluster) (reconciler.Differ, error) {
+		t, err := connect(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return t.(reconciler.ClusterTarget), nil
+	}
+	opts := reconciler.DefaultDiffOptions()
+	opts.Selection = f.selection()
+	return reconciler.DiffLive(ctx, m, results, differ, opts, rev.Commit), nil
+}
+
+// diffAgainst renders the manifest at f.against and at the current source and compares them.
+func (f *diffFlags) diffAgainst(ctx context.Context) (*reconciler.DiffReport, error) {
+	to, toRev, err := f.source.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var from *manifest.Manifest
+	var fromCommit string
+	if f.source.repo != "" {
+		old := f.source
+		old.ref = f.against
+		m, rev, err := old.load(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("manifest at %s: %w", f.against, err)
+		}
+		from, fromCommit = m, rev.Commit
+	} else {
+		tmp, err := os.MkdirTemp("", "tandem-against-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		dir := f.source.dir
+		if dir == "" {
+			dir = "."
+		}
+		dest := filepath.Join(tmp, "manifest")
+		fromCommit, err = manifest.ExportRevision(dir, f.against, dest, manifest.ExportOptions{})
+		if err != nil {
+			return nil, err
+		}
+		from, err = manifest.Load(dest, manifest.DefaultLoadOptions())
+		if err != nil {
+			return nil, fmt.Errorf("manifest at %s: %w", f.against, err)
+		}
+	}
+	r := render.New(renderOptions())
+	sel := f.selection()
+	fromResults, err := reconciler.Render(ctx, from, r, sel)
+	if err != nil {
+		return nil, fmt.Errorf("render the manifest at %s: %w", f.against, err)
+	}
+	toResults, err := reconciler.Render(ctx, to, r, sel)
+	if err != nil {
+		return nil, err
+	}
+	return reconciler.DiffAgainst(from, fromResults, to, toResults, fromCommit, toRev.Commit)
+}

@@ -1,0 +1,560 @@
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// helmReleaseName is Helm's own check (chartutil.ValidateReleaseName), without importing Helm.
+	helmReleaseName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	repoName        = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+)
+
+const (
+	dnsLabelMax       = 63
+	helmReleaseMax    = 53
+	dnsLabelRules     = "lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
+	releaseNameRules  = "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+	maxActiveWeight   = 255
+	minActiveWeight   = 1
+	defaultPrefixHelp = "e.g. " + DefaultAnnotationPrefix
+)
+
+func isDNSLabel(s string) bool { return len(s) <= dnsLabelMax && dnsLabel.MatchString(s) }
+
+// applyDefaults fills in what tandem.yaml left out. A weight written as 0 is left alone so
+// that validation can reject it rather than silently turning it into 100.
+func applyDefaults(m *Manifest, d *decoder) {
+	for i := range m.Clusters {
+		if m.Clusters[i].Context == "" {
+			m.Clusters[i].Context = m.Clusters[i].Name
+		}
+	}
+	if m.DNS.AnnotationPrefix == "" {
+		m.DNS.AnnotationPrefix = DefaultAnnotationPrefix
+	}
+	if _, set := d.lines["dns.activeWeight"]; !set && m.DNS.ActiveWeight == 0 {
+		m.DNS.ActiveWeight = DefaultActiveWeight
+	}
+	for i := range m.Releases {
+		r := &m.Releases[i]
+		if r.Standby == "" {
+			r.Standby = StandbyScaleToZero
+		}
+		if r.Rollout == "" {
+			r.Rollout = RolloutParallel
+		}
+		if r.OnFailure == "" {
+			r.OnFailure = OnFailureRollback
+		}
+		if r.Timeout == "" {
+			r.Timeout = DefaultTimeout
+		}
+	}
+}
+
+// validate records every problem of a decoded and defaulted manifest; it also writes local
+// charts in their canonical "./path" form.
+func validate(m *Manifest, d *decoder) {
+	v := validator{m: m, d: d, ix: newReleaseIndex(m.Releases), parsed: map[string]bool{}}
+	v.clusters()
+	v.dns()
+	v.repositories()
+	v.releases()
+	v.stages()
+	v.cycles()
+}
+
+type validator struct {
+	m        *Manifest
+	d        *decoder
+	ix       releaseIndex
+	clusterNames map[string]bool
+	repos    map[string]bool
+	// needs[i] holds the releases release i needs, by index, once resolved.
+	needs [][]int
+	// parsed holds the values files already parsed, so each file's problems show once.
+	parsed map[string]bool
+}
+
+func (v *validator) clusters() {
+	v.clusterNames = map[string]bool{}
+	if len(v.m.Clusters) == 0 {
+		v.d.addAt("clusters", "at least one cluster is required")
+		return
+	}
+	first := map[string]int{}
+	active, rolesValid := false, true
+	for i, c := range v.m.Clusters {
+		p := indexPath("clusters", i)
+		switch {
+		case c.Name == "":
+			v.d.addAt(p+".name", "must be set")
+		case !isDNSLabel(c.Name):
+			v.d.addAt(p+".name", "%q is not a DNS label (%s)", c.Name, dnsLabelRules)
+		}
+		if j, dup := first[c.Name]; dup && c.Name != "" {
+			v.d.addAt(p+".name", "duplicate cluster name %q (also clusters[%d])", c.Name, j)
+		} else {
+			first[c.Name] = i
+		}
+		v.clusterNames[c.Name] = true
+		switch c.Role {
+		case RoleActive:
+			active = true
+		case RoleStandby:
+		case "":
+			rolesValid = false
+			v.d.addAt(p+".role", "must be set: active or standby")
+		default:
+			rolesValid = false
+			v.d.addAt(p+".role", "unknown role %q: must be active or standby", c.Role)
+		}
+		seen := map[int]int{}
+		for j, ref := range c.Releases {
+			rp := indexPath(p+".releases", j)
+			k, err := v.ix.lookup(ref)
+			if err != nil {
+				v.d.addAt(rp, "%v", err)
+				continue
+			}
+			if prev, dup := seen[k]; dup {
+				v.d.addAt(rp, "release %q is listed twice (also releases[%d])", ref, prev)
+				continue
+			}
+			seen[k] = j
+		}
+	}
+	if !active && rolesValid {
+		v.d.addAt("clusters", "no cluster has role active: at least one is required (with every DNS weight zero, Route 53 would split traffic equally)")
+	}
+}
+
+func (v *validator) dns() {
+	_, set := v.d.lines["dns.activeWeight"]
+	if w := v.m.DNS.ActiveWeight; (set || w != 0) && (w < minActiveWeight || w > maxActiveWeight) {
+		v.d.addAt("dns.activeWeight", "must be within %d..%d, got %d", minActiveWeight, maxActiveWeight, w)
+	}
+	if p := v.m.DNS.AnnotationPrefix; !validAnnotationPrefix(p) {
+		v.d.addAt("dns.annotationPrefix", "%q must be a DNS subdomain followed by \"/\" (%s)", p, defaultPrefixHelp)
+	}
+}
+
+func validAnnotationPrefix(p string) bool {
+	host, ok := strings.CutSuffix(p, "/")
+	if !ok || host == "" || len(host) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(host, ".") {
+		if !isDNSLabel(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) repositories() {
+	v.repos = map[string]bool{}
+	first := map[string]int{}
+	for i, r := range v.m.Repositories {
+		p := indexPath("repositories", i)
+		switch {
+		case r.Name == "":
+			v.d.addAt(p+".name", "must be set")
+		case !repoName.MatchString(r.Name):
+			v.d.addAt(p+".name", "%q is not a valid repository name (letters, digits, '.', '_' and '-')", r.Name)
+		}
+		if j, dup := first[r.Name]; dup && r.Name != "" {
+			v.d.addAt(p+".name", "duplicate repository name %q (also repositories[%d])", r.Name, j)
+		} else {
+			first[r.Name] = i
+		}
+		v.repos[r.Name] = true
+		if r.URL == "" {
+			v.d.addAt(p+".url", "must be set")
+		} else if msg := checkRepoURL(r.URL, "https", "http", "oci"); msg != "" {
+			v.d.addAt(p+".url", "%s", msg)
+		}
+	}
+}
+
+// checkRepoURL returns what is wrong with a chart repository URL, or "". It never repeats the
+// URL, which might hold a password.
+func checkRepoURL(raw string, schemes ...string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "is not a valid URL"
+	}
+	if u.User != nil {
+		return "must not hold credentials: give them to Helm's registry or repository configuration instead"
+	}
+	ok := false
+	for _, s := range schemes {
+		ok = ok || u.Scheme == s
+	}
+	if !ok {
+		return fmt.Sprintf("scheme must be one of %s://, got %q", strings.Join(schemes, "://, "), u.Scheme)
+	}
+	if u.Host == "" {
+		return "has no host"
+	}
+	return ""
+}
+
+func (v *validator) releases() {
+	v.needs = make([][]int, len(v.m.Releases))
+	first := map[string]int{}
+	for i := range v.m.Releases {
+		r := &v.m.Releases[i]
+		p := indexPath("releases", i)
+		switch {
+		case r.Name == "":
+			v.d.addAt(p+".name", "must be set")
+		case len(r.Name) > helmReleaseMax:
+			v.d.addAt(p+".name", "%q is %d characters long; Helm allows at most %d", r.Name, len(r.Name), helmReleaseMax)
+		case !helmReleaseName.MatchString(r.Name):
+			v.d.addAt(p+".name", "%q is not a valid Helm release name (%s)", r.Name, releaseNameRules)
+		}
+		switch {
+		case r.Namespace == "":
+			v.d.addAt(p+".namespace", "must be set")
+		case !isDNSLabel(r.Namespace):
+			v.d.addAt(p+".namespace", "%q is not a DNS label (%s)", r.Namespace, dnsLabelRules)
+		}
+		if r.Name != "" && r.Namespace != "" {
+			if j, dup := first[r.Key()]; dup {
+				v.d.addAt(p+".name", "duplicate release %q (also releases[%d])", r.Key(), j)
+			} else {
+				first[r.Key()] = i
+			}
+		}
+		v.chart(p, r)
+		for j, f := range r.Values {
+			v.valuesFile(indexPath(p+".values", j), f)
+		}
+		for k := range r.Set {
+			if k == "" {
+				v.d.addAt(p+".set", "a key must not be empty")
+			}
+		}
+		for _, name := range sortedKeys(r.Clusters) {
+			cp := keyPath(p+".clusters", name)
+			if !v.clusterNames[name] {
+				v.d.addAt(cp, "unknown cluster %q", name)
+			}
+			o := r.Clusters[name]
+			for j, f := range o.Values {
+				v.valuesFile(indexPath(cp+".values", j), f)
+			}
+			for k := range o.Set {
+				if k == "" {
+					v.d.addAt(cp+".set", "a key must not be empty")
+				}
+			}
+		}
+		v.releaseNeeds(i, p)
+		v.enums(p, r)
+		for j, rule := range r.Ignore {
+			rp := indexPath(p+".ignore", j)
+			if len(rule.Paths) == 0 {
+				v.d.addAt(rp+".paths", "at least one path is required")
+			}
+			for k, ptr := range rule.Paths {
+				if msg := checkPointer(ptr); msg != "" {
+					v.d.addAt(indexPath(rp+".paths", k), "%q is not a JSON pointer: %s", ptr, msg)
+				}
+			}
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func (v *validator) enums(p string, r *Release) {
+	switch r.Standby {
+	case StandbyScaleToZero, StandbyKeep:
+	default:
+		v.d.addAt(p+".standby", "unknown standby mode %q: must be %s or %s", r.Standby, StandbyScaleToZero, StandbyKeep)
+	}
+	switch r.Rollout {
+	case RolloutParallel, RolloutStandbyFirst:
+	default:
+		v.d.addAt(p+".rollout", "unknown rollout %q: must be %s or %s", r.Rollout, RolloutParallel, RolloutStandbyFirst)
+	}
+	switch r.OnFailure {
+	case OnFailureRollback, OnFailureKeep:
+	default:
+		v.d.addAt(p+".onFailure", "unknown onFailure %q: must be %s or %s", r.OnFailure, OnFailureRollback, OnFailureKeep)
+	}
+	if t, err := time.ParseDuration(r.Timeout); err != nil {
+		v.d.addAt(p+".timeout", "%q is not a Go duration such as 90s or 5m", r.Timeout)
+	} else if t <= 0 {
+		v.d.addAt(p+".timeout", "must be positive, got %q", r.Timeout)
+	}
+}
+
+// checkPointer returns what is wrong with an RFC 6901 JSON pointer, or "".
+func checkPointer(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return `it must start with "/"`
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] == '~' && (i+1 == len(p) || (p[i+1] != '0' && p[i+1] != '1')) {
+			return `"~" must be followed by 0 (for "~") or 1 (for "/")`
+		}
+	}
+	return ""
+}
+
+func (v *validator) releaseNeeds(i int, p string) {
+	r := v.m.Releases[i]
+	seen := map[int]int{}
+	for j, ref := range r.Needs {
+		np := indexPath(p+".needs", j)
+		k, err := v.ix.lookup(ref)
+		switch {
+		case err != nil:
+			v.d.addAt(np, "%v", err)
+			continue
+		case k == i:
+			v.d.addAt(np, "a release cannot need itself")
+			continue
+		}
+		if prev, dup := seen[k]; dup {
+			v.d.addAt(np, "%q is listed twice (also needs[%d])", ref, prev)
+			continue
+		}
+		seen[k] = j
+		if w := v.m.Releases[k].Wave; w > r.Wave {
+			v.d.addAt(np, "needs %q, which is in a later wave (%d) than this release (%d)", ref, w, r.Wave)
+		}
+		v.needs[i] = append(v.needs[i], k)
+	}
+}
+
+// chart checks a release's chart and writes a local one in canonical form.
+func (v *validator) chart(p string, r *Release) {
+	cp := p + ".chart"
+	chart := r.Chart
+	switch {
+	case chart == "":
+		v.d.addAt(cp, "must be set: a directory in this repository (./charts/web), repository/chart, or oci://")
+		return
+	case strings.HasPrefix(chart, "oci://"):
+		if msg := checkRepoURL(chart, "oci"); msg != "" {
+			v.d.addAt(cp, "%s", msg)
+		}
+		v.needVersion(p, r)
+		return
+	case strings.Contains(chart, "://"):
+		v.d.addAt(cp, "unsupported chart reference: use a directory in this repository (./charts/web), repository/chart, or oci://")
+		return
+	}
+	if repo, name, ok := strings.Cut(chart, "/"); ok && !strings.HasPrefix(chart, "./") && v.repos[repo] {
+		if name == "" || strings.Contains(name, "/") {
+			v.d.addAt(cp, "%q must be repository/chart", chart)
+		}
+		v.needVersion(p, r)
+		return
+	}
+	c, err := cleanRel(chart)
+	if err != nil {
+		v.d.addAt(cp, "chart %q is %v", chart, err)
+		return
+	}
+	_, real, err := v.m.resolve(c)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		hint := ""
+		if repo, _, ok := strings.Cut(chart, "/"); ok && !strings.HasPrefix(chart, ".") {
+			hint = fmt.Sprintf(", and %q is not a declared repository", repo)
+		}
+		v.d.addAt(cp, "chart directory %q does not exist%s", chart, hint)
+		return
+	case err != nil:
+		v.d.addAt(cp, "chart %q is %v", chart, err)
+		return
+	}
+	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
+		v.d.addAt(cp, "chart %q is not a directory", chart)
+		return
+	}
+	if _, real, err := v.m.resolve(path.Join(c, "Chart.yaml")); err != nil {
+		v.d.addAt(cp, "chart directory %q has no Chart.yaml", chart)
+		return
+	} else if fi, err := os.Stat(real); err != nil || !fi.Mode().IsRegular() {
+		v.d.addAt(cp, "chart directory %q has no Chart.yaml", chart)
+		return
+	}
+	if err := v.m.CheckTree(c); err != nil {
+		v.d.addAt(cp, "chart %v", err)
+		return
+	}
+	if c == "." {
+		r.Chart = "."
+	} else {
+		r.Chart = "./" + c
+	}
+}
+
+func (v *validator) needVersion(p string, r *Release) {
+	if r.Version == "" {
+		v.d.addAt(p+".version", "must be set for the remote chart %q", r.Chart)
+	}
+}
+
+// valuesFile checks that a values file is a regular file inside the repository, within the
+// size limit, and parses as a YAML mapping.
+func (v *validator) valuesFile(field, rel string) {
+	if rel == "" {
+		v.d.addAt(field, "must not be empty")
+		return
+	}
+	_, real, err := v.m.resolve(rel)
+	if err != nil {
+		v.d.addAt(field, "values file %q %v", rel, errorPhrase(err))
+		return
+	}
+	data, err := readLimited(real, v.m.Options.withDefaults().MaxFileBytes)
+	if err != nil {
+		v.d.addAt(field, "values file %q: %v", rel, err)
+		return
+	}
+	c, _ := cleanRel(rel)
+	if v.parsed[c] {
+		return
+	}
+	v.parsed[c] = true
+	opts := v.m.Options.withDefaults()
+	vd := newDecoder(c, opts.MaxProblems)
+	root, ok := vd.parse(data)
+	if ok && vd.checkSize(root, opts.MaxYAMLNodes) && !isNull(root) && root.Kind != yaml.MappingNode {
+		vd.add("", root.Line, "a values file must hold a mapping, got %s", describe(root))
+	}
+	for _, p := range vd.problems {
+		if p.Message != msgEmpty { // Helm takes an empty values file as no values
+			v.d.addProblem(p)
+		}
+	}
+}
+
+// errorPhrase turns a resolve error into the end of a sentence about a file.
+func errorPhrase(err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return "does not exist"
+	}
+	return "is " + err.Error()
+}
+
+// stages checks staged enablement: a release enabled on a cluster needs its needs there too,
+// or it would wait for them forever.
+func (v *validator) stages() {
+	for i, c := range v.m.Clusters {
+		if c.Releases == nil {
+			continue
+		}
+		enabled := map[int]bool{}
+		for _, ref := range c.Releases {
+			if k, err := v.ix.lookup(ref); err == nil {
+				enabled[k] = true
+			}
+		}
+		for j, ref := range c.Releases {
+			k, err := v.ix.lookup(ref)
+			if err != nil {
+				continue
+			}
+			for _, n := range v.needs[k] {
+				if !enabled[n] {
+					v.d.addAt(indexPath(indexPath("clusters", i)+".releases", j),
+						"release %q needs %q, which is not enabled on cluster %q", ref, v.displayName(n), c.Name)
+				}
+			}
+		}
+	}
+}
+
+// displayName is a release's name, or namespace/name when the name alone is ambiguous.
+func (v *validator) displayName(i int) string {
+	r := v.m.Releases[i]
+	if len(v.ix.byName[r.Name]) > 1 {
+		return r.Key()
+	}
+	return r.Name
+}
+
+// cycles reports each dependency cycle among needs once, starting from its first release.
+func (v *validator) cycles() {
+	const (
+		unvisited = iota
+		onStack
+		done
+	)
+	state := make([]int, len(v.m.Releases))
+	var stack []int
+	reported := map[string]bool{}
+	var visit func(i int)
+	visit = func(i int) {
+		state[i] = onStack
+		stack = append(stack, i)
+		for _, k := range v.needs[i] {
+			switch state[k] {
+			case unvisited:
+				visit(k)
+			case onStack:
+				at := len(stack) - 1
+				for stack[at] != k {
+					at--
+				}
+				v.reportCycle(append([]int(nil), stack[at:]...), reported)
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[i] = done
+	}
+	for i := range v.m.Releases {
+		if state[i] == unvisited {
+			visit(i)
+		}
+	}
+}
+
+func (v *validator) reportCycle(cycle []int, reported map[string]bool) {
+	low := 0
+	for j, k := range cycle {
+		if k < cycle[low] {
+			low = j
+		}
+	}
+	cycle = append(cycle[low:], cycle[:low]...)
+	names := make([]string, 0, len(cycle)+1)
+	for _, k := range cycle {
+		names = append(names, v.displayName(k))
+	}
+	key := fmt.Sprint(cycle)
+	if reported[key] {
+		return
+	}
+	reported[key] = true
+	names = append(names, names[0])
+	v.d.addAt(indexPath("releases", cycle[0])+".needs", "dependency cycle: %s", strings.Join(names, " -> "))
+}

@@ -1,0 +1,321 @@
+package reconciler
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+
+	udiff "github.com/aymanbagabas/go-udiff"
+	"github.com/fluxcd/pkg/ssa/jsondiff"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+// DiffAgainst compares the desired state of two revisions of the manifest,
+// cluster by cluster: what merging a change will do to each cluster,
+// including overlay effects (a change that only touches Standby shows only
+// there). No cluster is contacted.
+func DiffAgainst(from *manifest.Manifest, fromResults []*render.Result, to *manifest.Manifest, toResults []*render.Result, fromRev, toRev string) (*DiffReport, error) {
+	rep := &DiffReport{Mode: DiffAgainst, From: fromRev, To: toRev}
+	old, cur := byClusterRelease(fromResults), byClusterRelease(toResults)
+	for _, c := range orderClusters(to, from) {
+		cd := ClusterDiff{Name: c.Name, Role: string(c.Role), Releases: []ReleaseDiff{}}
+		keys := unionKeys(old[c.Name], cur[c.Name])
+		for _, k := range keys {
+			rd, err := diffRelease(old[c.Name][k], cur[c.Name][k])
+			if err != nil {
+				return nil, fmt.Errorf("cluster %q: release %s: %w", c.Name, k, err)
+			}
+			cd.Releases = append(cd.Releases, rd)
+		}
+		rep.Clusters = append(rep.Clusters, cd)
+	}
+	return rep, nil
+}
+
+// orderClusters lists the clusters of the newer manifest, then any that only
+// the older one had, Active ones first.
+func orderClusters(newer, older *manifest.Manifest) []manifest.Cluster {
+	var out []manifest.Cluster
+	seen := map[string]bool{}
+	for _, m := range []*manifest.Manifest{newer, older} {
+		if m == nil {
+			continue
+		}
+		for _, c := range m.Clusters {
+			if !seen[c.Name] {
+				seen[c.Name] = true
+				out = append(out, c)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		return out[i].Role == manifest.RoleActive && out[j].Role != manifest.RoleActive
+	})
+	return out
+}
+
+func byClusterRelease(results []*render.Result) map[string]map[string]*render.Result {
+	out := map[string]map[string]*render.Result{}
+	for _, r := range results {
+		if r == nil {
+			continue
+		}
+		if out[r.Cluster] == nil {
+			out[r.Cluster] = map[string]*render.Result{}
+		}
+		out[r.Cluster][r.Namespace+"/"+r.Release] = r
+	}
+	return out
+}
+
+func unionKeys(a, b map[string]*render.Result) []string {
+	set := map[string]bool{}
+	for k := range a {
+		set[k] = true
+	}
+	for k := range b {
+		set[k] = true
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// diffRelease compares one release's two renders; either may be nil.
+func diffRelease(old, cur *render.Result) (ReleaseDiff, error) {
+	var rd ReleaseDiff
+	switch {
+	case old == nil:
+		rd = ReleaseDiff{Name: cur.Release, Namespace: cur.Namespace, Change: ChangeAdded, Notes: []string{"new release on this cluster"}}
+	case cur == nil:
+		rd = ReleaseDiff{Name: old.Release, Namespace: old.Namespace, Change: ChangeRemoved, Notes: []string{"release would be uninstalled (pruned) from this cluster"}}
+	default:
+		rd = ReleaseDiff{Name: cur.Release, Namespace: cur.Namespace, Change: ChangeUnchanged}
+		if old.ChartName != cur.ChartName || old.ChartVersion != cur.ChartVersion {
+			rd.Notes = append(rd.Notes, fmt.Sprintf("chart %s-%s → %s-%s", old.ChartName, old.ChartVersion, cur.ChartName, cur.ChartVersion))
+		}
+	}
+	oldObjs, err := objectsOf(old)
+	if err != nil {
+		return rd, err
+	}
+	curObjs, err := objectsOf(cur)
+	if err != nil {
+		return rd, err
+	}
+	for _, k := range sortedObjectKeys(oldObjs, curObjs) {
+		od, err := diffObject(oldObjs[k], curObjs[k], nil)
+		if err != nil {
+			return rd, err
+		}
+		if od.Change != ChangeUnchanged {
+			rd.Objects = append(rd.Objects, od)
+		}
+	}
+	if rd.Change == ChangeUnchanged && (len(rd.Objects) > 0 || len(rd.Notes) > 0 || old.Digest != cur.Digest) {
+		rd.Change = ChangeChanged
+		if len(rd.Objects) == 0 && len(rd.Notes) == 0 {
+			rd.Notes = append(rd.Notes, "values or hooks changed; the rendered objects are the same")
+		}
+	}
+	return rd, nil
+}
+
+// objectKey identifies an object across renders and clusters.
+type objectKey struct{ group, kind, namespace, name string }
+
+func objectsOf(r *render.Result) (map[objectKey]map[string]any, error) {
+	out := map[objectKey]map[string]any{}
+	if r == nil {
+		return out, nil
+	}
+	for _, o := range r.Objects {
+		obj := map[string]any{}
+		if err := yaml.Unmarshal(o.Body, &obj); err != nil {
+			return nil, fmt.Errorf("%s: %w", o.ID(), err)
+		}
+		out[objectKey{apiGroupOf(o.APIVersion), o.Kind, o.Namespace, o.Name}] = obj
+	}
+	return out, nil
+}
+
+func sortedObjectKeys(a, b map[objectKey]map[string]any) []objectKey {
+	set := map[objectKey]bool{}
+	for k := range a {
+		set[k] = true
+	}
+	for k := range b {
+		set[k] = true
+	}
+	keys := make([]objectKey, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		x, y := keys[i], keys[j]
+		if x.kind != y.kind {
+			return x.kind < y.kind
+		}
+		if x.namespace != y.namespace {
+			return x.namespace < y.namespace
+		}
+		if x.name != y.name {
+			return x.name < y.name
+		}
+		return x.group < y.group
+	})
+	return keys
+}
+
+// diffObject compares two versions of an object (either may be nil) after
+// cleaning server-populated fields, dropping ignored JSON pointers and masking
+// Secret values, and returns a unified diff of their YAML.
+func diffObject(old, cur map[string]any, ignore []string) (ObjectDiff, error) {
+	ref := cur
+	if ref == nil {
+		ref = old
+	}
+	od := ObjectDiff{APIVersion: str(ref, "apiVersion"), Kind: str(ref, "kind"), Name: str(meta(ref), "name"), Namespace: str(meta(ref), "namespace")}
+	oldY, err := cleanYAML(old, ignore)
+	if err != nil {
+		return od, err
+	}
+	curY, err := cleanYAML(cur, ignore)
+	if err != nil {
+		return od, err
+	}
+	switch {
+	case old == nil:
+		od.Change = ChangeAdded
+	case cur == nil:
+		od.Change = ChangeRemoved
+	case oldY == curY:
+		od.Change = ChangeUnchanged
+		return od, nil
+	default:
+		od.Change = ChangeChanged
+	}
+	od.Diff = unifiedDiff(oldY, curY)
+	return od, nil
+}
+
+// unifiedDiff is a unified diff without the file header lines.
+func unifiedDiff(old, cur string) string {
+	d := udiff.Unified("live", "desired", old, cur)
+	lines := strings.SplitAfter(d, "\n")
+	for len(lines) > 0 && (strings.HasPrefix(lines[0], "--- ") || strings.HasPrefix(lines[0], "+++ ")) {
+		lines = lines[1:]
+	}
+	return strings.Join(lines, "")
+}
+
+// Fields the API server owns; they never count as a difference.
+var serverMetadata = []string{"managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"}
+
+func cleanYAML(obj map[string]any, ignore []string) (string, error) {
+	if obj == nil {
+		return "", nil
+	}
+	c, ok := deepCopyJSON(obj).(map[string]any)
+	if !ok {
+		return "", fmt.Errorf("not an object")
+	}
+	delete(c, "status")
+	if md, ok := c["metadata"].(map[string]any); ok {
+		for _, f := range serverMetadata {
+			delete(md, f)
+		}
+		if ann, ok := md["annotations"].(map[string]any); ok {
+			delete(ann, "kubectl.kubernetes.io/last-applied-configuration")
+			delete(ann, "deployment.kubernetes.io/revision")
+			if len(ann) == 0 {
+				delete(md, "annotations")
+			}
+		}
+	}
+	if len(ignore) > 0 {
+		u := &unstructured.Unstructured{Object: c}
+		if err := jsondiff.ApplyPatchToUnstructured(u, jsondiff.GenerateRemovePatch(ignore...)); err != nil {
+			return "", fmt.Errorf("ignore rules: %w", err)
+		}
+		c = u.Object
+	}
+	MaskSecret(c)
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// MaskSecret replaces the values of a Secret's data and stringData with a
+// short hash of the decoded value, so a diff shows which keys changed but
+// never what they hold. Other objects are left alone.
+func MaskSecret(obj map[string]any) {
+	if str(obj, "kind") != "Secret" || str(obj, "apiVersion") != "v1" {
+		return
+	}
+	for _, field := range []string{"data", "stringData"} {
+		m, ok := obj[field].(map[string]any)
+		if !ok {
+			continue
+		}
+		for k, v := range m {
+			s, _ := v.(string)
+			raw := []byte(s)
+			if field == "data" {
+				if dec, err := base64.StdEncoding.DecodeString(s); err == nil {
+					raw = dec
+				}
+			}
+			sum := sha256.Sum256(raw)
+			m[k] = "(hidden, sha256 " + hex.EncodeToString(sum[:])[:10] + ")"
+		}
+	}
+}
+
+func deepCopyJSON(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[k] = deepCopyJSON(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(t))
+		for i, e := range t {
+			s[i] = deepCopyJSON(e)
+		}
+		return s
+	default:
+		return v
+	}
+}
+
+func meta(obj map[string]any) map[string]any {
+	m, _ := obj["metadata"].(map[string]any)
+	return m
+}
+
+func str(m map[string]any, key string) string {
+	s, _ := m[key].(string)
+	return s
+}
+
+func apiGroupOf(apiVersion string) string {
+	if i := strings.LastIndex(apiVersion, "/"); i >= 0 {
+		return apiVersion[:i]
+	}
+	return ""
+}

@@ -1,0 +1,254 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tandem-gitops/tandem/clusters"
+	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+// DiffOptions are the per-run settings of DiffLive.
+type DiffOptions struct {
+	Selection Selection
+	// FieldManager is the server-side apply field manager used for dry runs.
+	FieldManager string
+}
+
+// DefaultDiffOptions returns the CLI defaults.
+func DefaultDiffOptions() DiffOptions { return DiffOptions{FieldManager: "tandem"} }
+
+// Differ is what DiffLive needs of a cluster beyond Target.
+type Differ interface {
+	Target
+	// DryRun server-side-applies objects in dry-run mode and returns, per
+	// object in order, the live object (nil if missing) and the object as it
+	// would be after applying (nil if the dry run could not place it, e.g. its
+	// namespace does not exist yet).
+	DryRun(ctx context.Context, objs []*unstructured.Unstructured, fieldManager string) ([]clusters.DryRunResult, error)
+}
+
+// DiffLive compares, for every selected cluster in parallel, what tandem would
+// apply with what the cluster holds: release-level state (not installed,
+// would be pruned, chart or values changed, stuck) and object-level field
+// differences from a server-side-apply dry run, so that API defaulting and
+// fields other managers own are not noise.
+func DiffLive(ctx context.Context, m *manifest.Manifest, results []*render.Result, connect func(context.Context, manifest.Cluster) (Differ, error), opts DiffOptions, rev string) *DiffReport {
+	rep := &DiffReport{Mode: DiffLive, To: rev}
+	var selected []manifest.Cluster
+	for _, c := range orderClusters(m, nil) {
+		if opts.Selection.cluster(c.Name) {
+			selected = append(selected, c)
+		}
+	}
+	desired := desiredByCluster(m, results)
+	rep.Clusters = make([]ClusterDiff, len(selected))
+	var wg sync.WaitGroup
+	for i, c := range selected {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep.Clusters[i] = diffCluster(ctx, c, desired[c.Name], connect, opts)
+		}()
+	}
+	wg.Wait()
+	return rep
+}
+
+func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, connect func(context.Context, manifest.Cluster) (Differ, error), opts DiffOptions) ClusterDiff {
+	cd := ClusterDiff{Name: c.Name, Role: string(c.Role), Releases: []ReleaseDiff{}}
+	t, err := connect(ctx, c)
+	if err != nil {
+		cd.Error = err.Error()
+		return cd
+	}
+	live, err := t.ListReleases(ctx, nil)
+	if err != nil {
+		cd.Error = fmt.Sprintf("list releases: %v", err)
+		return cd
+	}
+	byKey := map[string]clusters.Release{}
+	var deployed []Deployed
+	for _, l := range live {
+		byKey[l.Namespace+"/"+l.Name] = l
+		deployed = append(deployed, Deployed{Name: l.Name, Namespace: l.Namespace, Revision: l.Revision, Status: l.Status, Labels: l.Labels})
+	}
+	plan := Plan(c, desired, deployed, PlanOptions{MaxPrune: 1})
+	for _, s := range plan.Steps {
+		rd, err := diffLiveRelease(ctx, t, c, *s.desired, s, byKey[s.desired.key()], opts)
+		if err != nil {
+			cd.Error = err.Error()
+			return cd
+		}
+		cd.Releases = append(cd.Releases, rd)
+	}
+	if len(opts.Selection.Releases) == 0 { // a run restricted to some releases says nothing of the others
+		for _, s := range plan.Prune {
+			rd := ReleaseDiff{Name: s.Name, Namespace: s.Namespace, Change: ChangeRemoved, Notes: []string{"would be uninstalled: no longer in the manifest for this cluster"}}
+			if l, ok := byKey[s.Namespace+"/"+s.Name]; ok {
+				objs, err := manifestObjects(l.Manifest)
+				if err == nil {
+					for _, o := range objs {
+						od, err := diffObject(o, nil, nil)
+						if err == nil {
+							rd.Objects = append(rd.Objects, od)
+						}
+					}
+				}
+			}
+			cd.Releases = append(cd.Releases, rd)
+		}
+	}
+	return cd
+}
+
+func diffLiveRelease(ctx context.Context, t Differ, c manifest.Cluster, d Desired, s Step, cur clusters.Release, opts DiffOptions) (ReleaseDiff, error) {
+	rd := ReleaseDiff{Name: s.Name, Namespace: s.Namespace, Change: ChangeUnchanged}
+	switch {
+	case s.Error != "":
+		rd.Notes = append(rd.Notes, s.Error)
+	case s.Action == ActionInstall:
+		rd.Change = ChangeAdded
+		rd.Notes = append(rd.Notes, "not installed")
+	case s.Recover != "":
+		rd.Notes = append(rd.Notes, "stuck in "+s.Recover+"; the next reconcile recovers it")
+	case s.Action == ActionUpgrade && cur.Status != "deployed":
+		rd.Notes = append(rd.Notes, "last attempt "+cur.Status)
+	}
+	if s.Action != ActionInstall {
+		if cur.Chart != d.Result.ChartName || cur.ChartVersion != d.Result.ChartVersion {
+			rd.Notes = append(rd.Notes, fmt.Sprintf("chart %s-%s → %s-%s", cur.Chart, cur.ChartVersion, d.Result.ChartName, d.Result.ChartVersion))
+		}
+		if s.Action == ActionUpgrade && cur.Labels[LabelDigest] != "" && cur.Labels[LabelDigest] != d.Result.Digest {
+			rd.Notes = append(rd.Notes, "values or templates differ from the deployed revision")
+		}
+	}
+
+	desiredObjs := make([]*unstructured.Unstructured, 0, len(d.Result.Objects))
+	for _, o := range d.Result.Objects {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(o.Body, &u.Object); err != nil {
+			return rd, fmt.Errorf("release %s: %s: %w", d.key(), o.ID(), err)
+		}
+		if u.GetNamespace() == "" && o.Namespace != "" {
+			u.SetNamespace(o.Namespace)
+		}
+		desiredObjs = append(desiredObjs, u)
+	}
+	states, err := t.DryRun(ctx, desiredObjs, opts.FieldManager)
+	if err != nil {
+		return rd, fmt.Errorf("release %s: dry run: %w", d.key(), err)
+	}
+	ignores := ignorePaths(c, d)
+	rendered := map[objectKey]bool{}
+	for i, u := range desiredObjs {
+		k := objectKey{apiGroupOf(u.GetAPIVersion()), u.GetKind(), u.GetNamespace(), u.GetName()}
+		rendered[k] = true
+		st := states[i]
+		var od ObjectDiff
+		switch {
+		case st.Live == nil:
+			od, err = diffObject(nil, u.Object, nil)
+		case st.Desired == nil:
+			od, err = diffObject(st.Live.Object, u.Object, ignores[k])
+		default:
+			od, err = diffObject(st.Live.Object, st.Desired.Object, ignores[k])
+		}
+		if err != nil {
+			return rd, fmt.Errorf("release %s: %s: %w", d.key(), k.kind+" "+k.name, err)
+		}
+		if od.Change != ChangeUnchanged {
+			rd.Objects = append(rd.Objects, od)
+		}
+	}
+	// Objects the deployed revision has that the manifest no longer renders:
+	// the next upgrade deletes them.
+	if cur.Manifest != "" {
+		old, err := manifestObjects(cur.Manifest)
+		if err == nil {
+			for _, o := range old {
+				u := unstructured.Unstructured{Object: o}
+				ns := u.GetNamespace()
+				if ns == "" && !isClusterScoped(u.GetKind()) {
+					ns = d.Spec.Namespace
+				}
+				k := objectKey{apiGroupOf(u.GetAPIVersion()), u.GetKind(), ns, u.GetName()}
+				if !rendered[k] {
+					od, err := diffObject(o, nil, nil)
+					if err == nil {
+						od.Namespace = ns
+						rd.Objects = append(rd.Objects, od)
+					}
+				}
+			}
+		}
+	}
+	if rd.Change == ChangeUnchanged && (len(rd.Objects) > 0 || len(rd.Notes) > 0) {
+		rd.Change = ChangeChanged
+	}
+	return rd, nil
+}
+
+// ignorePaths collects, per object, the JSON pointers a diff leaves out: the
+// release's ignore rules, and /spec/replicas of workloads an HPA or KEDA
+// ScaledObject scales on an Active cluster (on Standby, any replica count but
+// zero is drift worth seeing).
+func ignorePaths(c manifest.Cluster, d Desired) map[objectKey][]string {
+	out := map[objectKey][]string{}
+	for _, o := range d.Result.Objects {
+		k := objectKey{apiGroupOf(o.APIVersion), o.Kind, o.Namespace, o.Name}
+		for _, r := range d.Spec.Ignore {
+			if (r.Kind == "" || r.Kind == o.Kind) && (r.Name == "" || r.Name == o.Name) {
+				out[k] = append(out[k], r.Paths...)
+			}
+		}
+	}
+	if c.Role != manifest.RoleActive {
+		return out
+	}
+	for _, o := range d.Result.Objects {
+		if o.Kind != "HorizontalPodAutoscaler" && o.Kind != "ScaledObject" {
+			continue
+		}
+		obj := map[string]any{}
+		if yaml.Unmarshal(o.Body, &obj) != nil {
+			continue
+		}
+		spec, _ := obj["spec"].(map[string]any)
+		ref, _ := spec["scaleTargetRef"].(map[string]any)
+		kind, name := str(ref, "kind"), str(ref, "name")
+		if kind == "" {
+			kind = "Deployment" // KEDA's default target kind
+		}
+		group := "apps"
+		if av := str(ref, "apiVersion"); av != "" {
+			group = apiGroupOf(av)
+		}
+		k := objectKey{group, kind, o.Namespace, name}
+		out[k] = append(out[k], "/spec/replicas")
+	}
+	return out
+}
+
+func manifestObjects(manifest string) ([]map[string]any, error) {
+	objs, err := render.ParseObjects(manifest, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, 0, len(objs))
+	for _, o := range objs {
+		m := map[string]any{}
+		if err := yaml.Unmarshal(o.Body, &m); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func isClusterScoped(kind string) bool { return render.ClusterScoped(kind) }
