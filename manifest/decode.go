@@ -82,12 +82,19 @@ func (d *decoder) result() error {
 		return nil
 	}
 	ps := append([]Problem(nil), d.problems...)
+	// tandem.yaml first, then the values files it names; by line in each, unknown lines last.
 	sort.SliceStable(ps, func(i, j int) bool {
-		li, lj := ps[i].Line, ps[j].Line
-		if li == 0 || lj == 0 {
-			return li != 0 && lj == 0
+		a, b := ps[i], ps[j]
+		if (a.File == d.file) != (b.File == d.file) {
+			return a.File == d.file
 		}
-		return li < lj
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line == 0 || b.Line == 0 {
+			return a.Line != 0 && b.Line == 0
+		}
+		return a.Line < b.Line
 	})
 	if d.dropped > 0 {
 		ps = append(ps, Problem{File: d.file, Message: fmt.Sprintf("%d more problems not listed", d.dropped)})
@@ -301,7 +308,11 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 	case reflect.Map:
 		d.decodeMap(path, n, v)
 	case reflect.String:
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != tagStr {
+		if n.Kind != yaml.ScalarNode {
+			d.fail(path, n.Line, "must be a string, got %s", describe(n))
+			return
+		}
+		if n.ShortTag() != tagStr {
 			d.fail(path, n.Line, "must be a string, got %s (quote it if it is meant as a string)", describe(n))
 			return
 		}

@@ -131,7 +131,7 @@ func (v *validator) clusters() {
 				continue
 			}
 			if prev, dup := seen[k]; dup {
-				v.d.addAt(rp, "release %q is listed twice (also releases[%d])", ref, prev)
+				v.d.addAt(rp, "release %q is listed twice (also %s)", ref, indexPath(p+".releases", prev))
 				continue
 			}
 			seen[k] = j
@@ -340,7 +340,7 @@ func (v *validator) releaseNeeds(i int, p string) {
 			continue
 		}
 		if prev, dup := seen[k]; dup {
-			v.d.addAt(np, "%q is listed twice (also needs[%d])", ref, prev)
+			v.d.addAt(np, "%q is listed twice (also %s)", ref, indexPath(p+".needs", prev))
 			continue
 		}
 		seen[k] = j
@@ -434,9 +434,17 @@ func (v *validator) valuesFile(field, rel string) {
 		v.d.addAt(field, "values file %q %v", rel, errorPhrase(err))
 		return
 	}
-	data, err := readLimited(real, v.m.Options.withDefaults().MaxFileBytes)
-	if err != nil {
+	opts := v.m.Options.withDefaults()
+	fi, err := os.Stat(real)
+	switch {
+	case err != nil:
 		v.d.addAt(field, "values file %q: %v", rel, err)
+		return
+	case !fi.Mode().IsRegular():
+		v.d.addAt(field, "values file %q is not a regular file", rel)
+		return
+	case fi.Size() > opts.MaxFileBytes:
+		v.d.addAt(field, "values file %q is %d bytes, over the limit of %d", rel, fi.Size(), opts.MaxFileBytes)
 		return
 	}
 	c, _ := cleanRel(rel)
@@ -444,7 +452,11 @@ func (v *validator) valuesFile(field, rel string) {
 		return
 	}
 	v.parsed[c] = true
-	opts := v.m.Options.withDefaults()
+	data, err := readLimited(real, opts.MaxFileBytes)
+	if err != nil {
+		v.d.addAt(field, "values file %q: %v", rel, err)
+		return
+	}
 	vd := newDecoder(c, opts.MaxProblems)
 	root, ok := vd.parse(data)
 	if ok && vd.checkSize(root, opts.MaxYAMLNodes) && !isNull(root) && root.Kind != yaml.MappingNode {

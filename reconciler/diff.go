@@ -22,7 +22,7 @@ import (
 // including overlay effects (a change that only touches Standby shows only
 // there). No cluster is contacted.
 func DiffAgainst(from *manifest.Manifest, fromResults []*render.Result, to *manifest.Manifest, toResults []*render.Result, fromRev, toRev string) (*DiffReport, error) {
-	rep := &DiffReport{Mode: DiffAgainst, From: fromRev, To: toRev}
+	rep := &DiffReport{Mode: ModeAgainst, From: fromRev, To: toRev}
 	old, cur := byClusterRelease(fromResults), byClusterRelease(toResults)
 	for _, c := range orderClusters(to, from) {
 		cd := ClusterDiff{Name: c.Name, Role: string(c.Role), Releases: []ReleaseDiff{}}

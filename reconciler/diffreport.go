@@ -4,10 +4,10 @@ package reconciler
 type DiffMode string
 
 const (
-	// DiffLive compares what tandem would apply with what each cluster holds.
-	DiffLive DiffMode = "live"
-	// DiffAgainst compares the desired state at two git revisions; no cluster is contacted.
-	DiffAgainst DiffMode = "against"
+	// ModeLive compares what tandem would apply with what each cluster holds.
+	ModeLive DiffMode = "live"
+	// ModeAgainst compares the desired state at two git revisions; no cluster is contacted.
+	ModeAgainst DiffMode = "against"
 )
 
 // Change classifies a release or an object in a diff.

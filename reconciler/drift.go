@@ -39,7 +39,7 @@ type Differ interface {
 // differences from a server-side-apply dry run, so that API defaulting and
 // fields other managers own are not noise.
 func DiffLive(ctx context.Context, m *manifest.Manifest, results []*render.Result, connect func(context.Context, manifest.Cluster) (Differ, error), opts DiffOptions, rev string) *DiffReport {
-	rep := &DiffReport{Mode: DiffLive, To: rev}
+	rep := &DiffReport{Mode: ModeLive, To: rev}
 	var selected []manifest.Cluster
 	for _, c := range orderClusters(m, nil) {
 		if opts.Selection.cluster(c.Name) {
