@@ -72,7 +72,7 @@ type Cluster struct {
 	clientset kubernetes.Interface
 	dynamic   dynamic.Interface
 	metadata  metadata.Interface
-	scheme    *runtime.Scheme // built-in kinds, for strategic merge patches
+	scheme    *runtime.Scheme            // built-in kinds, for strategic merge patches
 	discovery *discovery.DiscoveryClient // uncached, for the version check
 	getter    *restGetter
 	// factory is kubectl's factory shared by every Helm kube.Client: it

@@ -217,9 +217,12 @@ func claim(l *coordinationv1.Lease, opts LockOptions, now time.Time) {
 	t := metav1.NewMicroTime(now)
 	secs := int32((opts.Duration + time.Second - 1) / time.Second)
 	if holderOf(l) != opts.Holder {
-		var n int32
-		if l.Spec.LeaseTransitions != nil {
+		var n int32 // a new Lease starts at 0
+		switch {
+		case l.Spec.LeaseTransitions != nil:
 			n = *l.Spec.LeaseTransitions + 1
+		case holderOf(l) != "":
+			n = 1
 		}
 		l.Spec.LeaseTransitions = &n
 		l.Spec.AcquireTime = &t

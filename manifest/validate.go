@@ -78,11 +78,11 @@ func validate(m *Manifest, d *decoder) {
 }
 
 type validator struct {
-	m        *Manifest
-	d        *decoder
-	ix       releaseIndex
+	m            *Manifest
+	d            *decoder
+	ix           releaseIndex
 	clusterNames map[string]bool
-	repos    map[string]bool
+	repos        map[string]bool
 	// needs[i] holds the releases release i needs, by index, once resolved.
 	needs [][]int
 	// parsed holds the values files already parsed, so each file's problems show once.

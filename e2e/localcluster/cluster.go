@@ -257,6 +257,9 @@ func (c *cluster) apiserverArgs() []string {
 		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", c.etcdPort),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
+		// The endpoint reconciler refuses a loopback address for the kubernetes
+		// Service, and nothing here runs in a pod that could use it.
+		"--endpoint-reconciler-type=none",
 		"--secure-port=" + strconv.Itoa(c.apiPort),
 		"--cert-dir=" + c.path("pki"),
 		"--tls-cert-file=" + c.path("pki", "apiserver.crt"),

@@ -1,0 +1,256 @@
+package clusters
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestRequestsCounted(t *testing.T) {
+	ctx, c, _ := connect(t)
+	if n := c.Requests(); n != 1 {
+		t.Errorf("Requests() after Connect = %d, want 1 (GET /version)", n)
+	}
+	before := c.Requests()
+	if _, err := c.History(ctx, "default", "no-such-release"); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Requests() - before; n != 1 {
+		t.Errorf("History() made %d requests, want 1", n)
+	}
+}
+
+// TestDiscoveryFetchedOncePerCluster installs several releases, some at
+// once, through one Cluster and checks that discovery and OpenAPI documents
+// are fetched once in all, not once per install.
+func TestDiscoveryFetchedOncePerCluster(t *testing.T) {
+	var paths pathCounter
+	ctx, c, _ := connect(t, func(o *Options) { o.WrapTransport = paths.wrap })
+	ns := testNamespace(t)
+	ch := loadChart(t, "web")
+
+	install := func(name string) error {
+		_, err := c.Install(ctx, ReleaseRequest{Name: name, Namespace: ns, Chart: ch, Values: map[string]any{"replicas": 0}})
+		return err
+	}
+	start := c.Requests()
+	if err := install("first"); err != nil {
+		t.Fatal(err)
+	}
+	firstCost := c.Requests() - start
+	start = c.Requests()
+	if err := install("second"); err != nil {
+		t.Fatal(err)
+	}
+	warmCost := c.Requests() - start
+	var g errgroup.Group
+	const concurrent = 4
+	for i := range concurrent {
+		g.Go(func() error { return install(fmt.Sprintf("web-%d", i)) })
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("requests: first install %d, warm install %d, total %d", firstCost, warmCost, c.Requests())
+
+	got := paths.snapshot()
+	t.Logf("requests by path: %v", got)
+	for path, n := range got {
+		discovery := path == "/api" || path == "/apis" || strings.HasPrefix(path, "/openapi/")
+		if discovery && n > 1 {
+			t.Errorf("%s fetched %d times across %d installs, want once", path, n, 2+concurrent)
+		}
+	}
+	if got["/api"] != 1 || got["/apis"] != 1 {
+		t.Errorf("discovery /api fetched %d, /apis %d times; want 1 each (is the test still observing discovery?)", got["/api"], got["/apis"])
+	}
+	if warmCost >= firstCost {
+		t.Errorf("warm install cost %d requests, first %d: caching saved nothing", warmCost, firstCost)
+	}
+}
+
+func TestConnectUnreachable(t *testing.T) {
+	ctx, c, e := connect(t)
+	if err := e.StopAPIServer(testCluster); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := e.StartAPIServer(rctx, testCluster); err != nil {
+			t.Errorf("restart apiserver: %v", err)
+		}
+	})
+	opts := DefaultOptions()
+	opts.Kubeconfig = e.Kubeconfig()
+	opts.Context = testCluster
+	_, err := Connect(ctx, testCluster, opts)
+	if err == nil || !strings.HasPrefix(err.Error(), `cluster "blue": unreachable`) {
+		t.Errorf("Connect(stopped apiserver) = %v, want an error starting with the cluster's name", err)
+	}
+	if _, err := c.ReadState(ctx); err == nil || !strings.Contains(err.Error(), `cluster "blue"`) {
+		t.Errorf("ReadState(stopped apiserver) = %v, want an error naming the cluster", err)
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	ctx, c, _ := connect(t)
+	got, err := c.ReadState(ctx)
+	if err != nil || got != nil {
+		t.Fatalf("ReadState() before any write = %+v, %v; want nil, nil", got, err)
+	}
+	states := []State{
+		{
+			Cluster: "blue", Role: "active", Commit: "c0ffee", Ref: "main",
+			AppliedAt: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC),
+			Releases: []ReleaseState{
+				{Name: "web", Namespace: "shop", Digest: "abc", Revision: 3, Outcome: "ok", Duration: 1200 * time.Millisecond},
+				{Name: "api", Namespace: "shop", Revision: 1, Outcome: "failed", Error: `release "shop/api": boom`},
+			},
+			LastError: "one release failed",
+		},
+		{Cluster: "blue", Role: "standby", Commit: "beef", AppliedAt: time.Date(2026, 11, 23, 13, 0, 0, 0, time.UTC), Releases: []ReleaseState{}},
+	}
+	for i, want := range states {
+		if err := c.WriteState(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.ReadState(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(&want, got); diff != "" {
+			t.Errorf("state %d round trip (-want +got):\n%s", i, diff)
+		}
+	}
+}
+
+func TestLock(t *testing.T) {
+	ctx, c, e := connect(t)
+	cs := adminClient(t, e)
+	leases := cs.CoordinationV1().Leases(SystemNamespace)
+	// Start from a released lease, whatever earlier runs left.
+	_ = leases.Delete(ctx, LeaseName, metav1.DeleteOptions{})
+
+	a, err := c.Lock(ctx, LockOptions{Holder: "a@test:1", Duration: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("second locker waits then fails naming the holder", func(t *testing.T) {
+		_, err := c.Lock(ctx, LockOptions{Holder: "b@test:2", Wait: 2 * time.Second, Duration: 3 * time.Second})
+		var held *LockHeldError
+		if !errors.As(err, &held) || held.Holder != "a@test:1" || held.Cluster != "blue" || held.Since.IsZero() {
+			t.Fatalf("Lock(held) = %v, want *LockHeldError naming a@test:1 on blue", err)
+		}
+		if !strings.Contains(err.Error(), `locked by "a@test:1"`) {
+			t.Errorf("error %q does not name the holder", err)
+		}
+	})
+
+	t.Run("unlock releases", func(t *testing.T) {
+		if err := a.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Unlock(ctx); err != nil {
+			t.Errorf("second Unlock() = %v, want nil", err)
+		}
+		b, err := c.Lock(ctx, LockOptions{Holder: "b@test:2", Duration: 3 * time.Second})
+		if err != nil {
+			t.Fatalf("Lock() after Unlock = %v", err)
+		}
+		if err := b.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("expired lease is taken over, by exactly one of two racers", func(t *testing.T) {
+		l, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := "dead@test:9"
+		stale := metav1.NewMicroTime(time.Now().Add(-time.Hour))
+		secs := int32(10)
+		l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime, l.Spec.LeaseDurationSeconds = &dead, &stale, &stale, &secs
+		if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		transitions := *l.Spec.LeaseTransitions
+
+		locks := make([]*Lock, 2)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				locks[i], errs[i] = c.Lock(ctx, LockOptions{Holder: fmt.Sprintf("racer@test:%d", i), Duration: 5 * time.Second})
+			})
+		}
+		wg.Wait()
+		var winners []*Lock
+		for i := range 2 {
+			var held *LockHeldError
+			switch {
+			case errs[i] == nil:
+				winners = append(winners, locks[i])
+			case errors.As(errs[i], &held) && strings.HasPrefix(held.Holder, "racer@test:"):
+			default:
+				t.Errorf("racer %d: %v", i, errs[i])
+			}
+		}
+		if len(winners) != 1 {
+			t.Fatalf("%d racers took the expired lease, want exactly 1", len(winners))
+		}
+		got, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if holderOf(got) != winners[0].holder || *got.Spec.LeaseTransitions != transitions+1 {
+			t.Errorf("lease holder %q transitions %d; want %q and %d", holderOf(got), *got.Spec.LeaseTransitions, winners[0].holder, transitions+1)
+		}
+		if err := winners[0].Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("lost fires when the lease is stolen", func(t *testing.T) {
+		l, err := c.Lock(ctx, LockOptions{Holder: "victim@test:3", Duration: 3 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-l.Lost():
+			t.Fatal("Lost() closed right after Lock")
+		default:
+		}
+		cur, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		thief := "thief@test:4"
+		cur.Spec.HolderIdentity = &thief
+		if _, err := leases.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-l.Lost():
+		case <-time.After(time.Minute): // a bound against hanging, not a timing assertion
+			t.Fatal("Lost() not closed after the lease was stolen")
+		}
+		if err := l.Unlock(ctx); !errors.Is(err, ErrLockLost) {
+			t.Errorf("Unlock() after theft = %v, want ErrLockLost", err)
+		}
+		got, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
+		if err != nil || holderOf(got) != thief {
+			t.Errorf("after Unlock the lease holder is %q (%v), want the thief's", holderOf(got), err)
+		}
+	})
+}

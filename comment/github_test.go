@@ -1,0 +1,377 @@
+package comment
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const marker = "<!-- tandem:report -->"
+
+// fakeGitHub implements the three issue-comment endpoints Upsert calls, with
+// in-memory comments, GitHub's auth headers and Link-header pagination.
+type fakeGitHub struct {
+	prefix string // "" for api.github.com, "/api/v3" for GitHub Enterprise Server
+	token  string
+	// echoAuth makes a 401 repeat the Authorization header, to prove the client redacts it.
+	echoAuth bool
+	// nextHost, when set, makes list pages link to another host.
+	nextHost string
+
+	mu       sync.Mutex
+	nextID   int64
+	comments map[string][]ghComment // by "owner/repo#n"
+	requests []string               // "METHOD path?query"
+}
+
+func newFakeGitHub(t *testing.T, prefix, token string) (*fakeGitHub, *httptest.Server) {
+	t.Helper()
+	f := &fakeGitHub{prefix: prefix, token: token, nextID: 1000, comments: map[string][]ghComment{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+prefix+"/repos/{owner}/{repo}/issues/{n}/comments", f.list)
+	mux.HandleFunc("POST "+prefix+"/repos/{owner}/{repo}/issues/{n}/comments", f.create)
+	mux.HandleFunc("PATCH "+prefix+"/repos/{owner}/{repo}/issues/comments/{id}", f.edit)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
+		f.mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer "+f.token {
+			msg := "Bad credentials"
+			if f.echoAuth {
+				msg += " (" + r.Header.Get("Authorization") + ")"
+			}
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"message": msg, "documentation_url": "https://docs.github.com/rest"})
+			return
+		}
+		if r.Header.Get("Accept") != "application/vnd.github+json" || r.Header.Get("X-GitHub-Api-Version") != "2022-11-28" {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"message": "missing Accept or X-GitHub-Api-Version"})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func (f *fakeGitHub) seed(key string, bodies ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range bodies {
+		f.nextID++
+		f.comments[key] = append(f.comments[key], ghComment{ID: f.nextID, Body: b, HTMLURL: fmt.Sprintf("https://github.com/%s#issuecomment-%d", key, f.nextID)})
+	}
+}
+
+func (f *fakeGitHub) list(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := r.PathValue("owner") + "/" + r.PathValue("repo") + "#" + r.PathValue("n")
+	perPage, page := 30, 1
+	if v, err := strconv.Atoi(r.URL.Query().Get("per_page")); err == nil && v > 0 {
+		perPage = min(v, 100)
+	}
+	if v, err := strconv.Atoi(r.URL.Query().Get("page")); err == nil && v > 0 {
+		page = v
+	}
+	all := f.comments[key]
+	last := max(1, (len(all)+perPage-1)/perPage)
+	from, to := min(len(all), (page-1)*perPage), min(len(all), page*perPage)
+	host := r.Host
+	if f.nextHost != "" {
+		host = f.nextHost
+	}
+	link := func(p int) string {
+		return fmt.Sprintf("<http://%s%s?per_page=%d&page=%d>", host, r.URL.Path, perPage, p)
+	}
+	var rels []string
+	if page < last {
+		rels = append(rels, link(page+1)+`; rel="next"`, link(last)+`; rel="last"`)
+	}
+	if page > 1 {
+		rels = append(rels, link(page-1)+`; rel="prev"`, link(1)+`; rel="first"`)
+	}
+	if len(rels) > 0 {
+		w.Header().Set("Link", strings.Join(rels, ", "))
+	}
+	writeJSON(w, http.StatusOK, all[from:to])
+}
+
+func (f *fakeGitHub) create(w http.ResponseWriter, r *http.Request) {
+	var in struct{ Body string }
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.Body == "" {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": "Validation Failed"})
+		return
+	}
+	key := r.PathValue("owner") + "/" + r.PathValue("repo") + "#" + r.PathValue("n")
+	f.seed(key, in.Body)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.comments[key]
+	writeJSON(w, http.StatusCreated, c[len(c)-1])
+}
+
+func (f *fakeGitHub) edit(w http.ResponseWriter, r *http.Request) {
+	var in struct{ Body string }
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.Body == "" {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": "Validation Failed"})
+		return
+	}
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	repo := r.PathValue("owner") + "/" + r.PathValue("repo") + "#"
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for key, cs := range f.comments {
+		if !strings.HasPrefix(key, repo) {
+			continue
+		}
+		for i := range cs {
+			if cs[i].ID == id {
+				cs[i].Body = in.Body
+				writeJSON(w, http.StatusOK, cs[i])
+				return
+			}
+		}
+	}
+	writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
+}
+
+// withMarkerBodies returns the bodies on one pull request that hold the marker.
+func (f *fakeGitHub) withMarkerBodies(key string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.comments[key] {
+		if strings.Contains(c.Body, marker) {
+			out = append(out, c.Body)
+		}
+	}
+	return out
+}
+
+func (f *fakeGitHub) takeRequests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.requests
+	f.requests = nil
+	return r
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func TestGitHubUpsertCreatesThenEdits(t *testing.T) {
+	for _, prefix := range []string{"", "/api/v3"} {
+		t.Run("prefix="+prefix, func(t *testing.T) {
+			f, srv := newFakeGitHub(t, prefix, "ghp_test")
+			f.seed("acme/shop#7", "LGTM", "please rebase")
+			g := GitHub{BaseURL: srv.URL + prefix + "/", Token: "ghp_test", Repo: "acme/shop", HTTPClient: srv.Client()}
+			ctx := context.Background()
+
+			first, err := g.Upsert(ctx, 7, marker+"\nplan one", marker)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first.Action != ActionCreated || first.ID == 0 || !strings.Contains(first.URL, "acme/shop") {
+				t.Errorf("first Upsert = %+v, want a created comment with id and URL", first)
+			}
+			wantReq := []string{
+				"GET " + prefix + "/repos/acme/shop/issues/7/comments?per_page=100",
+				"POST " + prefix + "/repos/acme/shop/issues/7/comments",
+			}
+			if diff := cmp.Diff(wantReq, f.takeRequests()); diff != "" {
+				t.Errorf("first run requests (-want +got):\n%s", diff)
+			}
+
+			second, err := g.Upsert(ctx, 7, marker+"\nplan two", marker)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(Result{Action: ActionUpdated, ID: first.ID, URL: first.URL}, second); diff != "" {
+				t.Errorf("second Upsert (-want +got):\n%s", diff)
+			}
+			wantReq = []string{
+				"GET " + prefix + "/repos/acme/shop/issues/7/comments?per_page=100",
+				fmt.Sprintf("PATCH %s/repos/acme/shop/issues/comments/%d", prefix, first.ID),
+			}
+			if diff := cmp.Diff(wantReq, f.takeRequests()); diff != "" {
+				t.Errorf("second run requests (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]string{marker + "\nplan two"}, f.withMarkerBodies("acme/shop#7")); diff != "" {
+				t.Errorf("comments holding the marker (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestGitHubUpsertPaginates(t *testing.T) {
+	others := make([]string, 150)
+	for i := range others {
+		others[i] = fmt.Sprintf("comment %d", i)
+	}
+	tests := []struct {
+		name       string
+		markerAt   int // index among 150 comments, -1 for none
+		wantAction string
+		wantReq    []string
+	}{
+		{
+			name: "marker on page 2", markerAt: 120, wantAction: ActionUpdated,
+			wantReq: []string{
+				"GET /repos/acme/shop/issues/9/comments?per_page=100",
+				"GET /repos/acme/shop/issues/9/comments?per_page=100&page=2",
+				"PATCH /repos/acme/shop/issues/comments/1121",
+			},
+		},
+		{
+			name: "no marker on any page", markerAt: -1, wantAction: ActionCreated,
+			wantReq: []string{
+				"GET /repos/acme/shop/issues/9/comments?per_page=100",
+				"GET /repos/acme/shop/issues/9/comments?per_page=100&page=2",
+				"POST /repos/acme/shop/issues/9/comments",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, srv := newFakeGitHub(t, "", "tok")
+			seed := append([]string(nil), others...)
+			if tt.markerAt >= 0 {
+				seed[tt.markerAt] = marker + "\nold plan"
+			}
+			f.seed("acme/shop#9", seed...)
+			got, err := GitHub{BaseURL: srv.URL, Token: "tok", Repo: "acme/shop", HTTPClient: srv.Client()}.Upsert(context.Background(), 9, marker+"\nnew plan", marker)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Action != tt.wantAction {
+				t.Errorf("Action = %q, want %q", got.Action, tt.wantAction)
+			}
+			if diff := cmp.Diff(tt.wantReq, f.takeRequests()); diff != "" {
+				t.Errorf("requests (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]string{marker + "\nnew plan"}, f.withMarkerBodies("acme/shop#9")); diff != "" {
+				t.Errorf("comments holding the marker (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestGitHubUpsertAddsMissingMarker(t *testing.T) {
+	f, srv := newFakeGitHub(t, "", "tok")
+	g := GitHub{BaseURL: srv.URL, Token: "tok", Repo: "acme/shop", HTTPClient: srv.Client()}
+	for range 2 {
+		if _, err := g.Upsert(context.Background(), 1, "plain text", marker); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff([]string{marker + "\nplain text"}, f.withMarkerBodies("acme/shop#1")); diff != "" {
+		t.Errorf("comments holding the marker (-want +got):\n%s", diff)
+	}
+}
+
+func TestGitHubErrorsNeverHoldTheToken(t *testing.T) {
+	const secret = "ghp_S3cr3tT0kenValue"
+	for _, echo := range []bool{false, true} {
+		t.Run(fmt.Sprintf("echo=%v", echo), func(t *testing.T) {
+			f, srv := newFakeGitHub(t, "", "another-token")
+			f.echoAuth = echo
+			_, err := GitHub{BaseURL: srv.URL, Token: secret, Repo: "acme/shop", HTTPClient: srv.Client()}.Upsert(context.Background(), 3, marker, marker)
+			if err == nil {
+				t.Fatal("Upsert with a wrong token succeeded")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, secret) {
+				t.Errorf("error holds the token: %s", msg)
+			}
+			for _, want := range []string{"github acme/shop#3", "list comments", "GET ", "401", "Bad credentials"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not say %q", msg, want)
+				}
+			}
+		})
+	}
+}
+
+func TestGitHubRefusesPaginationToAnotherHost(t *testing.T) {
+	var leaked bool
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { leaked = true }))
+	defer other.Close()
+	f, srv := newFakeGitHub(t, "", "tok")
+	f.nextHost = strings.TrimPrefix(other.URL, "http://")
+	seed := make([]string, 101)
+	for i := range seed {
+		seed[i] = "x"
+	}
+	f.seed("acme/shop#2", seed...)
+	_, err := GitHub{BaseURL: srv.URL, Token: "tok", Repo: "acme/shop", HTTPClient: srv.Client()}.Upsert(context.Background(), 2, marker, marker)
+	if err == nil || !strings.Contains(err.Error(), "refusing to follow pagination link") {
+		t.Errorf("Upsert error = %v, want a refusal to follow the link", err)
+	}
+	if leaked {
+		t.Error("the token was sent to another host")
+	}
+}
+
+func TestGitHubArguments(t *testing.T) {
+	tests := []struct {
+		name    string
+		g       GitHub
+		pr      int
+		body    string
+		marker  string
+		wantErr string
+	}{
+		{name: "repo without owner", g: GitHub{Repo: "shop", Token: "t"}, pr: 1, body: "b", marker: marker, wantErr: `github repository "shop": want OWNER/REPO`},
+		{name: "repo with extra path", g: GitHub{Repo: "a/b/c", Token: "t"}, pr: 1, body: "b", marker: marker, wantErr: `want OWNER/REPO`},
+		{name: "no pull request number", g: GitHub{Repo: "a/b", Token: "t"}, pr: 0, body: "b", marker: marker, wantErr: "github a/b#0: number 0: want a positive number"},
+		{name: "empty marker", g: GitHub{Repo: "a/b", Token: "t"}, pr: 1, body: "b", marker: " ", wantErr: "empty marker"},
+		{name: "empty body", g: GitHub{Repo: "a/b", Token: "t"}, pr: 1, body: "\n", marker: marker, wantErr: "empty body"},
+		{name: "no token", g: GitHub{Repo: "a/b"}, pr: 1, body: "b", marker: marker, wantErr: "github a/b#1: no token"},
+		{name: "token with newline", g: GitHub{Repo: "a/b", Token: "abc\n"}, pr: 1, body: "b", marker: marker, wantErr: "token contains spaces or control characters"},
+		{name: "bad base URL", g: GitHub{Repo: "a/b", Token: "t", BaseURL: "ftp://x"}, pr: 1, body: "b", marker: marker, wantErr: `base URL "ftp://x"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.g.Upsert(context.Background(), tt.pr, tt.body, tt.marker)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Upsert error = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestNextLink(t *testing.T) {
+	tests := []struct {
+		name string
+		link []string
+		want string
+	}{
+		{name: "none"},
+		{name: "github", link: []string{`<https://api.github.com/repositories/1/issues/7/comments?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/issues/7/comments?per_page=100&page=3>; rel="last"`}, want: "https://api.github.com/repositories/1/issues/7/comments?per_page=100&page=2"},
+		{name: "last page", link: []string{`<https://x/a?page=1>; rel="first", <https://x/a?page=2>; rel="prev"`}},
+		{name: "several rels, unquoted, odd spacing", link: []string{`<https://x/b?page=4> ;rel=last, <https://x/b?page=3>;  rel="prefetch next"`}, want: "https://x/b?page=3"},
+		{name: "second header", link: []string{`<https://x/a>; rel="prev"`, `<https://x/c>; rel="next"`}, want: "https://x/c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			for _, l := range tt.link {
+				h.Add("Link", l)
+			}
+			if got := nextLink(h); got != tt.want {
+				t.Errorf("nextLink = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
