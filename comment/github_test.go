@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -304,8 +305,8 @@ func TestGitHubErrorsNeverHoldTheToken(t *testing.T) {
 }
 
 func TestGitHubRefusesPaginationToAnotherHost(t *testing.T) {
-	var leaked bool
-	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { leaked = true }))
+	var leaked atomic.Bool
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { leaked.Store(true) }))
 	defer other.Close()
 	f, srv := newFakeGitHub(t, "", "tok")
 	f.nextHost = strings.TrimPrefix(other.URL, "http://")
@@ -318,7 +319,7 @@ func TestGitHubRefusesPaginationToAnotherHost(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "refusing to follow pagination link") {
 		t.Errorf("Upsert error = %v, want a refusal to follow the link", err)
 	}
-	if leaked {
+	if leaked.Load() {
 		t.Error("the token was sent to another host")
 	}
 }

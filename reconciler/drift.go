@@ -154,10 +154,10 @@ func diffLiveRelease(ctx context.Context, t Differ, c manifest.Cluster, d Desire
 		switch {
 		case st.Live == nil:
 			od, err = diffObject(nil, u.Object, nil)
-		case st.Desired == nil:
+		case st.Applied == nil:
 			od, err = diffObject(st.Live.Object, u.Object, ignores[k])
 		default:
-			od, err = diffObject(st.Live.Object, st.Desired.Object, ignores[k])
+			od, err = diffObject(st.Live.Object, st.Applied.Object, ignores[k])
 		}
 		if err != nil {
 			return rd, fmt.Errorf("release %s: %s: %w", d.key(), k.kind+" "+k.name, err)

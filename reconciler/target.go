@@ -37,7 +37,10 @@ type Connector func(ctx context.Context, c manifest.Cluster) (Target, error)
 // ClusterTarget adapts *clusters.Cluster to Target.
 type ClusterTarget struct{ *clusters.Cluster }
 
-var _ Target = ClusterTarget{}
+var (
+	_ Target = ClusterTarget{}
+	_ Differ = ClusterTarget{}
+)
 
 // Lock implements Target.
 func (t ClusterTarget) Lock(ctx context.Context, opts clusters.LockOptions) (Lease, error) {

@@ -147,6 +147,12 @@ func (f *forge) all(key string) map[int64]string {
 	return out
 }
 
+func (f *forge) requestLog() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.requests...)
+}
+
 func reply(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -213,7 +219,7 @@ func TestCommentGitLab(t *testing.T) {
 	if diff := cmp.Diff(map[int64]string{101: report + "1"}, f.all("42!3")); diff != "" {
 		t.Errorf("notes on the merge request (-want +got):\n%s", diff)
 	}
-	if got := f.requests[0]; got != "GET /api/v4/projects/platform%2Fshop/merge_requests/3/notes" {
+	if got := f.requestLog()[0]; got != "GET /api/v4/projects/platform%2Fshop/merge_requests/3/notes" {
 		t.Errorf("first request %q, want the project path escaped", got)
 	}
 }
@@ -243,8 +249,8 @@ func TestCommentMarker(t *testing.T) {
 	if _, err := runComment(t, "", "just some text\n", args...); err == nil || !strings.Contains(err.Error(), "has no "+diffview.Marker) {
 		t.Errorf("a body without the marker: error %v, want a refusal", err)
 	}
-	if len(f.requests) != 0 {
-		t.Errorf("a refused body still made requests: %q", f.requests)
+	if reqs := f.requestLog(); len(reqs) != 0 {
+		t.Errorf("a refused body still made requests: %q", reqs)
 	}
 	for range 2 {
 		if _, err := runComment(t, "", "production plan\n", append(args, "--marker", "tandem:production")...); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -56,6 +57,11 @@ func Start(t testing.TB, user, password string) *Server {
 			w.Header().Set("WWW-Authenticate", `Basic realm="gitserver"`)
 			http.Error(w, "authentication required", http.StatusUnauthorized)
 			return
+		}
+		if r.Method == "POST" && os.Getenv("GITSERVER_DEBUG") != "" {
+			body, _ := io.ReadAll(r.Body)
+			fmt.Fprintf(os.Stderr, "POST %s %q headers %v\n", r.URL.Path, body, r.Header)
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		backend.ServeHTTP(&countingWriter{ResponseWriter: w, n: &s.bytes}, r)
 	}))

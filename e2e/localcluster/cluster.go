@@ -159,7 +159,10 @@ func (c *cluster) writePKI() error {
 // components are the clients of the apiserver besides the admin, with the
 // identities the bootstrap RBAC policy expects. kwok plays every kubelet, so it
 // gets the admin's group rather than one node's narrow rights.
-var components = []struct{ name, user string; groups []string }{
+var components = []struct {
+	name, user string
+	groups     []string
+}{
 	{name: "kube-controller-manager", user: "system:kube-controller-manager"},
 	{name: "kube-scheduler", user: "system:kube-scheduler"},
 	{name: "kwok", user: "kwok", groups: []string{"system:masters"}},

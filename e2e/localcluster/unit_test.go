@@ -305,3 +305,43 @@ func waitGone(t *testing.T, pid int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestEnsureToolsCompletesADirectory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs hack/tools/build.sh")
+	}
+	src, err := EnsureTools(t.Context(), testLogWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A directory with every binary but without the kwok stages: build.sh must
+	// write the stages and build nothing.
+	dir := t.TempDir()
+	for _, name := range toolNames {
+		if err := os.Symlink(filepath.Join(src, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("TANDEM_TOOLS_DIR", dir)
+	got, err := EnsureTools(t.Context(), testLogWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != dir {
+		t.Errorf("EnsureTools() = %s, want %s", got, dir)
+	}
+	stages, err := os.ReadFile(filepath.Join(dir, kwokStages))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, line := range strings.Split(string(stages), "\n") {
+		if k, ok := strings.CutPrefix(line, "kind: "); ok {
+			kinds = append(kinds, k)
+		}
+	}
+	want := []string{"Stage", "Stage", "Stage", "Stage", "Stage"}
+	if diff := cmp.Diff(want, kinds); diff != "" {
+		t.Errorf("kinds in %s (-want +got):\n%s", kwokStages, diff)
+	}
+}
