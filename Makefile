@@ -40,10 +40,16 @@ test-short: ## Quick loop: unit tests only (-short skips the tiers that start pr
 tidy: ## go mod tidy
 	$(GO) mod tidy
 
+DEMO_KUBECONFIG := $(CURDIR)/.cache/clusters/kubeconfig
+
 .PHONY: demo
-demo: build ## Render the bundled example manifest for both clusters
+demo: build clusters-up ## Start local clusters blue and green, reconcile examples/manifest into both, print status
 	$(BIN) validate --manifest-dir examples/manifest
-	$(BIN) render --manifest-dir examples/manifest --cluster green
+	KUBECONFIG=$(DEMO_KUBECONFIG) $(BIN) reconcile --manifest-dir examples/manifest
+	KUBECONFIG=$(DEMO_KUBECONFIG) $(BIN) status --manifest-dir examples/manifest
+	@echo
+	@echo "The clusters keep running. Look around with:  export KUBECONFIG=$(DEMO_KUBECONFIG); kubectl --context green get deploy -A"
+	@echo "Stop them with:  make clusters-down"
 
 .PHONY: bench
 bench: deps tools ## Benchmarks, tandem side by side with its baselines (see README, Performance)

@@ -68,16 +68,15 @@ type Cluster struct {
 	log        *slog.Logger
 	maxHistory int
 
-	config    *rest.Config
 	clientset kubernetes.Interface
 	dynamic   dynamic.Interface
 	metadata  metadata.Interface
 	scheme    *runtime.Scheme            // built-in kinds, for strategic merge patches
 	discovery *discovery.DiscoveryClient // uncached, for the version check
 	getter    *restGetter
-	// factory is kubectl's factory shared by every Helm kube.Client: it
-	// memoizes the parsed OpenAPI schema that Helm's manifest validation
-	// would otherwise fetch on every install and upgrade.
+	// factory is kubectl's factory, shared by every Helm kube.Client so
+	// that the OpenAPI documents Helm's manifest validation reads are
+	// fetched once per Cluster, not once per action.
 	factory cmdutil.Factory
 
 	requests atomic.Int64
@@ -144,7 +143,6 @@ func newCluster(name string, config *rest.Config, raw clientcmd.ClientConfig, op
 	if opts.WrapTransport != nil {
 		config.Wrap(opts.WrapTransport)
 	}
-	c.config = config
 	c.scheme = runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(c.scheme); err != nil {
 		return nil, fmt.Errorf("cluster %q: scheme: %w", name, err)

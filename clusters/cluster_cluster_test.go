@@ -79,6 +79,10 @@ func TestDiscoveryFetchedOncePerCluster(t *testing.T) {
 
 func TestConnectUnreachable(t *testing.T) {
 	ctx, c, e := connect(t)
+	nsManifest := "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n"
+	if _, err := c.WaitHealthy(ctx, nsManifest, WaitOptions{Timeout: time.Minute}); err != nil {
+		t.Fatal(err) // also fills the discovery cache, so the wait below gets as far as reading
+	}
 	if err := e.StopAPIServer(testCluster); err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +102,11 @@ func TestConnectUnreachable(t *testing.T) {
 	}
 	if _, err := c.ReadState(ctx); err == nil || !strings.Contains(err.Error(), `cluster "blue"`) {
 		t.Errorf("ReadState(stopped apiserver) = %v, want an error naming the cluster", err)
+	}
+	_, err = c.WaitHealthy(ctx, nsManifest, WaitOptions{Timeout: 3 * time.Second, Interval: time.Second})
+	var he *HealthError
+	if !errors.As(err, &he) || he.ReadErr == nil || len(he.Objects) != 1 || he.Objects[0].Status != "Unknown" {
+		t.Errorf("WaitHealthy(stopped apiserver) = %v, want a *HealthError with the read error and the object Unknown", err)
 	}
 }
 

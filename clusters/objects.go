@@ -15,9 +15,10 @@ import (
 
 // object is one manifest object resolved against a cluster's API.
 type object struct {
-	u         *unstructured.Unstructured
-	gvr       schema.GroupVersionResource
-	namespace string // "" for cluster-scoped objects
+	u          *unstructured.Unstructured
+	gvr        schema.GroupVersionResource
+	namespace  string // "" for cluster-scoped objects
+	namespaced bool
 }
 
 func (o object) kind() string { return o.u.GetKind() }
@@ -99,6 +100,7 @@ func resolve(mapper meta.RESTMapper, objs []*unstructured.Unstructured, defaultN
 		}
 		o := object{u: u, gvr: m.Resource}
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			o.namespaced = true
 			o.namespace = u.GetNamespace()
 			if o.namespace == "" {
 				o.namespace = defaultNamespace

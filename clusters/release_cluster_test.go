@@ -59,6 +59,7 @@ func TestReleaseLifecycle(t *testing.T) {
 	owned := map[string]string{"tandem.io/managed": "true"}
 
 	// Install: the namespace does not exist yet.
+	cost := c.Requests()
 	rel, err := c.Install(ctx, ReleaseRequest{
 		Name: "web", Namespace: ns, Chart: ch,
 		Values:      map[string]any{"message": "one"},
@@ -68,6 +69,7 @@ func TestReleaseLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("first install (cold caches): %d requests", c.Requests()-cost)
 	if rel.Revision != 1 || rel.Status != StatusDeployed || rel.Chart != "web" || rel.ChartVersion != "0.1.0" || rel.Description != "tandem install" {
 		t.Errorf("Install() = %+v", *rel)
 	}
@@ -130,6 +132,7 @@ func TestReleaseLifecycle(t *testing.T) {
 	}
 
 	// Upgrade: revision 2 with new values (not merged with the old ones) and labels.
+	cost = c.Requests()
 	rel, err = c.Upgrade(ctx, ReleaseRequest{
 		Name: "web", Namespace: ns, Chart: ch,
 		Values: map[string]any{"message": "two"},
@@ -138,6 +141,7 @@ func TestReleaseLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("upgrade of 3 objects: %d requests", c.Requests()-cost)
 	if rel.Revision != 2 || rel.Status != StatusDeployed || rel.Labels["tandem.io/digest"] != "d2" {
 		t.Errorf("Upgrade() = revision %d %s labels %v; want 2 deployed digest d2", rel.Revision, rel.Status, rel.Labels)
 	}
@@ -153,10 +157,12 @@ func TestReleaseLifecycle(t *testing.T) {
 	}
 
 	// Rollback to 1 writes revision 3.
+	cost = c.Requests()
 	rel, err = c.Rollback(ctx, ns, "web", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("rollback: %d requests", c.Requests()-cost)
 	if rel.Revision != 3 || rel.Status != StatusDeployed {
 		t.Errorf("Rollback() = revision %d %s; want 3 deployed", rel.Revision, rel.Status)
 	}
@@ -183,9 +189,11 @@ func TestReleaseLifecycle(t *testing.T) {
 	}
 
 	// Uninstall removes the objects and the history; twice is fine.
+	cost = c.Requests()
 	if err := c.Uninstall(ctx, ns, "web"); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("uninstall: %d requests", c.Requests()-cost)
 	if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("configmap after uninstall: err = %v, want not found", err)
 	}
@@ -316,10 +324,12 @@ func TestImmutableFieldChange(t *testing.T) {
 	}
 
 	// With Force the deployment is recreated with the new selector.
+	cost := c.Requests()
 	rel, err := c.Upgrade(ctx, req("two", true, false))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("forced upgrade recreating 1 of 2 objects: %d requests", c.Requests()-cost)
 	if rel.Status != StatusDeployed || rel.Revision != 3 {
 		t.Errorf("Upgrade(force) = revision %d %s, want 3 deployed (2 is the failed one)", rel.Revision, rel.Status)
 	}

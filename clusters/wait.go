@@ -2,6 +2,7 @@ package clusters
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,7 +42,9 @@ func (s ObjectStatus) Current() bool { return s.Status == string(status.CurrentS
 // WaitOptions configures WaitHealthy.
 type WaitOptions struct {
 	// Namespace is given to namespaced objects the manifest leaves without
-	// one, as Helm does with the release namespace; "" means "default".
+	// one, as Helm does: set it to the release namespace. Helm's stored
+	// manifests usually leave it out, so it is an error for it to be empty
+	// when needed (guessing "default" would only time out).
 	Namespace string
 	// Timeout bounds the wait; 0 leaves it to ctx.
 	Timeout time.Duration
@@ -49,7 +52,8 @@ type WaitOptions struct {
 	// can keep its promise.
 	Interval time.Duration
 	// Progress, when set, receives every object's status after a poll that
-	// changed something, and at least every 10 s while waiting.
+	// changed something, and at least every 10 s while waiting (polls that
+	// fail to read the objects report nothing).
 	Progress func([]ObjectStatus)
 }
 
@@ -64,13 +68,18 @@ const maxProgressGap = 10 * time.Second
 // Current: one failed (kstatus Failed), or the wait ended first.
 type HealthError struct {
 	Cluster string
-	// Objects are the objects that were not Current, in manifest order.
+	// Objects are, in manifest order, the Failed objects when one failed,
+	// else every object that was not Current when the wait ended.
 	Objects []ObjectStatus
 	// Waited is how long WaitHealthy waited.
 	Waited time.Duration
 	// Err is the context's error when the wait timed out or was cancelled,
 	// nil when an object failed.
 	Err error
+	// ReadErr is the last poll's error when reading the objects failed (the
+	// API server was unreachable, say): Objects then hold what was read
+	// before, or Unknown.
+	ReadErr error
 }
 
 func (e *HealthError) Error() string {
@@ -86,6 +95,9 @@ func (e *HealthError) Error() string {
 			b.WriteString("; ")
 		}
 		b.WriteString(s.String())
+	}
+	if e.ReadErr != nil {
+		fmt.Fprintf(&b, "; last read failed: %v", e.ReadErr)
 	}
 	return b.String()
 }
@@ -107,13 +119,14 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: wait: %w", c.name, err)
 	}
-	ns := opts.Namespace
-	if ns == "" {
-		ns = metav1.NamespaceDefault
-	}
-	objs, err := resolve(c.getter.mapper, parsed, ns)
+	objs, err := resolve(c.getter.mapper, parsed, opts.Namespace)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: wait: %w", c.name, err)
+	}
+	for _, o := range objs {
+		if o.namespaced && o.namespace == "" {
+			return nil, fmt.Errorf("cluster %q: wait: %s %s has no namespace and WaitOptions.Namespace is empty (set it to the release namespace)", c.name, o.kind(), o.name())
+		}
 	}
 	if len(objs) == 0 {
 		return []ObjectStatus{}, nil
@@ -131,18 +144,22 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 
 	start := time.Now()
 	p := newPoller(objs)
-	var reported []ObjectStatus
-	var reportedAt time.Time
+	var reported []ObjectStatus // the last poll that read everything
+	var reportedAt time.Time    // when Progress was last called
 	for {
 		statuses, err := c.poll(ctx, p)
-		if err != nil && ctx.Err() == nil {
-			return nil, fmt.Errorf("cluster %q: wait: %w", c.name, err)
-		}
-		if err == nil {
+		if err != nil {
+			// Keep polling through read errors (an apiserver restarting)
+			// until the deadline, which reports the last one.
+			if ctx.Err() == nil {
+				c.log.Warn("wait: read failed; retrying", "error", err)
+			}
+		} else {
 			if opts.Progress != nil && (!slices.Equal(statuses, reported) || time.Since(reportedAt) >= maxProgressGap) {
 				opts.Progress(slices.Clone(statuses))
-				reported, reportedAt = statuses, time.Now()
+				reportedAt = time.Now()
 			}
+			reported = statuses
 			notReady, failed := notCurrent(statuses)
 			if len(notReady) == 0 {
 				return statuses, nil
@@ -155,15 +172,16 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 		select {
 		case <-ctx.Done():
 			timer.Stop()
+			he := &HealthError{Cluster: c.name, Waited: time.Since(start), Err: ctx.Err()}
+			if err != nil && !errors.Is(err, ctx.Err()) {
+				he.ReadErr = err
+			}
 			last := reported
-			if err == nil {
-				last = statuses
-			}
-			notReady, _ := notCurrent(last)
 			if last == nil {
-				notReady = p.unknown()
+				last = p.unknown()
 			}
-			return last, &HealthError{Cluster: c.name, Objects: notReady, Waited: time.Since(start), Err: ctx.Err()}
+			he.Objects, _ = notCurrent(last)
+			return last, he
 		case <-timer.C:
 		}
 	}

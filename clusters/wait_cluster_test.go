@@ -72,6 +72,14 @@ func TestWaitHealthy(t *testing.T) {
 		}
 	})
 
+	t.Run("unnamespaced object without a namespace option is an error", func(t *testing.T) {
+		manifest := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n"
+		_, err := c.WaitHealthy(ctx, manifest, WaitOptions{Timeout: time.Minute})
+		if err == nil || !strings.Contains(err.Error(), "ConfigMap web has no namespace") {
+			t.Errorf("WaitHealthy(no namespace) = %v, want an error naming the object", err)
+		}
+	})
+
 	t.Run("missing object is not found", func(t *testing.T) {
 		manifest := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: never-created\n"
 		_, err := c.WaitHealthy(ctx, manifest, WaitOptions{Namespace: ns, Timeout: 3 * time.Second, Interval: time.Second})

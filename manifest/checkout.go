@@ -16,15 +16,20 @@ import (
 // maxSymlinkTarget bounds a symlink blob; real targets are short paths.
 const maxSymlinkTarget = 4096
 
-// writeCommit writes a commit's files into the empty directory dst: regular and executable
-// files read-only, symlinks as symlinks, submodules left out. A path with "..", ".git" or an
-// empty part is refused, and nothing is ever written through a symlink: a crafted tree that
-// holds both a symlink "a" and a file "a/b" fails instead of writing outside dst.
+// writeCommit writes a commit's files into the empty directory dst, as writeTree does.
 func writeCommit(c *object.Commit, dst string) error {
 	tree, err := c.Tree()
 	if err != nil {
 		return err
 	}
+	return writeTree(tree, dst)
+}
+
+// writeTree writes a git tree's files into the empty directory dst: regular and executable
+// files read-only, symlinks as symlinks, submodules left out. A path with "..", ".git" or an
+// empty part is refused, and nothing is ever written through a symlink: a crafted tree that
+// holds both a symlink "a" and a file "a/b" fails instead of writing outside dst.
+func writeTree(tree *object.Tree, dst string) error {
 	made := map[string]bool{".": true}
 	return tree.Files().ForEach(func(f *object.File) error {
 		if err := checkTreePath(f.Name); err != nil {

@@ -158,7 +158,7 @@ func (d *decoder) parse(data []byte) (*yaml.Node, bool) {
 		d.addYAMLError(err)
 		return nil, false
 	default:
-		d.add("", next.Line, "more than one YAML document: tandem.yaml must hold exactly one")
+		d.add("", next.Line, "more than one YAML document: the file must hold exactly one")
 		return nil, false
 	}
 	root := &doc

@@ -11,9 +11,6 @@ import (
 	"strings"
 )
 
-// maxChartEntries bounds the files and directories CheckTree walks in one chart.
-const maxChartEntries = 10000
-
 // notExist reads better in messages than fs.ErrNotExist and still matches it with errors.Is.
 type notExist struct{}
 
@@ -140,7 +137,7 @@ func readLimited(p string, max int64) ([]byte, error) {
 // CheckTree walks the directory rel (a local chart) and rejects what would make rendering it
 // unsafe: a symlink that resolves outside the repository (Helm follows symlinks, so the render
 // would read that file), a file that is neither regular nor a directory, a file over
-// Options.MaxChartFileBytes, or a tree over Options.MaxChartBytes or maxChartEntries entries.
+// Options.MaxChartFileBytes, or a tree over Options.MaxChartBytes or Options.MaxChartFiles.
 // Symlinked directories inside the repository are walked too, each real directory once.
 func (m *Manifest) CheckTree(rel string) error {
 	c, err := cleanRel(rel)
@@ -163,7 +160,7 @@ func (m *Manifest) CheckTree(rel string) error {
 		return fmt.Errorf("%q: not a directory", rel)
 	}
 	opts := m.Options.withDefaults()
-	w := treeWalker{root: root, maxFile: opts.MaxChartFileBytes, maxTotal: opts.MaxChartBytes, seen: map[string]bool{}}
+	w := treeWalker{root: root, maxFile: opts.MaxChartFileBytes, maxTotal: opts.MaxChartBytes, maxEntries: opts.MaxChartFiles, seen: map[string]bool{}}
 	return w.walk(real, c)
 }
 
@@ -172,6 +169,7 @@ type treeWalker struct {
 	maxFile, maxTotal int64
 	total             int64
 	entries           int
+	maxEntries        int
 	seen              map[string]bool
 }
 
@@ -186,8 +184,8 @@ func (w *treeWalker) walk(dir, display string) error {
 	}
 	for _, e := range entries {
 		w.entries++
-		if w.entries > maxChartEntries {
-			return fmt.Errorf("%q: more than %d files and directories", display, maxChartEntries)
+		if w.entries > w.maxEntries {
+			return fmt.Errorf("%q: more than %d files and directories", display, w.maxEntries)
 		}
 		p := filepath.Join(dir, e.Name())
 		disp := path.Join(display, e.Name())

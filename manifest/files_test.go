@@ -3,7 +3,6 @@ package manifest
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -196,23 +195,17 @@ func TestCheckTree(t *testing.T) {
 }
 
 func TestCheckTreeEntryLimit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("creates ten thousand files")
-	}
 	dir := t.TempDir()
-	chart := filepath.Join(dir, "chart")
-	if err := os.MkdirAll(chart, 0o755); err != nil {
-		t.Fatal(err)
+	for i := range 10 {
+		writeFile(t, filepath.Join(dir, "chart", "templates", "f"+strconv.Itoa(i)), "")
 	}
-	for i := range maxChartEntries + 1 {
-		f, err := os.Create(filepath.Join(chart, "f"+strconv.Itoa(i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
+	m := &Manifest{Dir: dir, Options: LoadOptions{MaxChartFiles: 11}}
+	if err := m.CheckTree("chart"); err != nil {
+		t.Fatalf("11 entries with a limit of 11: %v", err)
 	}
-	err := (&Manifest{Dir: dir}).CheckTree("chart")
-	if err == nil || !strings.Contains(err.Error(), "more than 10000 files and directories") {
+	m.Options.MaxChartFiles = 10
+	err := m.CheckTree("chart")
+	if err == nil || err.Error() != `"chart/templates": more than 10 files and directories` {
 		t.Fatalf("want the entry limit, got %v", err)
 	}
 }

@@ -46,7 +46,8 @@ type GitOptions struct {
 	// token is only sent over http:// to a loopback address). It must not hold a password.
 	URL string
 	// Ref is a branch, a tag, a full ref name (refs/heads/main), or a commit SHA, full or
-	// abbreviated to at least 4 hex digits. Empty means the branch the remote's HEAD names.
+	// abbreviated to at least 4 hex digits. Empty (or HEAD) means the branch the remote's HEAD
+	// names.
 	// A name is looked up among the remote's branches first, then its tags, then as a commit.
 	Ref string
 	// CacheDir holds one cache per URL (a directory named by the URL's hash), reused across
@@ -122,6 +123,9 @@ type Checkout struct {
 // and ErrGitRepoNotFound with errors.Is.
 func Fetch(ctx context.Context, opts GitOptions) (Checkout, error) {
 	opts = opts.withDefaults()
+	if opts.URL == "" {
+		return Checkout{}, errors.New("git: URL must be set")
+	}
 	safe := redactURL(opts.URL)
 	f := &fetcher{opts: opts, log: opts.Logger.With("url", safe, "ref", opts.Ref)}
 	co, err := f.fetch(ctx)
@@ -141,9 +145,6 @@ type fetcher struct {
 }
 
 func (f *fetcher) fetch(ctx context.Context) (Checkout, error) {
-	if f.opts.URL == "" {
-		return Checkout{}, errors.New("URL must be set")
-	}
 	if err := f.authenticate(); err != nil {
 		return Checkout{}, err
 	}
@@ -161,17 +162,36 @@ func (f *fetcher) fetch(ctx context.Context) (Checkout, error) {
 		return Checkout{}, err
 	}
 
-	ref, commit, err := f.resolve(ctx)
-	if err != nil {
-		return Checkout{}, err
+	ref, dir, commit, err := f.checkout(ctx)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		// An incremental fetch trusts the server to know what the cache holds, which a
+		// shallow cache cannot fully tell it (a force-push back to an older commit, a file
+		// reverted to content only an uncached commit had). Start the cache afresh.
+		f.log.Warn("cache is missing objects; cloning again", "error", scrub(err, f.secrets))
+		if err := f.reset(); err != nil {
+			return Checkout{}, err
+		}
+		ref, dir, commit, err = f.checkout(ctx)
 	}
-	dir, err := f.materialize(commit)
 	if err != nil {
 		return Checkout{}, err
 	}
 	f.prune(filepath.Base(dir))
 	f.log.Info("checked out", "commit", commit.Hash.String(), "resolved", ref)
 	return Checkout{Dir: dir, Commit: commit.Hash.String(), Ref: ref}, nil
+}
+
+// checkout resolves the ref, fetching what is missing, and writes the commit's files.
+func (f *fetcher) checkout(ctx context.Context) (ref, dir string, commit *object.Commit, err error) {
+	ref, commit, err = f.resolve(ctx)
+	if err != nil {
+		return "", "", nil, err
+	}
+	dir, err = f.materialize(commit)
+	if err != nil {
+		return "", "", nil, err
+	}
+	return ref, dir, commit, nil
 }
 
 // authenticate picks the credentials for the URL's protocol.
@@ -230,6 +250,14 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// reset throws the cache repository away and starts a new one; checkouts stay.
+func (f *fetcher) reset() error {
+	if err := os.RemoveAll(filepath.Join(f.dir, "repo")); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	return f.open()
+}
+
 // open opens this URL's bare cache repository, creating it (or recreating a broken one).
 func (f *fetcher) open() error {
 	path := filepath.Join(f.dir, "repo")
@@ -283,7 +311,16 @@ func (f *fetcher) resolve(ctx context.Context) (string, *object.Commit, error) {
 	case ok:
 		if !f.has(hash) {
 			local := localRefName(name)
-			if err := f.fetchRefspecs(ctx, 1, config.RefSpec("+"+name.String()+":"+local.String())); err != nil {
+			// A ref fetched before has most likely moved forward: fetch without a depth, so
+			// that the server, knowing which commit the cache has, sends only new objects.
+			// (Asked for depth 1 with the cache's shallow commits, git's upload-pack sends
+			// the whole tree again unless the client takes thin packs, which go-git does not.)
+			// A ref new to the cache is cloned shallowly.
+			depth := 1
+			if _, err := f.repo.Reference(local, false); err == nil {
+				depth = 0
+			}
+			if err := f.fetchRefspecs(ctx, depth, config.RefSpec("+"+name.String()+":"+local.String())); err != nil {
 				return "", nil, err
 			}
 			if !f.has(hash) {
@@ -332,6 +369,8 @@ func findRef(refs []*plumbing.Reference, ref string) (plumbing.ReferenceName, pl
 			return "", plumbing.ZeroHash, false
 		}
 		candidates = []plumbing.ReferenceName{head.Target()}
+	case ref == "HEAD":
+		return findRef(refs, "")
 	case strings.HasPrefix(ref, "refs/"):
 		candidates = []plumbing.ReferenceName{plumbing.ReferenceName(ref)}
 	default:
@@ -525,7 +564,7 @@ func (f *fetcher) prune(current string) {
 
 // redactURL hides a URL's password (and an unparsable URL's userinfo) for messages.
 func redactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.Scheme != "" {
+	if u, err := url.Parse(raw); err == nil && u.Scheme != "" && u.Opaque == "" {
 		return u.Redacted()
 	}
 	if i := strings.LastIndex(raw, "@"); i >= 0 && strings.ContainsAny(raw[:i], ":/") {
@@ -558,6 +597,7 @@ func scrub(err error, secrets []string) error {
 		}
 	}
 	msg = urlUserinfo.ReplaceAllString(msg, "$1")
+	msg = strings.TrimRight(msg, ": \n") // go-git appends the server's (here empty) reason
 	var kinds []error
 	for _, k := range []error{context.Canceled, context.DeadlineExceeded, ErrUnknownRef, io.ErrUnexpectedEOF} {
 		if errors.Is(err, k) {

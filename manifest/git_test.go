@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -110,6 +111,7 @@ func TestFetchRefs(t *testing.T) {
 	}{
 		{ref: "main", wantSHA: h.second, wantRef: "refs/heads/main", wantFiles: h.secondFiles},
 		{ref: "", wantSHA: h.second, wantRef: "refs/heads/main", wantFiles: h.secondFiles},
+		{ref: "HEAD", wantSHA: h.second, wantRef: "refs/heads/main", wantFiles: h.secondFiles},
 		{ref: "refs/heads/feature", wantSHA: h.third, wantRef: "refs/heads/feature", wantFiles: map[string]string{"feature.txt": "new\n"}},
 		{ref: "v1", wantSHA: h.first, wantRef: "refs/tags/v1", wantFiles: h.firstFiles},
 		{ref: "v2", wantSHA: h.second, wantRef: "refs/tags/v2", wantFiles: h.secondFiles},
@@ -302,8 +304,12 @@ func TestFetchErrors(t *testing.T) {
 			wantMsg: "SSHKeyFile is set, but the URL is not an ssh URL",
 		},
 		{
-			name:    "unreadable ssh key",
-			opts:    func(o manifest.GitOptions) manifest.GitOptions { o.URL = "git@git.example.com:shop.git"; o.SSHKeyFile = "/nonexistent/key"; return o },
+			name: "unreadable ssh key",
+			opts: func(o manifest.GitOptions) manifest.GitOptions {
+				o.URL = "git@git.example.com:shop.git"
+				o.SSHKeyFile = "/nonexistent/key"
+				return o
+			},
 			wantMsg: `ssh key "/nonexistent/key"`,
 		},
 		{
@@ -423,5 +429,80 @@ func TestFetchThenLoad(t *testing.T) {
 	}
 	if m.Dir != co.Dir || len(m.Releases) == 0 {
 		t.Errorf("loaded %d releases from %s", len(m.Releases), m.Dir)
+	}
+}
+
+// logBuffer collects log lines for assertions; slog handlers may be called concurrently.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestFetchRecovers covers what an incremental fetch may not get from a server that believes
+// the cache holds the whole history: Fetch notices the missing objects and clones again.
+func TestFetchRecovers(t *testing.T) {
+	tests := []struct {
+		name string
+		// change moves main after the cache has fetched it and returns the commit and files expected.
+		change func(t *testing.T, h history) (string, map[string]string)
+		// mustReclone says that git's upload-pack sends too little for this change, so that
+		// Fetch has to clone again; where it sends enough anyway, only the result is checked.
+		mustReclone bool
+	}{
+		{
+			name:        "branch force-pushed back to an uncached commit",
+			mustReclone: true,
+			change: func(t *testing.T, h history) (string, map[string]string) {
+				h.srv.SetBranch(t, "shop", "main", h.first)
+				return h.first, h.firstFiles
+			},
+		},
+		{
+			name: "file reverted to content only an uncached commit had",
+			change: func(t *testing.T, h history) (string, map[string]string) {
+				files := map[string]string{"tandem.yaml": "clusters: [green]\n", "values/a.yaml": "a: 1\n"}
+				return h.srv.PushDir(t, "shop", "main", repoFiles(t, files), "revert a"), files
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHistory(t)
+			var logs logBuffer
+			opts := h.opts(t, "main")
+			opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			if co, err := manifest.Fetch(context.Background(), opts); err != nil || co.Commit != h.second {
+				t.Fatalf("first Fetch = %+v, %v", co, err)
+			}
+			wantSHA, wantFiles := tt.change(t, h)
+			co, err := manifest.Fetch(context.Background(), opts)
+			if err != nil {
+				t.Fatalf("Fetch after the change: %v\nlog:\n%s", err, logs.String())
+			}
+			if co.Commit != wantSHA {
+				t.Errorf("Fetch = %s, want %s", co.Commit, wantSHA)
+			}
+			if diff := cmp.Diff(wantFiles, readTree(t, co.Dir)); diff != "" {
+				t.Errorf("checked-out files mismatch (-want +got):\n%s", diff)
+			}
+			if tt.mustReclone && !strings.Contains(logs.String(), "cloning again") {
+				t.Errorf("Fetch did not have to clone again, so this test tests nothing; log:\n%s", logs.String())
+			}
+			if strings.Contains(logs.String(), gitPassword) {
+				t.Errorf("log reveals the token:\n%s", logs.String())
+			}
+		})
 	}
 }

@@ -16,6 +16,8 @@ type LoadOptions struct {
 	// MaxChartBytes bounds the sum of a local chart's files; default 100 MiB, Helm's limit for a
 	// decompressed chart.
 	MaxChartBytes int64 `json:"maxChartBytes,omitempty"`
+	// MaxChartFiles bounds the files and directories of a local chart; default 10000.
+	MaxChartFiles int `json:"maxChartFiles,omitempty"`
 	// MaxYAMLNodes bounds tandem.yaml's YAML nodes counted with every alias expanded, which
 	// defuses alias bombs ("billion laughs"); default 100000.
 	MaxYAMLNodes int `json:"maxYAMLNodes,omitempty"`
@@ -29,6 +31,7 @@ func DefaultLoadOptions() LoadOptions {
 		MaxFileBytes:      1 << 20,
 		MaxChartFileBytes: 5 << 20,
 		MaxChartBytes:     100 << 20,
+		MaxChartFiles:     10000,
 		MaxYAMLNodes:      100000,
 		MaxProblems:       100,
 	}
@@ -44,6 +47,9 @@ func (o LoadOptions) withDefaults() LoadOptions {
 	}
 	if o.MaxChartBytes <= 0 {
 		o.MaxChartBytes = d.MaxChartBytes
+	}
+	if o.MaxChartFiles <= 0 {
+		o.MaxChartFiles = d.MaxChartFiles
 	}
 	if o.MaxYAMLNodes <= 0 {
 		o.MaxYAMLNodes = d.MaxYAMLNodes

@@ -208,7 +208,7 @@ func TestLoadInvalidFixtures(t *testing.T) {
 	}{
 		{"invalid-empty.yaml", []Problem{at("", 0, "file is empty")}},
 		{"invalid-syntax.yaml", []Problem{at("", 6, "invalid YAML: mapping values are not allowed in this context")}},
-		{"invalid-multidoc.yaml", []Problem{at("", 4, "more than one YAML document: tandem.yaml must hold exactly one")}},
+		{"invalid-multidoc.yaml", []Problem{at("", 4, "more than one YAML document: the file must hold exactly one")}},
 		{"invalid-root-list.yaml", []Problem{at("", 1, "must be a mapping, got a list")}},
 		{"invalid-alias-bomb.yaml", []Problem{at("", 0, "document has more than 100000 YAML nodes once aliases are expanded")}},
 		{"invalid-alias-cycle.yaml", []Problem{at("", 2, "alias *loop refers to a node that contains it")}},
@@ -356,6 +356,11 @@ func TestLoadInvalidInline(t *testing.T) {
 			name:     "weight over 255",
 			manifest: head + "dns: {activeWeight: 256}\n",
 			want:     []Problem{at("dns.activeWeight", 2, "must be within 1..255, got 256")},
+		},
+		{
+			name:     "bare releases list on a cluster",
+			manifest: "clusters:\n- name: blue\n  role: active\n  releases:\n",
+			want:     []Problem{at("clusters[0].releases", 4, "is empty: write [] to enable no release, or leave the key out to enable every release")},
 		},
 		{
 			name:     "negative weight",

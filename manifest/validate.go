@@ -122,6 +122,11 @@ func (v *validator) clusters() {
 			rolesValid = false
 			v.d.addAt(p+".role", "unknown role %q: must be active or standby", c.Role)
 		}
+		if _, written := v.d.lines[p+".releases"]; written && c.Releases == nil {
+			// A bare `releases:` is null, which would mean every release: too easy a slip
+			// when staging a cluster, so make the writer say which.
+			v.d.addAt(p+".releases", "is empty: write [] to enable no release, or leave the key out to enable every release")
+		}
 		seen := map[int]int{}
 		for j, ref := range c.Releases {
 			rp := indexPath(p+".releases", j)
@@ -398,10 +403,7 @@ func (v *validator) chart(p string, r *Release) {
 		v.d.addAt(cp, "chart %q is not a directory", chart)
 		return
 	}
-	if _, real, err := v.m.resolve(path.Join(c, "Chart.yaml")); err != nil {
-		v.d.addAt(cp, "chart directory %q has no Chart.yaml", chart)
-		return
-	} else if fi, err := os.Stat(real); err != nil || !fi.Mode().IsRegular() {
+	if !v.regularFile(path.Join(c, "Chart.yaml")) {
 		v.d.addAt(cp, "chart directory %q has no Chart.yaml", chart)
 		return
 	}
@@ -414,6 +416,16 @@ func (v *validator) chart(p string, r *Release) {
 	} else {
 		r.Chart = "./" + c
 	}
+}
+
+// regularFile reports whether rel is a regular file inside the repository.
+func (v *validator) regularFile(rel string) bool {
+	_, real, err := v.m.resolve(rel)
+	if err != nil {
+		return false
+	}
+	fi, err := os.Stat(real)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 func (v *validator) needVersion(p string, r *Release) {

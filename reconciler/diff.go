@@ -144,6 +144,9 @@ func objectsOf(r *render.Result) (map[objectKey]map[string]any, error) {
 		if err := yaml.Unmarshal(o.Body, &obj); err != nil {
 			return nil, fmt.Errorf("%s: %w", o.ID(), err)
 		}
+		if md, ok := obj["metadata"].(map[string]any); ok && o.Namespace != "" {
+			md["namespace"] = o.Namespace // Helm leaves it to the install; the diff names it
+		}
 		out[objectKey{apiGroupOf(o.APIVersion), o.Kind, o.Namespace, o.Name}] = obj
 	}
 	return out, nil

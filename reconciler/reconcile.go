@@ -144,6 +144,7 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, desired []Desired
 		}
 		rep.count()
 		rep.Duration = Duration(time.Since(start))
+		rep.FinishedAt = time.Now().UTC()
 		if rep.Error != "" {
 			log.Warn("cluster failed", "error", rep.Error)
 		}
@@ -165,6 +166,8 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, desired []Desired
 		if err != nil {
 			return fail("%v", err)
 		}
+		locked := time.Now().UTC()
+		rep.LockedAt = &locked
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()

@@ -40,6 +40,10 @@ type ClusterReport struct {
 	// Requests is the number of API requests made to this cluster.
 	Requests int64    `json:"apiRequests"`
 	Duration Duration `json:"duration"`
+	// LockedAt is when this run took the cluster's lock (zero in a dry run or
+	// when it never got it); FinishedAt is when it was done with the cluster.
+	LockedAt   *time.Time `json:"lockedAt,omitempty"`
+	FinishedAt time.Time  `json:"finishedAt"`
 }
 
 // Failed reports whether anything went wrong on the cluster.

@@ -315,3 +315,54 @@ func TestCommentRejectedTokenStaysSecret(t *testing.T) {
 		t.Errorf("error %q: want the 401, never the token", err)
 	}
 }
+
+// TestCIExamplesUseRealFlags parses every tandem command line of the CI
+// examples with the real command tree, so a renamed flag breaks this test
+// rather than someone's pipeline.
+func TestCIExamplesUseRealFlags(t *testing.T) {
+	s := streams{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}
+	for _, name := range []string{"github-actions.yaml", "gitlab-ci.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "ci", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.ReplaceAll(string(b), "\\\n", " ") // shell line continuations
+		seen := map[string]bool{}
+		for _, line := range strings.Split(text, "\n") {
+			line = strings.TrimPrefix(strings.TrimSpace(line), "- ")
+			if strings.HasPrefix(line, "#") {
+				continue
+			}
+			for _, stage := range strings.FieldsFunc(line, func(r rune) bool { return r == '|' || r == '<' || r == '>' }) {
+				words := strings.Fields(stage)
+				if len(words) < 2 || words[0] != "tandem" {
+					continue
+				}
+				for i, w := range words {
+					words[i] = strings.Trim(w, `"'`)
+					if strings.Contains(w, "$") {
+						words[i] = "1" // a CI variable: a number or a name, both parse
+					}
+				}
+				root := newRootCmd(s)
+				if c, _, _ := root.Find([]string{"comment"}); c == root {
+					root.AddCommand(newCommentCmd(&globalFlags{}, s)) // until root.go wires it
+				}
+				cmd, rest, err := root.Find(words[1:])
+				if err != nil || cmd == root {
+					t.Errorf("%s: %q: no such command", name, stage)
+					continue
+				}
+				if err := cmd.ParseFlags(rest); err != nil {
+					t.Errorf("%s: %q: %v", name, stage, err)
+				}
+				seen[cmd.Name()] = true
+			}
+		}
+		for _, want := range []string{"diff", "comment", "reconcile"} {
+			if !seen[want] {
+				t.Errorf("%s never runs tandem %s", name, want)
+			}
+		}
+	}
+}

@@ -28,6 +28,7 @@ type reconcileFlags struct {
 	maxPrune       float64
 	allowMassPrune bool
 	lockTimeout    time.Duration
+	lockDuration   time.Duration
 	qps            float32
 	burst          int
 }
@@ -68,6 +69,7 @@ healthy, 1 on any failure.`,
 			opts.Concurrency = f.concurrency
 			opts.DryRun = f.dryRun
 			opts.LockTimeout = f.lockTimeout
+			opts.LockDuration = f.lockDuration
 			opts.Holder = holderID()
 			opts.Commit, opts.Ref = rev.Commit, rev.Ref
 			opts.Logger = g.logger(s)
@@ -101,6 +103,7 @@ healthy, 1 on any failure.`,
 	fl.Float64Var(&f.maxPrune, "max-prune", 25, "refuse to prune more than this percentage of a cluster's tandem-owned releases")
 	fl.BoolVar(&f.allowMassPrune, "allow-mass-prune", false, "lift --max-prune")
 	fl.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another tandem holding a cluster's lock")
+	fl.DurationVar(&f.lockDuration, "lock-duration", 30*time.Second, "lease duration of the cluster lock; a crashed run's lock expires after this")
 	fl.Float32Var(&f.qps, "kube-qps", 50, "client-side API requests per second per cluster")
 	fl.IntVar(&f.burst, "kube-burst", 100, "client-side API request burst per cluster")
 	return cmd

@@ -50,6 +50,8 @@ func Start(t testing.TB, user, password string) *Server {
 			"GIT_PROJECT_ROOT="+s.root,
 			"GIT_HTTP_EXPORT_ALL=1",
 		),
+		// http-backend complains on stderr about what it answers with a 404 anyway.
+		Stderr: io.Discard,
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
@@ -57,11 +59,6 @@ func Start(t testing.TB, user, password string) *Server {
 			w.Header().Set("WWW-Authenticate", `Basic realm="gitserver"`)
 			http.Error(w, "authentication required", http.StatusUnauthorized)
 			return
-		}
-		if r.Method == "POST" && os.Getenv("GITSERVER_DEBUG") != "" {
-			body, _ := io.ReadAll(r.Body)
-			fmt.Fprintf(os.Stderr, "POST %s %q headers %v\n", r.URL.Path, body, r.Header)
-			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		backend.ServeHTTP(&countingWriter{ResponseWriter: w, n: &s.bytes}, r)
 	}))
@@ -138,6 +135,10 @@ func (s *Server) SetConfig(t testing.TB, repo, key, value string) {
 // writes to the repository directly, so it does not count as requests.
 func (s *Server) PushDir(t testing.TB, repo, branch, dir, message string) string {
 	t.Helper()
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatalf("gitserver: %v", err)
+	}
 	gitDir := "--git-dir=" + s.dir(t, repo)
 	index := []string{"GIT_INDEX_FILE=" + filepath.Join(t.TempDir(), "index")}
 	s.run(t, dir, index, gitDir, "--work-tree="+dir, "add", "--all", "--force", ".")
@@ -153,6 +154,12 @@ func (s *Server) PushDir(t testing.TB, repo, branch, dir, message string) string
 	sha := s.run(t, "", []string{"GIT_AUTHOR_DATE=" + date, "GIT_COMMITTER_DATE=" + date}, args...)
 	s.run(t, "", nil, gitDir, "update-ref", ref, sha)
 	return sha
+}
+
+// SetBranch points branch at sha, as a force-push does.
+func (s *Server) SetBranch(t testing.TB, repo, branch, sha string) {
+	t.Helper()
+	s.run(t, "", nil, "--git-dir="+s.dir(t, repo), "update-ref", "refs/heads/"+branch, sha)
 }
 
 // Tag points a lightweight tag at sha.

@@ -438,3 +438,16 @@ func TestTextWriteError(t *testing.T) {
 		t.Errorf("Text error = %v, want the writer's", err)
 	}
 }
+
+func TestMarkdownSummaryTooLarge(t *testing.T) {
+	d := &reconciler.DiffReport{Mode: reconciler.ModeLive, To: toSHA}
+	for i := range 20 {
+		d.Clusters = append(d.Clusters, reconciler.ClusterDiff{Name: fmt.Sprintf("cluster-%02d", i), Role: "standby", Error: strings.Repeat("unreachable ", 100)})
+	}
+	got := Markdown(d, MarkdownOptions{MaxBytes: 1})
+	checkMarkdown(t, got, minMaxBytes)
+	want := Marker + "\n### tandem drift at `9d81e07`\n\nThe report is too large for a comment of at most 2048 bytes; run `tandem diff` locally to see it.\n"
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

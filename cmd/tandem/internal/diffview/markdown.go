@@ -121,9 +121,9 @@ func mdHeader(d *reconciler.DiffReport, cs []reconciler.ClusterDiff, title strin
 	case changedReleases == 0:
 		fmt.Fprintf(&b, "**No changes** on the clusters that could be diffed; %s could not be.\n\n", plural(failed, "cluster"))
 	case d.Mode == reconciler.ModeLive:
-		fmt.Fprintf(&b, "**%s differ** from the manifest on %d of %s.\n\n", plural(changedReleases, "release"), changedClusters, plural(len(cs), "cluster"))
+		fmt.Fprintf(&b, "**%s %s** from the manifest on %d of %s.\n\n", plural(changedReleases, "release"), verb(changedReleases, "differs", "differ"), changedClusters, plural(len(cs), "cluster"))
 	default:
-		fmt.Fprintf(&b, "**%s change** on %d of %s.\n\n", plural(changedReleases, "release"), changedClusters, plural(len(cs), "cluster"))
+		fmt.Fprintf(&b, "**%s %s** on %d of %s.\n\n", plural(changedReleases, "release"), verb(changedReleases, "changes", "change"), changedClusters, plural(len(cs), "cluster"))
 	}
 
 	if len(cs) > 0 {
@@ -370,6 +370,13 @@ func clip(s string, n int) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+func verb(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
 
 func pluralWord(n int, noun string) string {
 	if n == 1 {
