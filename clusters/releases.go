@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tandem-gitops/tandem/internal/helmchart"
 	"io"
 	"maps"
 	"sort"
@@ -211,7 +212,7 @@ func (c *Cluster) install(ctx context.Context, req ReleaseRequest) (*Release, er
 		in.DryRun = true
 		in.DryRunOption = "server"
 	}
-	rls, err := in.RunWithContext(ctx, copyChart(req.Chart), copyValues(req.Values))
+	rls, err := in.RunWithContext(ctx, helmchart.Copy(req.Chart), helmchart.CopyValues(req.Values))
 	if err != nil {
 		return nil, explainImmutable(err)
 	}
@@ -270,7 +271,7 @@ func (c *Cluster) upgrade(ctx context.Context, req ReleaseRequest) (*Release, er
 		dry := c.newUpgrade(cfg, req)
 		dry.DryRun = true
 		dry.DryRunOption = "server"
-		planned, err := dry.RunWithContext(ctx, req.Name, copyChart(req.Chart), copyValues(req.Values))
+		planned, err := dry.RunWithContext(ctx, req.Name, helmchart.Copy(req.Chart), helmchart.CopyValues(req.Values))
 		if err != nil {
 			return nil, explainImmutable(err)
 		}
@@ -301,7 +302,7 @@ func (c *Cluster) upgrade(ctx context.Context, req ReleaseRequest) (*Release, er
 	if err != nil {
 		return nil, err
 	}
-	rls, err := c.newUpgrade(cfg, req).RunWithContext(ctx, req.Name, copyChart(req.Chart), copyValues(req.Values))
+	rls, err := c.newUpgrade(cfg, req).RunWithContext(ctx, req.Name, helmchart.Copy(req.Chart), helmchart.CopyValues(req.Values))
 	if err != nil {
 		return nil, explainImmutable(err)
 	}

@@ -458,8 +458,9 @@ func (r *run) step(ctx context.Context, t Target, c manifest.Cluster, s Step) Re
 
 	lastReport := time.Time{}
 	_, err = t.WaitHealthy(ctx, rel.Manifest, clusters.WaitOptions{
-		Timeout:  time.Until(deadlineOf(ctx, timeout)),
-		Interval: time.Second,
+		Namespace: s.Namespace,
+		Timeout:   time.Until(deadlineOf(ctx, timeout)),
+		Interval:  time.Second,
 		Progress: func(st []clusters.ObjectStatus) {
 			if time.Since(lastReport) < r.opts.ProgressInterval {
 				return

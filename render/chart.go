@@ -47,8 +47,8 @@ func (s ChartSource) String() string {
 
 // chartCache loads each chart once per Renderer. Concurrent requests for the
 // same chart wait for one load. Entries are never mutated after loading:
-// every render and install gets its own clone (Helm's dependency processing
-// mutates the chart it is given).
+// every render works on its own copy (Helm's dependency processing mutates
+// the chart it is given).
 type chartCache struct {
 	dir   string // download cache for remote charts
 	loads int64  // charts loaded, for tests; atomic
@@ -76,7 +76,7 @@ func (c *chartCache) get(src ChartSource) (*chart.Chart, error) {
 	if e.err != nil {
 		return nil, e.err
 	}
-	return cloneChart(e.chart), nil
+	return e.chart, nil
 }
 
 func (c *chartCache) load(src ChartSource) (*chart.Chart, error) {
@@ -170,61 +170,3 @@ func withRegistry(next getter.Constructor, rc *registry.Client) getter.Construct
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
-// cloneChart copies everything Helm's install path may mutate (metadata
-// dependency flags, values, the dependency list); file contents are shared,
-// as Helm never writes to them.
-func cloneChart(c *chart.Chart) *chart.Chart {
-	if c == nil {
-		return nil
-	}
-	out := *c
-	if c.Metadata != nil {
-		md := *c.Metadata
-		md.Dependencies = make([]*chart.Dependency, len(c.Metadata.Dependencies))
-		for i, d := range c.Metadata.Dependencies {
-			dd := *d
-			md.Dependencies[i] = &dd
-		}
-		out.Metadata = &md
-	}
-	if c.Lock != nil {
-		l := *c.Lock
-		out.Lock = &l
-	}
-	out.Values = deepCopyMap(c.Values)
-	out.Templates = append([]*chart.File(nil), c.Templates...)
-	out.Files = append([]*chart.File(nil), c.Files...)
-	deps := make([]*chart.Chart, 0, len(c.Dependencies()))
-	for _, d := range c.Dependencies() {
-		deps = append(deps, cloneChart(d))
-	}
-	out.SetDependencies(deps...)
-	return &out
-}
-
-func deepCopyMap(m map[string]any) map[string]any {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = deepCopyValue(v)
-	}
-	return out
-}
-
-func deepCopyValue(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		return deepCopyMap(t)
-	case []any:
-		s := make([]any, len(t))
-		for i, e := range t {
-			s[i] = deepCopyValue(e)
-		}
-		return s
-	default:
-		return v
-	}
-}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tandem-gitops/tandem/internal/helmchart"
 	"runtime"
 	"sort"
 	"strings"
@@ -71,7 +72,9 @@ type Result struct {
 	Cluster   string
 	Release   string
 	Namespace string
-	// Chart is a private copy of the loaded chart, ready to hand to an install.
+	// Chart is the loaded chart, shared by every result that uses it: read
+	// only. Helm mutates the chart it is given, so whoever hands it to Helm
+	// copies it first (clusters does, per operation).
 	Chart        *chart.Chart
 	ChartName    string
 	ChartVersion string
@@ -182,15 +185,11 @@ func (r *Renderer) render(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	fresh, err := r.charts.get(req.Chart) // the rendered copy was processed by Helm; installs get their own
-	if err != nil {
-		return nil, err
-	}
 	res := &Result{
 		Cluster:      req.Cluster,
 		Release:      req.Release,
 		Namespace:    req.Namespace,
-		Chart:        fresh,
+		Chart:        ch,
 		ChartName:    ch.Metadata.Name,
 		ChartVersion: ch.Metadata.Version,
 		Values:       vals,
@@ -228,7 +227,7 @@ func (r *Renderer) template(ctx context.Context, req Request, ch *chart.Chart, v
 			return "", "", fmt.Errorf("chart %s: dependencies must be vendored in charts/ (run helm dependency build in the manifest repository): %w", ch.Metadata.Name, err)
 		}
 	}
-	rel, err := inst.RunWithContext(ctx, ch, deepCopyMap(vals))
+	rel, err := inst.RunWithContext(ctx, helmchart.Copy(ch), helmchart.CopyValues(vals))
 	if err != nil {
 		return "", "", fmt.Errorf("template: %w", err)
 	}

@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"github.com/tandem-gitops/tandem/internal/helmchart"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -80,22 +81,24 @@ func TestRenderIsDeterministic(t *testing.T) {
 	}
 }
 
-func TestRenderChartIsNotSharedWithInstalls(t *testing.T) {
+func TestRenderDoesNotMutateTheLoadedChart(t *testing.T) {
 	r := New(DefaultOptions())
 	a, err := r.Render(context.Background(), exampleRequest(t, "blue", RoleActive))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := r.Render(context.Background(), exampleRequest(t, "green", RoleStandby))
+	before := helmchart.CopyValues(a.Chart.Values)
+	req := exampleRequest(t, "green", RoleStandby)
+	req.Values = append(req.Values, ValuesLayer{Source: "set", Set: map[string]any{"autoscaling.enabled": false, "image.tag": "x"}})
+	b, err := r.Render(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Chart == b.Chart || &a.Chart.Values == &b.Chart.Values {
-		t.Fatal("each result must carry its own chart copy")
+	if a.Chart != b.Chart {
+		t.Error("results of one chart should share the loaded chart")
 	}
-	a.Chart.Values["replicaCount"] = 99
-	if b.Chart.Values["replicaCount"] == 99 {
-		t.Fatal("chart values are shared between results")
+	if diff := cmp.Diff(before, b.Chart.Values); diff != "" {
+		t.Errorf("rendering changed the loaded chart's values (-before +after):\n%s", diff)
 	}
 }
 

@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/strvals"
@@ -75,8 +76,10 @@ func applySet(dst map[string]any, set map[string]any) error {
 		switch v := set[k].(type) {
 		case string:
 			err = strvals.ParseIntoString(k+"="+escapeSetValue(v), dst)
-		case bool, float64, int, int64:
+		case bool, int, int64:
 			err = strvals.ParseInto(fmt.Sprintf("%s=%v", k, v), dst)
+		case float64:
+			err = strvals.ParseInto(k+"="+strconv.FormatFloat(v, 'f', -1, 64), dst)
 		case nil:
 			err = strvals.ParseInto(k+"=null", dst)
 		default:

@@ -144,7 +144,7 @@ func (f *diffFlags) diffAgainst(ctx context.Context) (*reconciler.DiffReport, er
 			dir = "."
 		}
 		dest := filepath.Join(tmp, "manifest")
-		fromCommit, err = manifest.ExportRevision(dir, f.against, dest, manifest.ExportOptions{})
+		fromCommit, err = manifest.ExportRevision(dir, f.against, dest)
 		if err != nil {
 			return nil, err
 		}

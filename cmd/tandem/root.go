@@ -94,6 +94,7 @@ applies them to all clusters in parallel as real Helm releases.`,
 		newReconcileCmd(g, s),
 		newStatusCmd(g, s),
 		newDiffCmd(g, s),
+		newCommentCmd(g, s),
 	)
 	return root
 }

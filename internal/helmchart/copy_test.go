@@ -1,4 +1,4 @@
-package clusters
+package helmchart
 
 import (
 	"testing"
@@ -22,7 +22,7 @@ func TestCopyChartIsolatesHelmsMutations(t *testing.T) {
 	}
 	parent.AddDependency(sub)
 
-	cp := copyChart(parent)
+	cp := Copy(parent)
 	if err := chartutil.ProcessDependenciesWithMerge(cp, map[string]any{"cache": map[string]any{"enabled": false}}); err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestCopyChartIsolatesHelmsMutations(t *testing.T) {
 	if parent.Dependencies()[0].Parent() != parent {
 		t.Error("original's dependency lost its parent")
 	}
-	if cp2 := copyChart(parent); cp2.Dependencies()[0].Parent() != cp2 {
+	if cp2 := Copy(parent); cp2.Dependencies()[0].Parent() != cp2 {
 		t.Error("copied dependency's parent is not the copy")
 	}
 
@@ -47,12 +47,12 @@ func TestCopyChartIsolatesHelmsMutations(t *testing.T) {
 
 func TestCopyValues(t *testing.T) {
 	in := map[string]any{"a": []any{map[string]any{"b": 1}}, "s": "x"}
-	out := copyValues(in)
+	out := CopyValues(in)
 	out["a"].([]any)[0].(map[string]any)["b"] = 2
 	if diff := cmp.Diff(map[string]any{"a": []any{map[string]any{"b": 1}}, "s": "x"}, in); diff != "" {
 		t.Errorf("input changed through the copy (-want +got):\n%s", diff)
 	}
-	if copyValues(nil) != nil {
-		t.Error("copyValues(nil) != nil")
+	if CopyValues(nil) != nil {
+		t.Error("CopyValues(nil) != nil")
 	}
 }
