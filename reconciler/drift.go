@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/fluxcd/pkg/ssa/jsondiff"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -23,22 +24,12 @@ type DiffOptions struct {
 // DefaultDiffOptions returns the CLI defaults.
 func DefaultDiffOptions() DiffOptions { return DiffOptions{FieldManager: "tandem"} }
 
-// Differ is what DiffLive needs of a cluster beyond Target.
-type Differ interface {
-	Target
-	// DryRun server-side-applies objects in dry-run mode and returns, per
-	// object in order, the live object (nil if missing) and the object as it
-	// would be after applying (nil if the dry run could not place it, e.g. its
-	// namespace does not exist yet).
-	DryRun(ctx context.Context, objs []*unstructured.Unstructured, fieldManager string) ([]clusters.DryRunResult, error)
-}
-
 // DiffLive compares, for every selected cluster in parallel, what tandem would
 // apply with what the cluster holds: release-level state (not installed,
 // would be pruned, chart or values changed, stuck) and object-level field
 // differences from a server-side-apply dry run, so that API defaulting and
 // fields other managers own are not noise.
-func DiffLive(ctx context.Context, m *manifest.Manifest, results []*render.Result, connect func(context.Context, manifest.Cluster) (Differ, error), opts DiffOptions, rev string) *DiffReport {
+func DiffLive(ctx context.Context, m *manifest.Manifest, results []*render.Result, connect Connector, opts DiffOptions, rev string) *DiffReport {
 	rep := &DiffReport{Mode: ModeLive, To: rev}
 	var selected []manifest.Cluster
 	for _, c := range orderClusters(m, nil) {
@@ -60,7 +51,7 @@ func DiffLive(ctx context.Context, m *manifest.Manifest, results []*render.Resul
 	return rep
 }
 
-func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, connect func(context.Context, manifest.Cluster) (Differ, error), opts DiffOptions) ClusterDiff {
+func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, connect Connector, opts DiffOptions) ClusterDiff {
 	cd := ClusterDiff{Name: c.Name, Role: string(c.Role), Releases: []ReleaseDiff{}}
 	t, err := connect(ctx, c)
 	if err != nil {
@@ -107,7 +98,7 @@ func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, con
 	return cd
 }
 
-func diffLiveRelease(ctx context.Context, t Differ, c manifest.Cluster, d Desired, s Step, cur clusters.Release, opts DiffOptions) (ReleaseDiff, error) {
+func diffLiveRelease(ctx context.Context, t Target, c manifest.Cluster, d Desired, s Step, cur clusters.Release, opts DiffOptions) (ReleaseDiff, error) {
 	rd := ReleaseDiff{Name: s.Name, Namespace: s.Namespace, Change: ChangeUnchanged}
 	switch {
 	case s.Error != "":
@@ -129,41 +120,15 @@ func diffLiveRelease(ctx context.Context, t Differ, c manifest.Cluster, d Desire
 		}
 	}
 
-	desiredObjs := make([]*unstructured.Unstructured, 0, len(d.Result.Objects))
-	for _, o := range d.Result.Objects {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(o.Body, &u.Object); err != nil {
-			return rd, fmt.Errorf("release %s: %s: %w", d.key(), o.ID(), err)
-		}
-		if u.GetNamespace() == "" && o.Namespace != "" {
-			u.SetNamespace(o.Namespace)
-		}
-		desiredObjs = append(desiredObjs, u)
-	}
-	states, err := t.DryRun(ctx, desiredObjs, opts.FieldManager)
+	drift, err := liveDrift(ctx, t, c, d, opts.FieldManager)
 	if err != nil {
-		return rd, fmt.Errorf("release %s: dry run: %w", d.key(), err)
+		return rd, err
 	}
-	ignores := ignorePaths(c, d)
 	rendered := map[objectKey]bool{}
-	for i, u := range desiredObjs {
-		k := objectKey{apiGroupOf(u.GetAPIVersion()), u.GetKind(), u.GetNamespace(), u.GetName()}
-		rendered[k] = true
-		st := states[i]
-		var od ObjectDiff
-		switch {
-		case st.Live == nil:
-			od, err = diffObject(nil, u.Object, nil)
-		case st.Applied == nil:
-			od, err = diffObject(st.Live.Object, u.Object, ignores[k])
-		default:
-			od, err = diffObject(st.Live.Object, st.Applied.Object, ignores[k])
-		}
-		if err != nil {
-			return rd, fmt.Errorf("release %s: %s: %w", d.key(), k.kind+" "+k.name, err)
-		}
+	for _, od := range drift {
+		rendered[od.key] = true
 		if od.Change != ChangeUnchanged {
-			rd.Objects = append(rd.Objects, od)
+			rd.Objects = append(rd.Objects, od.ObjectDiff)
 		}
 	}
 	// Objects the deployed revision has that the manifest no longer renders:
@@ -192,6 +157,71 @@ func diffLiveRelease(ctx context.Context, t Differ, c manifest.Cluster, d Desire
 		rd.Change = ChangeChanged
 	}
 	return rd, nil
+}
+
+// objectDrift is one desired object compared with the cluster.
+type objectDrift struct {
+	ObjectDiff
+	key objectKey
+	// desired is the object to apply to correct the drift, without ignored fields.
+	desired *unstructured.Unstructured
+}
+
+// desiredObjects parses a render result into objects with their namespaces set.
+func desiredObjects(d Desired) ([]*unstructured.Unstructured, error) {
+	out := make([]*unstructured.Unstructured, 0, len(d.Result.Objects))
+	for _, o := range d.Result.Objects {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(o.Body, &u.Object); err != nil {
+			return nil, fmt.Errorf("release %s: %s: %w", d.key(), o.ID(), err)
+		}
+		if u.GetNamespace() == "" && o.Namespace != "" {
+			u.SetNamespace(o.Namespace)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// liveDrift compares each desired object of a release with the cluster: a
+// server-side-apply dry run per object against the live object, minus the
+// fields diffs ignore (see ignorePaths).
+func liveDrift(ctx context.Context, t Target, c manifest.Cluster, d Desired, fieldManager string) ([]objectDrift, error) {
+	objs, err := desiredObjects(d)
+	if err != nil {
+		return nil, err
+	}
+	states, err := t.DryRun(ctx, objs, fieldManager)
+	if err != nil {
+		return nil, fmt.Errorf("release %s: dry run: %w", d.key(), err)
+	}
+	ignores := ignorePaths(c, d)
+	out := make([]objectDrift, 0, len(objs))
+	for i, u := range objs {
+		k := objectKey{apiGroupOf(u.GetAPIVersion()), u.GetKind(), u.GetNamespace(), u.GetName()}
+		st := states[i]
+		var od ObjectDiff
+		switch {
+		case st.Live == nil:
+			od, err = diffObject(nil, u.Object, nil)
+		case st.Applied == nil:
+			od, err = diffObject(st.Live.Object, u.Object, ignores[k])
+		default:
+			od, err = diffObject(st.Live.Object, st.Applied.Object, ignores[k])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("release %s: %s %s: %w", d.key(), k.kind, k.name, err)
+		}
+		desired := u
+		if p := ignores[k]; len(p) > 0 {
+			desired = u.DeepCopy()
+			if err := jsondiff.ApplyPatchToUnstructured(desired, jsondiff.GenerateRemovePatch(p...)); err != nil {
+				return nil, fmt.Errorf("release %s: %s %s: ignore rules: %w", d.key(), k.kind, k.name, err)
+			}
+		}
+		out = append(out, objectDrift{ObjectDiff: od, key: k, desired: desired})
+	}
+	return out, nil
 }
 
 // ignorePaths collects, per object, the JSON pointers a diff leaves out: the

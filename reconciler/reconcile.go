@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/manifest"
@@ -41,6 +42,14 @@ type Options struct {
 	ProgressInterval time.Duration
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
+	// DetectDrift compares the objects of unchanged releases with the cluster
+	// (one server-side-apply dry run per object) and reports what drifted.
+	DetectDrift bool
+	// CorrectDrift also puts drifted objects back, without a new Helm revision.
+	// Releases with driftCorrection: true are corrected either way.
+	CorrectDrift bool
+	// FieldManager is the server-side apply field manager for drift dry runs and corrections.
+	FieldManager string
 }
 
 // DefaultOptions returns the CLI defaults.
@@ -51,6 +60,8 @@ func DefaultOptions() Options {
 		LockTimeout:      2 * time.Minute,
 		LockDuration:     30 * time.Second,
 		ProgressInterval: 10 * time.Second,
+		DetectDrift:      true,
+		FieldManager:     "tandem",
 	}
 }
 
@@ -146,7 +157,7 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, desired []Desired
 		rep.Duration = Duration(time.Since(start))
 		rep.FinishedAt = time.Now().UTC()
 		if rep.Error != "" {
-			log.Warn("cluster failed", "error", rep.Error)
+			log.Info("cluster failed", "error", rep.Error)
 		}
 	}()
 	fail := func(format string, args ...any) ClusterReport {
@@ -411,6 +422,12 @@ func (r *run) step(ctx context.Context, t Target, c manifest.Cluster, s Step) Re
 	}
 	if s.Action == ActionUnchanged {
 		rr.Revision = s.FromRevision
+		if r.opts.DetectDrift || r.opts.CorrectDrift || spec.DriftCorrection {
+			if err := r.drift(ctx, t, c, s, spec, &rr); err != nil {
+				return finish(OutcomeFailed, err)
+			}
+			ev.Message = driftMessage(rr)
+		}
 		return finish(OutcomeOK, nil)
 	}
 	if spec.Rollout == manifest.RolloutStandbyFirst && c.Role == manifest.RoleActive {
@@ -456,7 +473,7 @@ func (r *run) step(ctx context.Context, t Target, c manifest.Cluster, s Step) Re
 	}
 	rr.Revision = rel.Revision
 
-	lastReport := time.Time{}
+	lastReport := time.Now() // the first "waiting" line comes after one interval
 	_, err = t.WaitHealthy(ctx, rel.Manifest, clusters.WaitOptions{
 		Namespace: s.Namespace,
 		Timeout:   time.Until(deadlineOf(ctx, timeout)),
@@ -475,6 +492,41 @@ func (r *run) step(ctx context.Context, t Target, c manifest.Cluster, s Step) Re
 		return finish(OutcomeFailed, r.afterFailure(ctx, t, s, spec, &rr, fmt.Errorf("health: %w", err)))
 	}
 	return finish(OutcomeOK, nil)
+}
+
+// drift compares an unchanged release's objects with the cluster, records
+// what drifted and, when asked to, applies the desired objects back.
+func (r *run) drift(ctx context.Context, t Target, c manifest.Cluster, s Step, spec manifest.Release, rr *ReleaseReport) error {
+	objs, err := liveDrift(ctx, t, c, *s.desired, r.opts.FieldManager)
+	if err != nil {
+		return fmt.Errorf("drift check: %w", err)
+	}
+	var fix []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.Change == ChangeUnchanged {
+			continue
+		}
+		rr.Drifted = append(rr.Drifted, o.ID())
+		fix = append(fix, o.desired)
+	}
+	if len(fix) == 0 || !(r.opts.CorrectDrift || spec.DriftCorrection) {
+		return nil
+	}
+	if err := t.Apply(ctx, fix, r.opts.FieldManager); err != nil {
+		return fmt.Errorf("correct drift: %w", err)
+	}
+	rr.Corrected = append([]string(nil), rr.Drifted...)
+	return nil
+}
+
+func driftMessage(rr ReleaseReport) string {
+	switch {
+	case len(rr.Corrected) > 0:
+		return "drift corrected: " + strings.Join(rr.Corrected, ", ")
+	case len(rr.Drifted) > 0:
+		return "drifted (left as is; --correct-drift puts it back): " + strings.Join(rr.Drifted, ", ")
+	}
+	return ""
 }
 
 func deadlineOf(ctx context.Context, fallback time.Duration) time.Time {

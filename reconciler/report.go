@@ -64,9 +64,13 @@ type ReleaseReport struct {
 	// Adopted is true when tandem took over an existing release.
 	Adopted bool `json:"adopted,omitempty"`
 	// RolledBackTo is the revision a failed upgrade was rolled back to.
-	RolledBackTo int      `json:"rolledBackTo,omitempty"`
-	Error        string   `json:"error,omitempty"`
-	Duration     Duration `json:"duration"`
+	RolledBackTo int `json:"rolledBackTo,omitempty"`
+	// Drifted lists objects whose live state differs from the release
+	// ("Kind namespace/name"); Corrected those put back (--correct-drift).
+	Drifted   []string `json:"drifted,omitempty"`
+	Corrected []string `json:"corrected,omitempty"`
+	Error     string   `json:"error,omitempty"`
+	Duration  Duration `json:"duration"`
 }
 
 // Counts summarise a cluster's releases.
@@ -77,6 +81,9 @@ type Counts struct {
 	Pruned    int `json:"pruned"`
 	Failed    int `json:"failed"`
 	Skipped   int `json:"skipped"`
+	// Drifted counts releases with drifted objects; Corrected those put back.
+	Drifted   int `json:"drifted"`
+	Corrected int `json:"corrected"`
 }
 
 func (c *ClusterReport) count() {
@@ -93,6 +100,14 @@ func (c *ClusterReport) count() {
 			c.Counts.Upgraded++
 		case r.Action == ActionUnchanged:
 			c.Counts.Unchanged++
+		}
+	}
+	for _, r := range c.Releases {
+		if len(r.Drifted) > 0 {
+			c.Counts.Drifted++
+		}
+		if len(r.Corrected) > 0 {
+			c.Counts.Corrected++
 		}
 	}
 	for _, r := range c.Pruned {

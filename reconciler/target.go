@@ -3,6 +3,8 @@ package reconciler
 import (
 	"context"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/manifest"
 )
@@ -21,6 +23,13 @@ type Target interface {
 	History(ctx context.Context, namespace, name string) ([]clusters.Release, error)
 	WaitHealthy(ctx context.Context, manifest string, opts clusters.WaitOptions) ([]clusters.ObjectStatus, error)
 	Lock(ctx context.Context, opts clusters.LockOptions) (Lease, error)
+	// DryRun server-side-applies objects in dry-run mode and returns, per
+	// object in order, the live object (nil if missing) and the object as it
+	// would be after applying (nil if the dry run could not place it, e.g. its
+	// namespace does not exist yet).
+	DryRun(ctx context.Context, objs []*unstructured.Unstructured, fieldManager string) ([]clusters.DryRunResult, error)
+	// Apply server-side-applies objects for real (drift correction).
+	Apply(ctx context.Context, objs []*unstructured.Unstructured, fieldManager string) error
 	ReadState(ctx context.Context) (*clusters.State, error)
 	WriteState(ctx context.Context, s clusters.State) error
 }
@@ -37,10 +46,7 @@ type Connector func(ctx context.Context, c manifest.Cluster) (Target, error)
 // ClusterTarget adapts *clusters.Cluster to Target.
 type ClusterTarget struct{ *clusters.Cluster }
 
-var (
-	_ Target = ClusterTarget{}
-	_ Differ = ClusterTarget{}
-)
+var _ Target = ClusterTarget{}
 
 // Lock implements Target.
 func (t ClusterTarget) Lock(ctx context.Context, opts clusters.LockOptions) (Lease, error) {

@@ -104,17 +104,9 @@ func (f *diffFlags) diffLive(ctx context.Context, g *globalFlags, s streams) (*r
 	if err != nil {
 		return nil, err
 	}
-	connect := connector(g, s, 50, 100)
-	differ := func(ctx context.Context, c manifest.Cluster) (reconciler.Differ, error) {
-		t, err := connect(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		return t.(reconciler.ClusterTarget), nil
-	}
 	opts := reconciler.DefaultDiffOptions()
 	opts.Selection = f.selection()
-	return reconciler.DiffLive(ctx, m, results, differ, opts, rev.Commit), nil
+	return reconciler.DiffLive(ctx, m, results, connector(g, s, 50, 100), opts, rev.Commit), nil
 }
 
 // diffAgainst renders the manifest at f.against and at the current source and compares them.

@@ -30,6 +30,8 @@ type reconcileFlags struct {
 	lockTimeout    time.Duration
 	lockDuration   time.Duration
 	qps            float32
+	detectDrift    bool
+	correctDrift   bool
 	burst          int
 }
 
@@ -70,6 +72,8 @@ healthy, 1 on any failure.`,
 			opts.DryRun = f.dryRun
 			opts.LockTimeout = f.lockTimeout
 			opts.LockDuration = f.lockDuration
+			opts.DetectDrift = f.detectDrift
+			opts.CorrectDrift = f.correctDrift
 			opts.Holder = holderID()
 			opts.Commit, opts.Ref = rev.Commit, rev.Ref
 			opts.Logger = g.logger(s)
@@ -104,6 +108,8 @@ healthy, 1 on any failure.`,
 	fl.BoolVar(&f.allowMassPrune, "allow-mass-prune", false, "lift --max-prune")
 	fl.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another tandem holding a cluster's lock")
 	fl.DurationVar(&f.lockDuration, "lock-duration", 30*time.Second, "lease duration of the cluster lock; a crashed run's lock expires after this")
+	fl.BoolVar(&f.detectDrift, "detect-drift", true, "compare unchanged releases with the cluster and report drifted objects (one dry run per object)")
+	fl.BoolVar(&f.correctDrift, "correct-drift", false, "put drifted objects back to the desired state, without a new Helm revision")
 	fl.Float32Var(&f.qps, "kube-qps", 50, "client-side API requests per second per cluster")
 	fl.IntVar(&f.burst, "kube-burst", 100, "client-side API request burst per cluster")
 	return cmd
@@ -190,7 +196,7 @@ func (p *progress) event(e reconciler.Event) {
 		status := "healthy " + seconds(e.Duration)
 		switch e.Action {
 		case reconciler.ActionUnchanged:
-			status = ""
+			status = e.Message
 		case reconciler.ActionPrune:
 			status = "uninstalled " + seconds(e.Duration)
 		}
@@ -227,11 +233,15 @@ func seconds(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) 
 func writeReconcileSummary(w io.Writer, r *reconciler.Report) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tROLE\tCOMMIT\tINSTALLED\tUPGRADED\tUNCHANGED\tPRUNED\tFAILED\tSKIPPED\tAPI CALLS\tTIME")
+	fmt.Fprintln(tw, "CLUSTER\tROLE\tCOMMIT\tINSTALLED\tUPGRADED\tUNCHANGED\tPRUNED\tFAILED\tSKIPPED\tDRIFTED\tAPI CALLS\tTIME")
 	for _, c := range r.Clusters {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1fs\n", c.Name, c.Role, shortSHA(c.Commit),
+		drifted := fmt.Sprint(c.Counts.Drifted)
+		if c.Counts.Corrected > 0 {
+			drifted += fmt.Sprintf(" (%d corrected)", c.Counts.Corrected)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%.1fs\n", c.Name, c.Role, shortSHA(c.Commit),
 			c.Counts.Installed, c.Counts.Upgraded, c.Counts.Unchanged, c.Counts.Pruned, c.Counts.Failed, c.Counts.Skipped,
-			c.Requests, time.Duration(c.Duration).Seconds())
+			drifted, c.Requests, time.Duration(c.Duration).Seconds())
 	}
 	_ = tw.Flush()
 	if r.DryRun {
