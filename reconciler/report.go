@@ -1,6 +1,9 @@
 package reconciler
 
 import (
+	"encoding/json"
+	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -137,6 +140,17 @@ type Duration time.Duration
 // MarshalJSON implements json.Marshaler.
 func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(strconv.FormatFloat(time.Duration(d).Seconds(), 'f', 3, 64)), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler, so a report read back (by a
+// script in Go, or a test of the CLI) decodes into Report.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s float64
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want seconds as a number: %w", err)
+	}
+	*d = Duration(math.Round(s * float64(time.Second)))
+	return nil
 }
 
 // Event is a progress notice from a running reconcile; the CLI prints them.

@@ -1,0 +1,112 @@
+package reconciler
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+func result(cluster, release string, objs ...string) *render.Result {
+	r := &render.Result{Cluster: cluster, Release: release, Namespace: "shop", ChartName: "c", ChartVersion: "1", Digest: strings.Join(objs, "|")}
+	for _, o := range objs {
+		parsed, err := render.ParseObjects(o, "shop")
+		if err != nil {
+			panic(err)
+		}
+		r.Objects = append(r.Objects, parsed...)
+	}
+	return r
+}
+
+const cmOld = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {greeting: hello}\n"
+const cmNew = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {greeting: hello again}\n"
+const secretOld = "apiVersion: v1\nkind: Secret\nmetadata: {name: key}\nstringData: {apiKey: old-secret-value}\n"
+const secretNew = "apiVersion: v1\nkind: Secret\nmetadata: {name: key}\nstringData: {apiKey: new-secret-value}\n"
+
+func TestDiffAgainst(t *testing.T) {
+	m := &manifest.Manifest{Clusters: []manifest.Cluster{{Name: "green", Role: manifest.RoleStandby}, {Name: "blue", Role: manifest.RoleActive}}}
+	from := []*render.Result{result("blue", "web", cmOld, secretOld), result("green", "web", cmOld), result("blue", "gone", cmOld)}
+	to := []*render.Result{result("blue", "web", cmNew, secretNew), result("green", "web", cmOld), result("blue", "new", cmOld)}
+	rep, err := DiffAgainst(m, from, m, to, "aaa", "bbb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		cluster, release string
+		change           Change
+		objects          int
+	}
+	var got []row
+	for _, c := range rep.Clusters {
+		for _, r := range c.Releases {
+			got = append(got, row{c.Name, r.Name, r.Change, r.ChangedObjects()})
+		}
+	}
+	want := []row{
+		{"blue", "gone", ChangeRemoved, 1},
+		{"blue", "new", ChangeAdded, 1},
+		{"blue", "web", ChangeChanged, 2},
+		{"green", "web", ChangeUnchanged, 0},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(row{})); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	all := ""
+	for _, o := range rep.Clusters[0].Releases[2].Objects {
+		all += o.Diff
+	}
+	if strings.Contains(all, "secret-value") {
+		t.Errorf("a Secret value leaked into the diff:\n%s", all)
+	}
+	if !strings.Contains(all, "-  greeting: hello\n") || !strings.Contains(all, "+  greeting: hello again\n") || !strings.Contains(all, "apiKey: (hidden, sha256 ") {
+		t.Errorf("unexpected diff:\n%s", all)
+	}
+	if !rep.HasDifferences() {
+		t.Error("HasDifferences() = false")
+	}
+}
+
+func TestMaskSecret(t *testing.T) {
+	a := map[string]any{"apiVersion": "v1", "kind": "Secret", "data": map[string]any{"k": "c2VjcmV0"}}      // base64 "secret"
+	b := map[string]any{"apiVersion": "v1", "kind": "Secret", "stringData": map[string]any{"k": "secret"}} // same value
+	MaskSecret(a)
+	MaskSecret(b)
+	if a["data"].(map[string]any)["k"] != b["stringData"].(map[string]any)["k"] {
+		t.Errorf("the same value must hash the same in data and stringData: %v vs %v", a, b)
+	}
+	if strings.Contains(a["data"].(map[string]any)["k"].(string), "secret") {
+		t.Errorf("value not masked: %v", a)
+	}
+	cm := map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "data": map[string]any{"k": "visible"}}
+	MaskSecret(cm)
+	if cm["data"].(map[string]any)["k"] != "visible" {
+		t.Error("a ConfigMap was masked")
+	}
+}
+
+func TestIgnorePathsForAutoscaledWorkloads(t *testing.T) {
+	d := Desired{
+		Spec: manifest.Release{Name: "web", Namespace: "shop", Ignore: []manifest.IgnoreRule{{Kind: "ConfigMap", Paths: []string{"/data/x"}}}},
+		Result: result("blue", "web",
+			"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 3}\n",
+			"apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec: {scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}}\n",
+			cmOld),
+	}
+	active := ignorePaths(manifest.Cluster{Name: "blue", Role: manifest.RoleActive}, d)
+	standby := ignorePaths(manifest.Cluster{Name: "green", Role: manifest.RoleStandby}, d)
+	dep := objectKey{"apps", "Deployment", "shop", "web"}
+	cm := objectKey{"", "ConfigMap", "shop", "web"}
+	if diff := cmp.Diff([]string{"/spec/replicas"}, active[dep]); diff != "" {
+		t.Errorf("active deployment (-want +got):\n%s", diff)
+	}
+	if len(standby[dep]) != 0 {
+		t.Errorf("standby must see replica drift, ignores %v", standby[dep])
+	}
+	if diff := cmp.Diff([]string{"/data/x"}, standby[cm]); diff != "" {
+		t.Errorf("ignore rule (-want +got):\n%s", diff)
+	}
+}
