@@ -71,7 +71,7 @@ func TestDiffAgainst(t *testing.T) {
 }
 
 func TestMaskSecret(t *testing.T) {
-	a := map[string]any{"apiVersion": "v1", "kind": "Secret", "data": map[string]any{"k": "c2VjcmV0"}}      // base64 "secret"
+	a := map[string]any{"apiVersion": "v1", "kind": "Secret", "data": map[string]any{"k": "c2VjcmV0"}}     // base64 "secret"
 	b := map[string]any{"apiVersion": "v1", "kind": "Secret", "stringData": map[string]any{"k": "secret"}} // same value
 	MaskSecret(a)
 	MaskSecret(b)

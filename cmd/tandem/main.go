@@ -1,5 +1,3 @@
-// Command tandem keeps Active and Standby Kubernetes clusters in step with a
-// git manifest repository of Helm charts.
 package main
 
 import (

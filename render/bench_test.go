@@ -1,0 +1,250 @@
+package render
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// BenchmarkRender measures a whole reconcile's render: a fresh Renderer per
+// iteration (so each chart is loaded once per iteration, as in one reconcile)
+// rendering every release for two clusters through RenderAll.
+//
+// Each manifest runs twice: with Concurrency=1, the baseline of rendering one
+// release after another, then with the default concurrency (GOMAXPROCS); the
+// second reports its speed-up over the first as the metric "speedup-x", so
+// the ratio is measured in one run on one machine.
+//
+//	go test -run '^$' -bench BenchmarkRender -benchmem ./render/
+func BenchmarkRender(b *testing.B) {
+	manifests := []struct {
+		name string
+		reqs func(testing.TB) []Request
+	}{
+		{"examples", exampleRequests},
+		{"synthetic-100", func(tb testing.TB) []Request { return syntheticRequests(tb, 100) }},
+	}
+	for _, m := range manifests {
+		b.Run(m.name, func(b *testing.B) {
+			reqs := m.reqs(b)
+			var baseline float64 // ns per op with Concurrency=1
+			for _, conc := range []int{1, 0} {
+				name := "concurrency=1"
+				if conc == 0 {
+					name = fmt.Sprintf("concurrency=%d", runtime.GOMAXPROCS(0))
+				}
+				b.Run(name, func(b *testing.B) {
+					opts := DefaultOptions()
+					opts.Concurrency = conc
+					ctx := context.Background()
+					b.ReportAllocs()
+					for b.Loop() {
+						res, err := New(opts).RenderAll(ctx, reqs)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if len(res) != len(reqs) {
+							b.Fatalf("%d results for %d requests", len(res), len(reqs))
+						}
+					}
+					perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+					b.ReportMetric(float64(len(reqs)), "renders/op")
+					b.ReportMetric(perOp/1e6/float64(len(reqs)), "ms/render")
+					if conc == 1 {
+						baseline = perOp
+					} else if baseline > 0 {
+						b.ReportMetric(baseline/perOp, "speedup-x")
+					}
+				})
+			}
+		})
+	}
+}
+
+// exampleRequests renders every release of examples/manifest for both
+// clusters, blue (active) and green (standby), with the manifest's values and
+// overlays: 5 releases × 2 clusters. (The example manifest's staged enablement
+// gives green only two of them; the benchmark renders all five on both, so the
+// work is the same as on a fully enabled Standby.)
+func exampleRequests(tb testing.TB) []Request {
+	tb.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "examples", "manifest"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	file := func(rel string) ValuesLayer {
+		data, err := os.ReadFile(filepath.Join(dir, rel))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return ValuesLayer{Source: rel, File: data}
+	}
+	type release struct {
+		name, namespace string
+		keep            bool // standby: keep
+		values          []ValuesLayer
+		green           []ValuesLayer
+	}
+	releases := []release{
+		{name: "platform", namespace: "platform", keep: true},
+		{name: "cache", namespace: "shop"},
+		{name: "example", namespace: "example",
+			values: []ValuesLayer{file("values/example.yaml"), {Source: "releases[2].set", Set: map[string]any{"image.tag": "1.2.3"}}},
+			green:  []ValuesLayer{file("values/example-green.yaml")}},
+		{name: "storefront", namespace: "shop", values: []ValuesLayer{file("values/storefront.yaml")}},
+		{name: "orders-worker", namespace: "shop"},
+	}
+	var reqs []Request
+	for _, c := range []struct {
+		name string
+		role Role
+	}{{"blue", RoleActive}, {"green", RoleStandby}} {
+		for _, rel := range releases {
+			values := rel.values
+			if c.role == RoleStandby {
+				values = append(append([]ValuesLayer(nil), values...), rel.green...)
+			}
+			reqs = append(reqs, Request{
+				Cluster: c.name, Release: rel.name, Namespace: rel.namespace,
+				Chart:  ChartSource{Dir: filepath.Join(dir, "charts", rel.name)},
+				Values: values,
+				Overlay: Overlay{Release: rel.name, Cluster: c.name, Role: c.role, ScaleToZero: !rel.keep,
+					DNSPrefix: prefix, ActiveWeight: 100},
+			})
+		}
+	}
+	return reqs
+}
+
+// syntheticRequests writes one small chart (Deployment, Service, ConfigMap,
+// Ingress) into a temporary directory and returns n releases of it, each with
+// its own name and values, for blue (active) and green (standby).
+func syntheticRequests(tb testing.TB, n int) []Request {
+	tb.Helper()
+	dir := filepath.Join(tb.TempDir(), "svc")
+	for name, content := range benchChart {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	var reqs []Request
+	for _, c := range []struct {
+		name string
+		role Role
+	}{{"blue", RoleActive}, {"green", RoleStandby}} {
+		for i := range n {
+			rel := fmt.Sprintf("svc-%03d", i)
+			values := fmt.Sprintf("replicaCount: %d\nimage:\n  tag: \"1.%d.0\"\nhost: %s.shop.local\nconfig:\n  greeting: hello from %s\n  slot: \"%d\"\n",
+				1+i%2, i, rel, rel, i)
+			reqs = append(reqs, Request{
+				Cluster: c.name, Release: rel, Namespace: "bench",
+				Chart:   ChartSource{Dir: dir},
+				Values:  []ValuesLayer{{Source: "values/" + rel + ".yaml", File: []byte(values)}},
+				Overlay: Overlay{Release: rel, Cluster: c.name, Role: c.role, ScaleToZero: true, DNSPrefix: prefix, ActiveWeight: 100},
+			})
+		}
+	}
+	return reqs
+}
+
+// benchChart is the synthetic release's chart: a small web service.
+var benchChart = map[string]string{
+	"Chart.yaml": "apiVersion: v2\nname: svc\nversion: 0.1.0\nappVersion: \"1.0.0\"\n",
+	"values.yaml": `replicaCount: 1
+image:
+  repository: registry.local/bench/svc
+  tag: "1.0.0"
+host: svc.local
+port: 8080
+config:
+  greeting: hello
+`,
+	"templates/_helpers.tpl": `{{- define "svc.labels" -}}
+app.kubernetes.io/name: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+`,
+	"templates/configmap.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}
+  labels:
+    {{- include "svc.labels" . | nindent 4 }}
+data:
+  {{- range $k, $v := .Values.config }}
+  {{ $k }}: {{ $v | quote }}
+  {{- end }}
+`,
+	"templates/deployment.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+  labels:
+    {{- include "svc.labels" . | nindent 4 }}
+spec:
+  replicas: {{ .Values.replicaCount }}
+  selector:
+    matchLabels:
+      app.kubernetes.io/instance: {{ .Release.Name }}
+  template:
+    metadata:
+      labels:
+        {{- include "svc.labels" . | nindent 8 }}
+      annotations:
+        checksum/config: {{ toYaml .Values.config | sha256sum }}
+    spec:
+      containers:
+        - name: app
+          image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+          ports:
+            - name: http
+              containerPort: {{ .Values.port }}
+          envFrom:
+            - configMapRef:
+                name: {{ .Release.Name }}
+`,
+	"templates/service.yaml": `apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Release.Name }}
+  labels:
+    {{- include "svc.labels" . | nindent 4 }}
+spec:
+  selector:
+    app.kubernetes.io/instance: {{ .Release.Name }}
+  ports:
+    - name: http
+      port: 80
+      targetPort: http
+`,
+	"templates/ingress.yaml": `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {{ .Release.Name }}
+  labels:
+    {{- include "svc.labels" . | nindent 4 }}
+  annotations:
+    external-dns.alpha.kubernetes.io/hostname: {{ .Values.host }}
+spec:
+  rules:
+    - host: {{ .Values.host }}
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service:
+                name: {{ .Release.Name }}
+                port:
+                  name: http
+`,
+}
