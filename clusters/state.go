@@ -43,6 +43,10 @@ type ReleaseState struct {
 	Error    string `json:"error,omitempty"`
 	// Duration is how long the release's step took, in nanoseconds.
 	Duration time.Duration `json:"duration"`
+	// Drifted lists objects found changed outside git in that run
+	// ("Kind namespace/name"), and whether they were put back.
+	Drifted   []string `json:"drifted,omitempty"`
+	Corrected bool     `json:"corrected,omitempty"`
 }
 
 // ReadState returns the cluster's recorded state, or (nil, nil) when none

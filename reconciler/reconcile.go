@@ -623,7 +623,8 @@ func (r *run) writeState(ctx context.Context, t Target, c manifest.Cluster, rep 
 	st := clusters.State{Cluster: c.Name, Role: string(c.Role), Commit: r.opts.Commit, Ref: r.opts.Ref, AppliedAt: time.Now().UTC(), LastError: rep.Error}
 	for _, rr := range rep.Releases {
 		st.Releases = append(st.Releases, clusters.ReleaseState{Name: rr.Name, Namespace: rr.Namespace, Digest: digests[rr.Namespace+"/"+rr.Name],
-			Revision: rr.Revision, Outcome: string(rr.Outcome), Error: rr.Error, Duration: time.Duration(rr.Duration)})
+			Revision: rr.Revision, Outcome: string(rr.Outcome), Error: rr.Error, Duration: time.Duration(rr.Duration),
+			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0})
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()

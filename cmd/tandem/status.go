@@ -114,10 +114,17 @@ func readStatus(ctx context.Context, connect reconciler.Connector, c manifest.Cl
 
 func writeStatus(w io.Writer, out []clusterStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tROLE\tAPPLIED\tAT\tRELEASES\tLAST ERROR")
+	fmt.Fprintln(tw, "CLUSTER\tROLE\tAPPLIED\tAT\tRELEASES\tDRIFTED\tLAST ERROR")
 	for _, c := range out {
-		applied, at, lastErr := "-", "-", "-"
+		applied, at, lastErr, drifted := "-", "-", "-", "-"
 		if c.State != nil {
+			n := 0
+			for _, r := range c.State.Releases {
+				if len(r.Drifted) > 0 && !r.Corrected {
+					n++
+				}
+			}
+			drifted = fmt.Sprint(n)
 			applied = shortSHA(c.State.Commit)
 			at = c.State.AppliedAt.UTC().Format("2006-01-02 15:04:05")
 			if c.State.LastError != "" {
@@ -133,7 +140,7 @@ func writeStatus(w io.Writer, out []clusterStatus) {
 				ok++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d ok\t%s\n", c.Name, c.Role, applied, at, ok, len(c.Releases), lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d ok\t%s\t%s\n", c.Name, c.Role, applied, at, ok, len(c.Releases), drifted, lastErr)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
