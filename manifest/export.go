@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/go-git/go-git/v5"
@@ -56,6 +57,9 @@ func ExportRevision(dir, rev, dest string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%s at %s: %w", rel, hash.String()[:7], err)
 		}
+	}
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return "", err
 	}
 	err = writeTree(tree, dest)
 	if err != nil {
