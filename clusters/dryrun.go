@@ -28,13 +28,14 @@ type DryRunResult struct {
 	Applied *unstructured.Unstructured
 }
 
-// DryRun server-side-applies each object in dry-run mode under fieldManager
-// (forcing ownership, as a real apply by tandem would) and returns, in order,
-// the live and the would-be objects. Live objects are read with one List per
+// DryRun server-side-applies each object of a Helm release in dry-run mode
+// under fieldManager (forcing ownership and adding Helm's ownership markers,
+// exactly as Apply would) and returns, in order, the live and the would-be
+// objects. Live objects are read with one List per
 // resource and namespace rather than one Get per object; the dry run itself is
 // one request per object. Objects are never logged: they may be Secrets.
-func (c *Cluster) DryRun(ctx context.Context, objs []*unstructured.Unstructured, fieldManager string) ([]DryRunResult, error) {
-	resolved, err := resolve(c.getter.mapper, objs, "")
+func (c *Cluster) DryRun(ctx context.Context, namespace, release string, objs []*unstructured.Unstructured, fieldManager string) ([]DryRunResult, error) {
+	resolved, err := resolve(c.getter.mapper, withHelmOwnership(objs, namespace, release), "")
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: dry run: %w", c.name, err)
 	}
@@ -68,11 +69,13 @@ func (c *Cluster) DryRun(ctx context.Context, objs []*unstructured.Unstructured,
 	return out, nil
 }
 
-// Apply server-side-applies objects for real under fieldManager, forcing
-// ownership of the fields they set. Drift correction uses it to put objects
-// back to their desired state without a new Helm revision.
-func (c *Cluster) Apply(ctx context.Context, objs []*unstructured.Unstructured, fieldManager string) error {
-	resolved, err := resolve(c.getter.mapper, objs, "")
+// Apply server-side-applies objects of a Helm release for real under
+// fieldManager, forcing ownership of the fields they set. Drift correction uses
+// it to put objects back to their desired state without a new Helm revision.
+// Each object gets the ownership markers Helm's install puts on it, so an
+// object recreated here still belongs to its release for Helm and its users.
+func (c *Cluster) Apply(ctx context.Context, namespace, release string, objs []*unstructured.Unstructured, fieldManager string) error {
+	resolved, err := resolve(c.getter.mapper, withHelmOwnership(objs, namespace, release), "")
 	if err != nil {
 		return fmt.Errorf("cluster %q: apply: %w", c.name, err)
 	}
@@ -82,6 +85,34 @@ func (c *Cluster) Apply(ctx context.Context, objs []*unstructured.Unstructured, 
 		}
 	}
 	return nil
+}
+
+// withHelmOwnership returns copies of objs carrying Helm's ownership label
+// and annotations, as `helm install` sets them.
+func withHelmOwnership(objs []*unstructured.Unstructured, namespace, release string) []*unstructured.Unstructured {
+	owned := make([]*unstructured.Unstructured, len(objs))
+	for i, u := range objs {
+		owned[i] = helmOwned(u, namespace, release)
+	}
+	return owned
+}
+
+func helmOwned(u *unstructured.Unstructured, namespace, release string) *unstructured.Unstructured {
+	out := u.DeepCopy()
+	labels := out.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["app.kubernetes.io/managed-by"] = "Helm"
+	out.SetLabels(labels)
+	ann := out.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann["meta.helm.sh/release-name"] = release
+	ann["meta.helm.sh/release-namespace"] = namespace
+	out.SetAnnotations(ann)
+	return out
 }
 
 func (c *Cluster) applyObject(ctx context.Context, o object, fieldManager string, dryRun bool) (*unstructured.Unstructured, error) {

@@ -191,7 +191,7 @@ func liveDrift(ctx context.Context, t Target, c manifest.Cluster, d Desired, fie
 	if err != nil {
 		return nil, err
 	}
-	states, err := t.DryRun(ctx, objs, fieldManager)
+	states, err := t.DryRun(ctx, d.Spec.Namespace, d.Spec.Name, objs, fieldManager)
 	if err != nil {
 		return nil, fmt.Errorf("release %s: dry run: %w", d.key(), err)
 	}

@@ -512,7 +512,7 @@ func (r *run) drift(ctx context.Context, t Target, c manifest.Cluster, s Step, s
 	if len(fix) == 0 || !(r.opts.CorrectDrift || spec.DriftCorrection) {
 		return nil
 	}
-	if err := t.Apply(ctx, fix, r.opts.FieldManager); err != nil {
+	if err := t.Apply(ctx, s.Namespace, s.Name, fix, r.opts.FieldManager); err != nil {
 		return fmt.Errorf("correct drift: %w", err)
 	}
 	rr.Corrected = append([]string(nil), rr.Drifted...)

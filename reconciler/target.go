@@ -27,9 +27,9 @@ type Target interface {
 	// object in order, the live object (nil if missing) and the object as it
 	// would be after applying (nil if the dry run could not place it, e.g. its
 	// namespace does not exist yet).
-	DryRun(ctx context.Context, objs []*unstructured.Unstructured, fieldManager string) ([]clusters.DryRunResult, error)
-	// Apply server-side-applies objects for real (drift correction).
-	Apply(ctx context.Context, objs []*unstructured.Unstructured, fieldManager string) error
+	DryRun(ctx context.Context, namespace, release string, objs []*unstructured.Unstructured, fieldManager string) ([]clusters.DryRunResult, error)
+	// Apply server-side-applies a release's objects for real (drift correction).
+	Apply(ctx context.Context, namespace, release string, objs []*unstructured.Unstructured, fieldManager string) error
 	ReadState(ctx context.Context) (*clusters.State, error)
 	WriteState(ctx context.Context, s clusters.State) error
 }

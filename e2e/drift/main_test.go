@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,9 @@ type runner struct {
 // command needs no cluster).
 func newRunner(t *testing.T, kubeconfig string) runner {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short skips the end-to-end tests, which build and run the tandem binary")
+	}
 	if kubeconfig == "" {
 		kubeconfig = filepath.Join(t.TempDir(), "no-such-kubeconfig")
 	}
@@ -109,6 +113,20 @@ type objectDiff struct {
 
 func (o objectDiff) id() string { return o.Kind + " " + o.Namespace + "/" + o.Name }
 
+// object returns a changed object of a changed release by "Kind namespace/name".
+func (c clusterDiff) object(t *testing.T, release, id string) objectDiff {
+	t.Helper()
+	for _, r := range c.changed() {
+		for _, o := range r.Objects {
+			if r.Name == release && o.id() == id {
+				return o
+			}
+		}
+	}
+	t.Fatalf("cluster %s: release %s has no changed object %s", c.Name, release, id)
+	return objectDiff{}
+}
+
 func (r diffReport) cluster(t *testing.T, name string) clusterDiff {
 	t.Helper()
 	for _, c := range r.Clusters {
@@ -131,7 +149,8 @@ func (c clusterDiff) changed() []releaseDiff {
 	return out
 }
 
-// changedNames lists "release: object, object" per changed release, for messages and comparisons.
+// changedNames lists "release change: object change, ..." per changed release,
+// objects sorted, for messages and comparisons.
 func (c clusterDiff) changedNames() []string {
 	var out []string
 	for _, r := range c.changed() {
@@ -139,6 +158,7 @@ func (c clusterDiff) changedNames() []string {
 		for _, o := range r.Objects {
 			objs = append(objs, o.id()+" "+o.Change)
 		}
+		sort.Strings(objs)
 		out = append(out, r.Name+" "+r.Change+": "+strings.Join(objs, ", "))
 	}
 	return out
