@@ -411,13 +411,23 @@ func (c *Cluster) uninstall(ctx context.Context, namespace, name string) error {
 // not having changed since it was read. A revision that is not pending is
 // left alone and ErrNotPending returned.
 func (c *Cluster) MarkFailed(ctx context.Context, namespace, name string, revision int, reason string) error {
-	if err := c.markFailed(ctx, namespace, name, revision, reason); err != nil {
+	if err := c.markFailed(ctx, namespace, name, revision, reason, false); err != nil {
 		return fmt.Errorf("cluster %q: release %q: revision %d: mark failed: %w", c.name, namespace+"/"+name, revision, err)
 	}
 	return nil
 }
 
-func (c *Cluster) markFailed(ctx context.Context, namespace, name string, revision int, reason string) error {
+// MarkUnhealthy flips a deployed revision whose objects never became healthy
+// to failed, as Helm's own --wait does, so that `helm ls` tells the truth and
+// the next reconcile retries it instead of taking it for done.
+func (c *Cluster) MarkUnhealthy(ctx context.Context, namespace, name string, revision int, reason string) error {
+	if err := c.markFailed(ctx, namespace, name, revision, reason, true); err != nil {
+		return fmt.Errorf("cluster %q: release %q: revision %d: mark unhealthy: %w", c.name, namespace+"/"+name, revision, err)
+	}
+	return nil
+}
+
+func (c *Cluster) markFailed(ctx context.Context, namespace, name string, revision int, reason string, deployedToo bool) error {
 	d := driver.NewSecrets(newSecretStore(ctx, c.clientset.CoreV1().Secrets(namespace), true))
 	d.Log = c.helmLog(namespace, name)
 	key := releaseSecretName(name, revision)
@@ -429,7 +439,7 @@ func (c *Cluster) markFailed(ctx context.Context, namespace, name string, revisi
 		return err
 	}
 	was := rls.Info.Status
-	if !was.IsPending() {
+	if !was.IsPending() && !(deployedToo && was == release.StatusDeployed) {
 		return fmt.Errorf("%w: it is %s", ErrNotPending, was)
 	}
 	if reason == "" {
@@ -440,7 +450,7 @@ func (c *Cluster) markFailed(ctx context.Context, namespace, name string, revisi
 	if err := d.Update(key, rls); err != nil {
 		return err
 	}
-	c.log.Info("marked stuck release revision failed", "release", namespace+"/"+name, "revision", revision, "was", string(was))
+	c.log.Info("marked release revision failed", "release", namespace+"/"+name, "revision", revision, "was", string(was))
 	return nil
 }
 

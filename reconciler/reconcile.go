@@ -155,7 +155,9 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, desired []Desired
 		}
 		rep.count()
 		rep.Duration = Duration(time.Since(start))
-		rep.FinishedAt = time.Now().UTC()
+		if rep.FinishedAt.IsZero() {
+			rep.FinishedAt = time.Now().UTC()
+		}
 		if rep.Error != "" {
 			log.Info("cluster failed", "error", rep.Error)
 		}
@@ -191,6 +193,9 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, desired []Desired
 			}
 		}()
 		defer func() {
+			// Done with the cluster: stamp it before the lock goes, so that
+			// [lockedAt, finishedAt] of two runs never overlap.
+			rep.FinishedAt = time.Now().UTC()
 			// Unlock with a fresh context: the run's may be cancelled already.
 			uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer ucancel()
@@ -537,14 +542,22 @@ func deadlineOf(ctx context.Context, fallback time.Duration) time.Time {
 }
 
 // afterFailure rolls a failed upgrade back to the last deployed revision
-// (onFailure: rollback) and returns the error to report.
+// (onFailure: rollback) and returns the error to report. A revision that is
+// kept (an install, or onFailure: keep) but never became healthy is marked
+// failed in Helm's storage, so the next run retries it rather than taking the
+// unchanged digest for success.
 func (r *run) afterFailure(ctx context.Context, t Target, s Step, spec manifest.Release, rr *ReleaseReport, cause error) error {
-	if spec.OnFailure == manifest.OnFailureKeep || s.Action == ActionInstall {
-		return cause
-	}
-	// The release's own deadline may have passed: roll back on a fresh one.
+	// The release's own deadline may have passed: act on a fresh one.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
+	if spec.OnFailure == manifest.OnFailureKeep || s.Action == ActionInstall {
+		if rr.Revision > 0 {
+			if err := t.MarkUnhealthy(rctx, s.Namespace, s.Name, rr.Revision, "tandem: not healthy: "+cause.Error()); err != nil {
+				return fmt.Errorf("%w; %v", cause, err)
+			}
+		}
+		return cause
+	}
 	hist, err := t.History(rctx, s.Namespace, s.Name)
 	if err != nil {
 		return fmt.Errorf("%w; rollback: history: %v", cause, err)

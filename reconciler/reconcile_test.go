@@ -107,6 +107,16 @@ func (f *fakeTarget) MarkFailed(_ context.Context, _, name string, _ int, _ stri
 	return nil
 }
 
+func (f *fakeTarget) MarkUnhealthy(_ context.Context, _, name string, _ int, _ string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.releases[name]; ok {
+		r.Status = "failed"
+	}
+	f.log.add(f.name + " markunhealthy " + name)
+	return nil
+}
+
 func (f *fakeTarget) History(_ context.Context, _, name string) ([]clusters.Release, error) {
 	return []clusters.Release{{Name: name, Revision: 1, Status: "deployed"}, {Name: name, Revision: 2, Status: "failed"}}, nil
 }

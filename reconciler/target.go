@@ -20,6 +20,7 @@ type Target interface {
 	Rollback(ctx context.Context, namespace, name string, toRevision int) (*clusters.Release, error)
 	Uninstall(ctx context.Context, namespace, name string) error
 	MarkFailed(ctx context.Context, namespace, name string, revision int, reason string) error
+	MarkUnhealthy(ctx context.Context, namespace, name string, revision int, reason string) error
 	History(ctx context.Context, namespace, name string) ([]clusters.Release, error)
 	WaitHealthy(ctx context.Context, manifest string, opts clusters.WaitOptions) ([]clusters.ObjectStatus, error)
 	Lock(ctx context.Context, opts clusters.LockOptions) (Lease, error)
