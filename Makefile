@@ -8,7 +8,6 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/tandem
 GOTEST_FLAGS ?= -race -timeout 40m
-BENCH_FLAGS  ?= -run '^$$' -bench . -benchmem -timeout 60m
 
 .PHONY: help
 help: ## List the targets
@@ -52,8 +51,9 @@ demo: build clusters-up ## Start local clusters blue and green, reconcile exampl
 	@echo "Stop them with:  make clusters-down"
 
 .PHONY: bench
-bench: deps tools ## Benchmarks, tandem side by side with its baselines (see README, Performance)
-	$(GO) test $(BENCH_FLAGS) ./render/ ./reconciler/ ./e2e/
+bench: deps tools ## Benchmarks, tandem side by side with its baselines (see README, Performance); TANDEM_BENCH_RELEASES=N
+	$(GO) test -run '^$$' -bench . -benchmem ./render/
+	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/bench/
 
 .PHONY: clean
 clean: ## Remove build output

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/fluxcd/pkg/ssa/normalize"
 	"golang.org/x/sync/errgroup"
@@ -32,14 +33,18 @@ type DryRunResult struct {
 // under fieldManager (forcing ownership and adding Helm's ownership markers,
 // exactly as Apply would) and returns, in order, the live and the would-be
 // objects. Live objects are read with one List per
-// resource and namespace rather than one Get per object; the dry run itself is
-// one request per object. Objects are never logged: they may be Secrets.
-func (c *Cluster) DryRun(ctx context.Context, namespace, release string, objs []*unstructured.Unstructured, fieldManager string) ([]DryRunResult, error) {
+// resource and namespace, through snap (shared by the dry runs of one run;
+// nil lists afresh), rather than one Get per object; the dry run itself is one
+// request per object. Objects are never logged: they may be Secrets.
+func (c *Cluster) DryRun(ctx context.Context, snap *Snapshot, namespace, release string, objs []*unstructured.Unstructured, fieldManager string) ([]DryRunResult, error) {
+	if snap == nil {
+		snap = c.Snapshot()
+	}
 	resolved, err := resolve(c.getter.mapper, withHelmOwnership(objs, namespace, release), "")
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: dry run: %w", c.name, err)
 	}
-	live, err := c.readLive(ctx, resolved)
+	live, err := snap.readLive(ctx, resolved)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: dry run: %w", c.name, err)
 	}
@@ -142,34 +147,70 @@ func (c *Cluster) resourceFor(o object) dynamic.ResourceInterface {
 	return c.dynamic.Resource(o.gvr).Namespace(o.namespace)
 }
 
-// readLive lists each (resource, namespace) group once and picks the
-// objects out by name.
-func (c *Cluster) readLive(ctx context.Context, objs []object) ([]*unstructured.Unstructured, error) {
-	type group struct {
-		gvr       schema.GroupVersionResource
-		namespace string
+// Snapshot caches live objects for one run: each resource type and
+// namespace is listed once, however many releases' dry runs read it. It is
+// safe for concurrent use. A snapshot reflects the cluster when each list was
+// made; take a new one for every run.
+type Snapshot struct {
+	c *Cluster
+
+	mu     sync.Mutex
+	groups map[liveGroup]*liveList // guarded by mu
+}
+
+type liveGroup struct {
+	gvr       schema.GroupVersionResource
+	namespace string
+}
+
+type liveList struct {
+	once  sync.Once
+	items map[string]*unstructured.Unstructured
+	err   error
+}
+
+// Snapshot starts an empty live-object cache for one run.
+func (c *Cluster) Snapshot() *Snapshot {
+	return &Snapshot{c: c, groups: map[liveGroup]*liveList{}}
+}
+
+func (s *Snapshot) list(ctx context.Context, o object) (map[string]*unstructured.Unstructured, error) {
+	g := liveGroup{o.gvr, o.namespace}
+	s.mu.Lock()
+	l, ok := s.groups[g]
+	if !ok {
+		l = &liveList{}
+		s.groups[g] = l
 	}
-	byGroup := map[group]map[string]*unstructured.Unstructured{}
-	for _, o := range objs {
-		g := group{o.gvr, o.namespace}
-		if _, ok := byGroup[g]; ok {
-			continue
-		}
-		list, err := c.resourceFor(o).List(ctx, metav1.ListOptions{})
+	s.mu.Unlock()
+	l.once.Do(func() {
+		list, err := s.c.resourceFor(o).List(ctx, metav1.ListOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("list %s in %q: %w", o.gvr.Resource, o.namespace, err)
+			l.err = fmt.Errorf("list %s in %q: %w", o.gvr.Resource, o.namespace, err)
+			return
 		}
-		items := map[string]*unstructured.Unstructured{}
+		l.items = map[string]*unstructured.Unstructured{}
 		if list != nil {
 			for i := range list.Items {
-				items[list.Items[i].GetName()] = &list.Items[i]
+				l.items[list.Items[i].GetName()] = &list.Items[i]
 			}
 		}
-		byGroup[g] = items
-	}
+	})
+	return l.items, l.err
+}
+
+// readLive picks objects out of the snapshot's lists (one List per resource
+// and namespace, shared by every caller of the snapshot).
+func (s *Snapshot) readLive(ctx context.Context, objs []object) ([]*unstructured.Unstructured, error) {
 	out := make([]*unstructured.Unstructured, len(objs))
 	for i, o := range objs {
-		out[i] = byGroup[group{o.gvr, o.namespace}][o.name()]
+		items, err := s.list(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		if live := items[o.name()]; live != nil {
+			out[i] = live.DeepCopy()
+		}
 	}
 	return out, nil
 }

@@ -2,10 +2,12 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/fluxcd/pkg/ssa/jsondiff"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -70,14 +72,25 @@ func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, con
 		deployed = append(deployed, Deployed{Name: l.Name, Namespace: l.Namespace, Revision: l.Revision, Status: l.Status, Labels: l.Labels})
 	}
 	plan := Plan(c, desired, deployed, PlanOptions{MaxPrune: 1})
-	for _, s := range plan.Steps {
-		rd, err := diffLiveRelease(ctx, t, c, *s.desired, s, byKey[s.desired.key()], opts)
-		if err != nil {
-			cd.Error = err.Error()
-			return cd
-		}
-		cd.Releases = append(cd.Releases, rd)
+	// Releases are compared concurrently, each writing its own slot; live
+	// objects are listed once for all of them.
+	snap := t.Snapshot()
+	rds := make([]ReleaseDiff, len(plan.Steps))
+	errs := make([]error, len(plan.Steps))
+	g := new(errgroup.Group)
+	g.SetLimit(4)
+	for i, s := range plan.Steps {
+		g.Go(func() error {
+			rds[i], errs[i] = diffLiveRelease(ctx, t, snap, c, *s.desired, s, byKey[s.desired.key()], opts)
+			return nil
+		})
 	}
+	_ = g.Wait()
+	if err := errors.Join(errs...); err != nil {
+		cd.Error = err.Error()
+		return cd
+	}
+	cd.Releases = append(cd.Releases, rds...)
 	if len(opts.Selection.Releases) == 0 { // a run restricted to some releases says nothing of the others
 		for _, s := range plan.Prune {
 			rd := ReleaseDiff{Name: s.Name, Namespace: s.Namespace, Change: ChangeRemoved, Notes: []string{"would be uninstalled: no longer in the manifest for this cluster"}}
@@ -98,7 +111,7 @@ func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, con
 	return cd
 }
 
-func diffLiveRelease(ctx context.Context, t Target, c manifest.Cluster, d Desired, s Step, cur clusters.Release, opts DiffOptions) (ReleaseDiff, error) {
+func diffLiveRelease(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, d Desired, s Step, cur clusters.Release, opts DiffOptions) (ReleaseDiff, error) {
 	rd := ReleaseDiff{Name: s.Name, Namespace: s.Namespace, Change: ChangeUnchanged}
 	switch {
 	case s.Error != "":
@@ -120,7 +133,7 @@ func diffLiveRelease(ctx context.Context, t Target, c manifest.Cluster, d Desire
 		}
 	}
 
-	drift, err := liveDrift(ctx, t, c, d, opts.FieldManager)
+	drift, err := liveDrift(ctx, t, snap, c, d, opts.FieldManager)
 	if err != nil {
 		return rd, err
 	}
@@ -186,12 +199,12 @@ func desiredObjects(d Desired) ([]*unstructured.Unstructured, error) {
 // liveDrift compares each desired object of a release with the cluster: a
 // server-side-apply dry run per object against the live object, minus the
 // fields diffs ignore (see ignorePaths).
-func liveDrift(ctx context.Context, t Target, c manifest.Cluster, d Desired, fieldManager string) ([]objectDrift, error) {
+func liveDrift(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, d Desired, fieldManager string) ([]objectDrift, error) {
 	objs, err := desiredObjects(d)
 	if err != nil {
 		return nil, err
 	}
-	states, err := t.DryRun(ctx, d.Spec.Namespace, d.Spec.Name, objs, fieldManager)
+	states, err := t.DryRun(ctx, snap, d.Spec.Namespace, d.Spec.Name, objs, fieldManager)
 	if err != nil {
 		return nil, fmt.Errorf("release %s: dry run: %w", d.key(), err)
 	}

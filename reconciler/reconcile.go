@@ -237,7 +237,7 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, desired []Desired
 		return rep
 	}
 
-	rep.Releases = r.applyWaves(ctx, t, c, plan)
+	rep.Releases = r.applyWaves(ctx, t, t.Snapshot(), c, plan)
 	var failed []string
 	for _, rr := range rep.Releases {
 		if rr.Outcome == OutcomeFailed {
@@ -326,7 +326,7 @@ type stepState struct {
 // applyWaves runs the plan's steps wave by wave. Within a wave, steps run
 // concurrently (bounded) once their needs are healthy; a failure stops the
 // later waves of this cluster only.
-func (r *run) applyWaves(ctx context.Context, t Target, c manifest.Cluster, plan ClusterPlan) []ReleaseReport {
+func (r *run) applyWaves(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, plan ClusterPlan) []ReleaseReport {
 	out := make([]ReleaseReport, len(plan.Steps))
 	states := map[string]*stepState{}
 	for _, s := range plan.Steps {
@@ -371,7 +371,7 @@ func (r *run) applyWaves(ctx context.Context, t Target, c manifest.Cluster, plan
 					r.gates.report(c.Name, s.desired.Spec, false, out[i].Error)
 					return nil
 				}
-				out[i] = r.step(ctx, t, c, s)
+				out[i] = r.step(ctx, t, snap, c, s)
 				st.ok = out[i].Outcome == OutcomeOK
 				r.gates.report(c.Name, s.desired.Spec, st.ok, out[i].Error)
 				return nil
@@ -404,7 +404,7 @@ func waitNeeds(ctx context.Context, needs []string, states map[string]*stepState
 
 // step applies one release: recover a stuck release, install or upgrade it,
 // wait for health, roll back a failed upgrade.
-func (r *run) step(ctx context.Context, t Target, c manifest.Cluster, s Step) ReleaseReport {
+func (r *run) step(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, s Step) ReleaseReport {
 	start := time.Now()
 	spec := s.desired.Spec
 	rr := ReleaseReport{Name: s.Name, Namespace: s.Namespace, Wave: s.Wave, Action: s.Action, FromRevision: s.FromRevision,
@@ -428,7 +428,7 @@ func (r *run) step(ctx context.Context, t Target, c manifest.Cluster, s Step) Re
 	if s.Action == ActionUnchanged {
 		rr.Revision = s.FromRevision
 		if r.opts.DetectDrift || r.opts.CorrectDrift || spec.DriftCorrection {
-			if err := r.drift(ctx, t, c, s, spec, &rr); err != nil {
+			if err := r.drift(ctx, t, snap, c, s, spec, &rr); err != nil {
 				return finish(OutcomeFailed, err)
 			}
 			ev.Message = driftMessage(rr)
@@ -501,8 +501,8 @@ func (r *run) step(ctx context.Context, t Target, c manifest.Cluster, s Step) Re
 
 // drift compares an unchanged release's objects with the cluster, records
 // what drifted and, when asked to, applies the desired objects back.
-func (r *run) drift(ctx context.Context, t Target, c manifest.Cluster, s Step, spec manifest.Release, rr *ReleaseReport) error {
-	objs, err := liveDrift(ctx, t, c, *s.desired, r.opts.FieldManager)
+func (r *run) drift(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, s Step, spec manifest.Release, rr *ReleaseReport) error {
+	objs, err := liveDrift(ctx, t, snap, c, *s.desired, r.opts.FieldManager)
 	if err != nil {
 		return fmt.Errorf("drift check: %w", err)
 	}

@@ -135,7 +135,8 @@ func (f *fakeTarget) Lock(context.Context, clusters.LockOptions) (Lease, error) 
 }
 func (f *fakeTarget) ReadState(context.Context) (*clusters.State, error) { return nil, nil }
 func (f *fakeTarget) WriteState(context.Context, clusters.State) error   { return nil }
-func (f *fakeTarget) DryRun(_ context.Context, _, _ string, objs []*unstructured.Unstructured, _ string) ([]clusters.DryRunResult, error) {
+func (f *fakeTarget) Snapshot() *clusters.Snapshot                       { return nil }
+func (f *fakeTarget) DryRun(_ context.Context, _ *clusters.Snapshot, _, _ string, objs []*unstructured.Unstructured, _ string) ([]clusters.DryRunResult, error) {
 	return make([]clusters.DryRunResult, len(objs)), nil
 }
 func (f *fakeTarget) Apply(context.Context, string, string, []*unstructured.Unstructured, string) error {

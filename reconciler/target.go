@@ -28,7 +28,11 @@ type Target interface {
 	// object in order, the live object (nil if missing) and the object as it
 	// would be after applying (nil if the dry run could not place it, e.g. its
 	// namespace does not exist yet).
-	DryRun(ctx context.Context, namespace, release string, objs []*unstructured.Unstructured, fieldManager string) ([]clusters.DryRunResult, error)
+	// Live objects are read through snap, one list per resource type and
+	// namespace for the whole run.
+	DryRun(ctx context.Context, snap *clusters.Snapshot, namespace, release string, objs []*unstructured.Unstructured, fieldManager string) ([]clusters.DryRunResult, error)
+	// Snapshot starts a per-run cache of live objects for DryRun.
+	Snapshot() *clusters.Snapshot
 	// Apply server-side-applies a release's objects for real (drift correction).
 	Apply(ctx context.Context, namespace, release string, objs []*unstructured.Unstructured, fieldManager string) error
 	ReadState(ctx context.Context) (*clusters.State, error)

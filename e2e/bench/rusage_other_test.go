@@ -1,0 +1,8 @@
+//go:build !linux
+
+package bench
+
+import "os"
+
+// maxRSS is not measured off Linux (getrusage's unit differs by system).
+func maxRSS(*os.ProcessState) int64 { return 0 }
