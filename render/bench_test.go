@@ -125,21 +125,16 @@ func exampleRequests(tb testing.TB) []Request {
 	return reqs
 }
 
-// syntheticRequests writes one small chart (Deployment, Service, ConfigMap,
-// Ingress) into a temporary directory and returns n releases of it, each with
+// syntheticRequests returns n releases of one small chart (Deployment,
+// Service, ConfigMap, Ingress), each with
 // its own name and values, for blue (active) and green (standby).
 func syntheticRequests(tb testing.TB, n int) []Request {
 	tb.Helper()
-	dir := filepath.Join(tb.TempDir(), "svc")
-	for name, content := range benchChart {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			tb.Fatal(err)
-		}
+	dir, err := filepath.Abs(filepath.Join("..", "e2e", "testdata", "charts", "svc")) // shared with e2e/bench
+	if err != nil {
+		tb.Fatal(err)
 	}
+
 	var reqs []Request
 	for _, c := range []struct {
 		name string
@@ -158,99 +153,4 @@ func syntheticRequests(tb testing.TB, n int) []Request {
 		}
 	}
 	return reqs
-}
-
-// benchChart is the synthetic release's chart: a small web service.
-var benchChart = map[string]string{
-	"Chart.yaml": "apiVersion: v2\nname: svc\nversion: 0.1.0\nappVersion: \"1.0.0\"\n",
-	"values.yaml": `replicaCount: 1
-image:
-  repository: registry.local/bench/svc
-  tag: "1.0.0"
-host: svc.local
-port: 8080
-config:
-  greeting: hello
-`,
-	"templates/_helpers.tpl": `{{- define "svc.labels" -}}
-app.kubernetes.io/name: {{ .Release.Name }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
-{{- end -}}
-`,
-	"templates/configmap.yaml": `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: {{ .Release.Name }}
-  labels:
-    {{- include "svc.labels" . | nindent 4 }}
-data:
-  {{- range $k, $v := .Values.config }}
-  {{ $k }}: {{ $v | quote }}
-  {{- end }}
-`,
-	"templates/deployment.yaml": `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ .Release.Name }}
-  labels:
-    {{- include "svc.labels" . | nindent 4 }}
-spec:
-  replicas: {{ .Values.replicaCount }}
-  selector:
-    matchLabels:
-      app.kubernetes.io/instance: {{ .Release.Name }}
-  template:
-    metadata:
-      labels:
-        {{- include "svc.labels" . | nindent 8 }}
-      annotations:
-        checksum/config: {{ toYaml .Values.config | sha256sum }}
-    spec:
-      containers:
-        - name: app
-          image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
-          ports:
-            - name: http
-              containerPort: {{ .Values.port }}
-          envFrom:
-            - configMapRef:
-                name: {{ .Release.Name }}
-`,
-	"templates/service.yaml": `apiVersion: v1
-kind: Service
-metadata:
-  name: {{ .Release.Name }}
-  labels:
-    {{- include "svc.labels" . | nindent 4 }}
-spec:
-  selector:
-    app.kubernetes.io/instance: {{ .Release.Name }}
-  ports:
-    - name: http
-      port: 80
-      targetPort: http
-`,
-	"templates/ingress.yaml": `apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {{ .Release.Name }}
-  labels:
-    {{- include "svc.labels" . | nindent 4 }}
-  annotations:
-    external-dns.alpha.kubernetes.io/hostname: {{ .Values.host }}
-spec:
-  rules:
-    - host: {{ .Values.host }}
-      http:
-        paths:
-          - path: /
-            pathType: Prefix
-            backend:
-              service:
-                name: {{ .Release.Name }}
-                port:
-                  name: http
-`,
 }

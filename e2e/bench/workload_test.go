@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,8 +38,8 @@ func newWorkload(tb testing.TB, opts workloadOptions) *workload {
 	tb.Helper()
 	dir := filepath.Join(tb.TempDir(), "manifest")
 	w := &workload{repo: &e2etest.ManifestRepo{Dir: dir}, namespace: opts.Namespace}
-	for name, content := range svcChart {
-		w.repo.Write(tb, "charts/svc/"+name, content)
+	if err := os.CopyFS(filepath.Join(dir, "charts", "svc"), os.DirFS(filepath.Join(e2etest.ModuleRoot(tb), "e2e", "testdata", "charts", "svc"))); err != nil {
+		tb.Fatal(err)
 	}
 	var m strings.Builder
 	m.WriteString("clusters:\n  - name: blue\n    role: active\n  - name: green\n    role: standby\n")
@@ -79,99 +80,4 @@ func (w *workload) changeOne(tb testing.TB) string {
 func releaseValues(i int, rel, greeting string) string {
 	return fmt.Sprintf("replicaCount: %d\nimage:\n  tag: \"1.%d.0\"\nhost: %s.shop.local\nconfig:\n  greeting: %s\n  slot: \"%d\"\n",
 		1+i%2, i, rel, greeting, i)
-}
-
-// svcChart is the synthetic release's chart: a small web service.
-var svcChart = map[string]string{
-	"Chart.yaml": "apiVersion: v2\nname: svc\nversion: 0.1.0\nappVersion: \"1.0.0\"\n",
-	"values.yaml": `replicaCount: 1
-image:
-  repository: registry.local/bench/svc
-  tag: "1.0.0"
-host: svc.local
-port: 8080
-config:
-  greeting: hello
-`,
-	"templates/_helpers.tpl": `{{- define "svc.labels" -}}
-app.kubernetes.io/name: {{ .Release.Name }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
-{{- end -}}
-`,
-	"templates/configmap.yaml": `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: {{ .Release.Name }}
-  labels:
-    {{- include "svc.labels" . | nindent 4 }}
-data:
-  {{- range $k, $v := .Values.config }}
-  {{ $k }}: {{ $v | quote }}
-  {{- end }}
-`,
-	"templates/deployment.yaml": `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ .Release.Name }}
-  labels:
-    {{- include "svc.labels" . | nindent 4 }}
-spec:
-  replicas: {{ .Values.replicaCount }}
-  selector:
-    matchLabels:
-      app.kubernetes.io/instance: {{ .Release.Name }}
-  template:
-    metadata:
-      labels:
-        {{- include "svc.labels" . | nindent 8 }}
-      annotations:
-        checksum/config: {{ toYaml .Values.config | sha256sum }}
-    spec:
-      containers:
-        - name: app
-          image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
-          ports:
-            - name: http
-              containerPort: {{ .Values.port }}
-          envFrom:
-            - configMapRef:
-                name: {{ .Release.Name }}
-`,
-	"templates/service.yaml": `apiVersion: v1
-kind: Service
-metadata:
-  name: {{ .Release.Name }}
-  labels:
-    {{- include "svc.labels" . | nindent 4 }}
-spec:
-  selector:
-    app.kubernetes.io/instance: {{ .Release.Name }}
-  ports:
-    - name: http
-      port: 80
-      targetPort: http
-`,
-	"templates/ingress.yaml": `apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {{ .Release.Name }}
-  labels:
-    {{- include "svc.labels" . | nindent 4 }}
-  annotations:
-    external-dns.alpha.kubernetes.io/hostname: {{ .Values.host }}
-spec:
-  rules:
-    - host: {{ .Values.host }}
-      http:
-        paths:
-          - path: /
-            pathType: Prefix
-            backend:
-              service:
-                name: {{ .Release.Name }}
-                port:
-                  name: http
-`,
 }
