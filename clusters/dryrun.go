@@ -199,6 +199,20 @@ func (s *Snapshot) list(ctx context.Context, o object) (map[string]*unstructured
 	return l.items, l.err
 }
 
+// Live returns the live objects (nil where missing), in order, from the
+// snapshot's lists.
+func (s *Snapshot) Live(ctx context.Context, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	resolved, err := resolve(s.c.getter.mapper, objs, "")
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", s.c.name, err)
+	}
+	live, err := s.readLive(ctx, resolved)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", s.c.name, err)
+	}
+	return live, nil
+}
+
 // readLive picks objects out of the snapshot's lists (one List per resource
 // and namespace, shared by every caller of the snapshot).
 func (s *Snapshot) readLive(ctx context.Context, objs []object) ([]*unstructured.Unstructured, error) {

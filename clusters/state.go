@@ -47,6 +47,11 @@ type ReleaseState struct {
 	// ("Kind namespace/name"), and whether they were put back.
 	Drifted   []string `json:"drifted,omitempty"`
 	Corrected bool     `json:"corrected,omitempty"`
+	// Checked maps each object ("group/Kind/namespace/name") that the last
+	// drift check found in its desired state to its resourceVersion then. An
+	// object whose resourceVersion has not moved since cannot have drifted,
+	// so the next check skips its dry run.
+	Checked map[string]string `json:"checked,omitempty"`
 }
 
 // ReadState returns the cluster's recorded state, or (nil, nil) when none

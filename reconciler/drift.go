@@ -178,6 +178,14 @@ type objectDrift struct {
 	key objectKey
 	// desired is the object to apply to correct the drift, without ignored fields.
 	desired *unstructured.Unstructured
+	// liveVersion is the live object's resourceVersion ("" if missing).
+	liveVersion string
+}
+
+func (k objectKey) String() string { return k.group + "/" + k.kind + "/" + k.namespace + "/" + k.name }
+
+func keyOf(u *unstructured.Unstructured) objectKey {
+	return objectKey{apiGroupOf(u.GetAPIVersion()), u.GetKind(), u.GetNamespace(), u.GetName()}
 }
 
 // desiredObjects parses a render result into objects with their namespaces set.
@@ -232,7 +240,11 @@ func liveDrift(ctx context.Context, t Target, snap *clusters.Snapshot, c manifes
 				return nil, fmt.Errorf("release %s: %s %s: ignore rules: %w", d.key(), k.kind, k.name, err)
 			}
 		}
-		out = append(out, objectDrift{ObjectDiff: od, key: k, desired: desired})
+		od2 := objectDrift{ObjectDiff: od, key: k, desired: desired}
+		if st.Live != nil {
+			od2.liveVersion = st.Live.GetResourceVersion()
+		}
+		out = append(out, od2)
 	}
 	return out, nil
 }

@@ -237,7 +237,8 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, desired []Desired
 		return rep
 	}
 
-	rep.Releases = r.applyWaves(ctx, t, t.Snapshot(), c, plan)
+	cr := &clusterRun{snap: t.Snapshot(), checked: checkedByRelease(ctx, t), found: map[string]map[string]string{}}
+	rep.Releases = r.applyWaves(ctx, t, cr, c, plan)
 	var failed []string
 	for _, rr := range rep.Releases {
 		if rr.Outcome == OutcomeFailed {
@@ -273,7 +274,7 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, desired []Desired
 	}
 	rep.Error = strings.Join(problems, "; ")
 
-	if err := r.writeState(ctx, t, c, rep, desired); err != nil {
+	if err := r.writeState(ctx, t, c, rep, desired, cr.found); err != nil {
 		log.Warn("state record not written", "error", err)
 		if rep.Error == "" {
 			rep.Error = fmt.Sprintf("write state record: %v", err)
@@ -326,7 +327,42 @@ type stepState struct {
 // applyWaves runs the plan's steps wave by wave. Within a wave, steps run
 // concurrently (bounded) once their needs are healthy; a failure stops the
 // later waves of this cluster only.
-func (r *run) applyWaves(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, plan ClusterPlan) []ReleaseReport {
+// clusterRun holds what one cluster's releases share during a run.
+type clusterRun struct {
+	// snap lists live objects once for every drift check.
+	snap *clusters.Snapshot
+	// checked is the last run's drift-check record, by release key; read only.
+	checked map[string]map[string]string
+
+	mu sync.Mutex
+	// found is this run's drift-check record, by release key, for the state
+	// record; guarded by mu.
+	found map[string]map[string]string
+}
+
+func (cr *clusterRun) record(release string, checked map[string]string) {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	cr.found[release] = checked
+}
+
+// checkedByRelease reads the last run's drift-check record from the state
+// record; without one, every object gets a dry run.
+func checkedByRelease(ctx context.Context, t Target) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	st, err := t.ReadState(ctx)
+	if err != nil || st == nil {
+		return out
+	}
+	for _, r := range st.Releases {
+		if len(r.Checked) > 0 {
+			out[r.Namespace+"/"+r.Name] = r.Checked
+		}
+	}
+	return out
+}
+
+func (r *run) applyWaves(ctx context.Context, t Target, cr *clusterRun, c manifest.Cluster, plan ClusterPlan) []ReleaseReport {
 	out := make([]ReleaseReport, len(plan.Steps))
 	states := map[string]*stepState{}
 	for _, s := range plan.Steps {
@@ -371,7 +407,7 @@ func (r *run) applyWaves(ctx context.Context, t Target, snap *clusters.Snapshot,
 					r.gates.report(c.Name, s.desired.Spec, false, out[i].Error)
 					return nil
 				}
-				out[i] = r.step(ctx, t, snap, c, s)
+				out[i] = r.step(ctx, t, cr, c, s)
 				st.ok = out[i].Outcome == OutcomeOK
 				r.gates.report(c.Name, s.desired.Spec, st.ok, out[i].Error)
 				return nil
@@ -404,7 +440,7 @@ func waitNeeds(ctx context.Context, needs []string, states map[string]*stepState
 
 // step applies one release: recover a stuck release, install or upgrade it,
 // wait for health, roll back a failed upgrade.
-func (r *run) step(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, s Step) ReleaseReport {
+func (r *run) step(ctx context.Context, t Target, cr *clusterRun, c manifest.Cluster, s Step) ReleaseReport {
 	start := time.Now()
 	spec := s.desired.Spec
 	rr := ReleaseReport{Name: s.Name, Namespace: s.Namespace, Wave: s.Wave, Action: s.Action, FromRevision: s.FromRevision,
@@ -428,7 +464,7 @@ func (r *run) step(ctx context.Context, t Target, snap *clusters.Snapshot, c man
 	if s.Action == ActionUnchanged {
 		rr.Revision = s.FromRevision
 		if r.opts.DetectDrift || r.opts.CorrectDrift || spec.DriftCorrection {
-			if err := r.drift(ctx, t, snap, c, s, spec, &rr); err != nil {
+			if err := r.drift(ctx, t, cr, c, s, spec, &rr); err != nil {
 				return finish(OutcomeFailed, err)
 			}
 			ev.Message = driftMessage(rr)
@@ -500,20 +536,40 @@ func (r *run) step(ctx context.Context, t Target, snap *clusters.Snapshot, c man
 }
 
 // drift compares an unchanged release's objects with the cluster, records
-// what drifted and, when asked to, applies the desired objects back.
-func (r *run) drift(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, s Step, spec manifest.Release, rr *ReleaseReport) error {
-	objs, err := liveDrift(ctx, t, snap, c, *s.desired, r.opts.FieldManager)
+// what drifted and, when asked to, applies the desired objects back. Objects
+// whose resourceVersion has not moved since the last check found them in
+// their desired state cannot have drifted: when that holds for every object of
+// the release, no dry run is needed.
+func (r *run) drift(ctx context.Context, t Target, cr *clusterRun, c manifest.Cluster, s Step, spec manifest.Release, rr *ReleaseReport) error {
+	if prev := cr.checked[s.desired.key()]; len(prev) > 0 && cr.snap != nil {
+		desired, err := desiredObjects(*s.desired)
+		if err != nil {
+			return fmt.Errorf("drift check: %w", err)
+		}
+		live, err := cr.snap.Live(ctx, desired)
+		if err != nil {
+			return fmt.Errorf("drift check: %w", err)
+		}
+		if unmoved(desired, live, prev) {
+			cr.record(s.desired.key(), prev)
+			return nil
+		}
+	}
+	objs, err := liveDrift(ctx, t, cr.snap, c, *s.desired, r.opts.FieldManager)
 	if err != nil {
 		return fmt.Errorf("drift check: %w", err)
 	}
 	var fix []*unstructured.Unstructured
+	checked := map[string]string{}
 	for _, o := range objs {
 		if o.Change == ChangeUnchanged {
+			checked[o.key.String()] = o.liveVersion
 			continue
 		}
 		rr.Drifted = append(rr.Drifted, o.ID())
 		fix = append(fix, o.desired)
 	}
+	cr.record(s.desired.key(), checked)
 	if len(fix) == 0 || !(r.opts.CorrectDrift || spec.DriftCorrection) {
 		return nil
 	}
@@ -522,6 +578,21 @@ func (r *run) drift(ctx context.Context, t Target, snap *clusters.Snapshot, c ma
 	}
 	rr.Corrected = append([]string(nil), rr.Drifted...)
 	return nil
+}
+
+// unmoved reports whether every desired object exists with the
+// resourceVersion recorded when it was last found in its desired state.
+func unmoved(desired, live []*unstructured.Unstructured, prev map[string]string) bool {
+	if len(prev) != len(desired) {
+		return false
+	}
+	for i, u := range desired {
+		v, ok := prev[keyOf(u).String()]
+		if !ok || live[i] == nil || live[i].GetResourceVersion() != v {
+			return false
+		}
+	}
+	return true
 }
 
 func driftMessage(rr ReleaseReport) string {
@@ -628,7 +699,7 @@ func (r *run) prune(ctx context.Context, t Target, c manifest.Cluster, steps []S
 	return out
 }
 
-func (r *run) writeState(ctx context.Context, t Target, c manifest.Cluster, rep ClusterReport, desired []Desired) error {
+func (r *run) writeState(ctx context.Context, t Target, c manifest.Cluster, rep ClusterReport, desired []Desired, checked map[string]map[string]string) error {
 	digests := map[string]string{}
 	for _, d := range desired {
 		digests[d.key()] = d.Result.Digest
@@ -637,7 +708,7 @@ func (r *run) writeState(ctx context.Context, t Target, c manifest.Cluster, rep 
 	for _, rr := range rep.Releases {
 		st.Releases = append(st.Releases, clusters.ReleaseState{Name: rr.Name, Namespace: rr.Namespace, Digest: digests[rr.Namespace+"/"+rr.Name],
 			Revision: rr.Revision, Outcome: string(rr.Outcome), Error: rr.Error, Duration: time.Duration(rr.Duration),
-			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0})
+			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0, Checked: checked[rr.Namespace+"/"+rr.Name]})
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()

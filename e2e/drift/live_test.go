@@ -361,6 +361,30 @@ func TestLiveDrift(t *testing.T) {
 			}
 		}
 	})
+
+	// A reconcile records the resourceVersions it found in the desired state
+	// and the next one skips the dry runs of objects that have not moved: an
+	// edit after that must still be seen.
+	step("drift after a clean check is still seen", func(t *testing.T) {
+		for i := range 2 {
+			res := tdm.run(t, reconcileTimeout, append([]string{"reconcile", "-o", "json"}, src...)...)
+			wantCode(t, res, 0)
+			var rep reconcileReport
+			res.JSON(t, &rep)
+			if drifted, _ := driftOf(t, rep); len(drifted) > 0 {
+				t.Fatalf("run %d: no drift expected, got %v", i, drifted)
+			}
+		}
+		kc.run(t, "green", "-n", "example", "set", "image", "deployment/example", "app="+hackedImage)
+		res := tdm.run(t, reconcileTimeout, append([]string{"reconcile", "-o", "json"}, src...)...)
+		wantCode(t, res, 0)
+		var rep reconcileReport
+		res.JSON(t, &rep)
+		drifted, _ := driftOf(t, rep)
+		if d := cmp.Diff(map[string][]string{"green/example": {"Deployment example/example"}}, drifted); d != "" {
+			t.Errorf("drifted after a recorded clean check (-want +got):\n%s", d)
+		}
+	})
 }
 
 // driftOf collects, per "cluster/release", the objects a reconcile report
