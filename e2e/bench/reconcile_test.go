@@ -24,6 +24,8 @@ const (
 //
 //	cold            first install into empty namespaces
 //	no-op           nothing changed, tandem with its defaults (drift detection on)
+//	no-op-again     a second no-op: the drift check has a record from the first and
+//	                dry-runs only objects whose resourceVersion moved
 //	no-op-no-drift  the same with --detect-drift=false (helm's no-op run is the baseline)
 //	one-changed     one release's values changed
 //
@@ -43,12 +45,14 @@ func BenchmarkReconcile(b *testing.B) {
 		helm        bool
 		flags       []string
 		prepare     func(b *testing.B, side string)
+		label       string // tandem's side in the table, when flags don't say it
 	}{
-		{"cold", "(a) cold install", true, nil, rb.clean},
-		{"no-op", "(b) no-op re-run", true, nil, rb.sync},
-		{"no-op-no-drift", "(b) no-op re-run", false, []string{"--detect-drift=false"}, rb.sync},
-		{"one-changed", "(c) one release changed", true, nil, rb.changeOne},
-		{"one-changed-no-drift", "(c) one release changed", false, []string{"--detect-drift=false"}, rb.changeOne},
+		{"cold", "(a) cold install", true, nil, rb.clean, ""},
+		{"no-op", "(b) no-op re-run", true, nil, rb.sync, "tandem, first no-op after the install"},
+		{"no-op-again", "(b) no-op re-run", false, nil, rb.sync, "tandem, a later no-op"},
+		{"no-op-no-drift", "(b) no-op re-run", false, []string{"--detect-drift=false"}, rb.sync, ""},
+		{"one-changed", "(c) one release changed", true, nil, rb.changeOne, ""},
+		{"one-changed-no-drift", "(c) one release changed", false, []string{"--detect-drift=false"}, rb.changeOne, ""},
 	} {
 		b.Run(sc.name, func(b *testing.B) {
 			if sc.helm {
@@ -63,6 +67,9 @@ func BenchmarkReconcile(b *testing.B) {
 				side := "tandem"
 				if len(sc.flags) > 0 {
 					side += ", `" + strings.Join(sc.flags, " ") + "`"
+				}
+				if sc.label != "" {
+					side = sc.label
 				}
 				rb.add(sc.title, side, m)
 				reportMetrics(b, m)
