@@ -11,6 +11,7 @@ import (
 	udiff "github.com/aymanbagabas/go-udiff"
 	"github.com/fluxcd/pkg/ssa/jsondiff"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tandem-gitops/tandem/manifest"
@@ -229,10 +230,7 @@ func cleanYAML(obj map[string]any, ignore []string) (string, error) {
 	if obj == nil {
 		return "", nil
 	}
-	c, ok := deepCopyJSON(obj).(map[string]any)
-	if !ok {
-		return "", fmt.Errorf("not an object")
-	}
+	c := runtime.DeepCopyJSON(obj)
 	delete(c, "status")
 	if md, ok := c["metadata"].(map[string]any); ok {
 		for _, f := range serverMetadata {
@@ -284,25 +282,6 @@ func MaskSecret(obj map[string]any) {
 			sum := sha256.Sum256(raw)
 			m[k] = "(hidden, sha256 " + hex.EncodeToString(sum[:])[:10] + ")"
 		}
-	}
-}
-
-func deepCopyJSON(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(t))
-		for k, e := range t {
-			m[k] = deepCopyJSON(e)
-		}
-		return m
-	case []any:
-		s := make([]any, len(t))
-		for i, e := range t {
-			s[i] = deepCopyJSON(e)
-		}
-		return s
-	default:
-		return v
 	}
 }
 

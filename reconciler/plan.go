@@ -84,7 +84,7 @@ type PlanOptions struct {
 	MaxPrune float64
 	// AllowMassPrune lifts MaxPrune.
 	AllowMassPrune bool
-	// NoPrune disables pruning (a run restricted to some releases must not prune the others).
+	// NoPrune disables pruning: a run restricted to some releases plans no prune of the others.
 	NoPrune bool
 }
 
@@ -147,7 +147,9 @@ func Plan(cluster manifest.Cluster, desired []Desired, deployed []Deployed, opts
 	switch {
 	case len(p.Prune) == 0:
 	case opts.NoPrune:
-		p.PruneBlocked = "pruning is off for a run restricted to some releases"
+		// Releases outside a run restricted to some releases are not
+		// candidates at all: the run says nothing about them.
+		p.Prune = nil
 	case !opts.AllowMassPrune && len(p.Prune) > maxPrunes(owned, opts.MaxPrune):
 		p.PruneBlocked = fmt.Sprintf("refusing to prune %d of %d tandem-owned releases (more than --max-prune %.0f%%); a broken or emptied manifest must not wipe a cluster — rerun with --allow-mass-prune if this is intended",
 			len(p.Prune), owned, opts.MaxPrune*100)

@@ -121,11 +121,6 @@ func TestPlan(t *testing.T) {
 			deployed: []Deployed{owned("a", 1, "deployed", "d"), owned("b", 1, "deployed", "d"), owned("c", 1, "deployed", "d"), owned("e", 1, "deployed", "d"), owned("f", 1, "deployed", "d")},
 			opts:     PlanOptions{MaxPrune: 1, NoPrune: true},
 			steps:    []Step{{Name: "a", Namespace: "ns", Action: ActionUnchanged, FromRevision: 1}},
-			prune: []Step{{Name: "b", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"},
-				{Name: "c", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"},
-				{Name: "e", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"},
-				{Name: "f", Namespace: "ns", Action: ActionPrune, FromRevision: 1, Reason: "no longer in the manifest for this cluster"}},
-			blocked: true,
 		},
 	}
 	for _, tt := range tests {

@@ -214,9 +214,6 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, desired []Desired
 		deployed = append(deployed, Deployed{Name: l.Name, Namespace: l.Namespace, Revision: l.Revision, Status: l.Status, Labels: l.Labels})
 	}
 	plan := Plan(c, desired, deployed, r.opts.Plan)
-	if err := checkNeeds(plan); err != nil {
-		return fail("%v", err)
-	}
 
 	if r.opts.DryRun {
 		for _, s := range plan.Steps {
@@ -291,31 +288,6 @@ func plannedOutcome(s Step) Outcome {
 		return OutcomeOK
 	}
 	return OutcomePlanned
-}
-
-// checkNeeds rejects needs that name releases not enabled on this cluster: the
-// staged-enablement list must include a release's dependencies.
-func checkNeeds(p ClusterPlan) error {
-	wave := map[string]int{}
-	for _, s := range p.Steps {
-		wave[s.Name] = s.Wave
-	}
-	var bad []string
-	for _, s := range p.Steps {
-		for _, n := range s.desired.Spec.Needs {
-			w, ok := wave[n]
-			switch {
-			case !ok:
-				bad = append(bad, fmt.Sprintf("release %q needs %q, which is not enabled on this cluster", s.Name, n))
-			case w > s.Wave:
-				bad = append(bad, fmt.Sprintf("release %q (wave %d) needs %q, which is in the later wave %d", s.Name, s.Wave, n, w))
-			}
-		}
-	}
-	if len(bad) > 0 {
-		return errors.New(strings.Join(bad, "; "))
-	}
-	return nil
 }
 
 // stepState lets releases of a cluster wait for the releases they need.
@@ -422,10 +394,16 @@ func (r *run) applyWaves(ctx context.Context, t Target, cr *clusterRun, c manife
 	return out
 }
 
-// waitNeeds blocks until every needed release is done, and says why not if one failed.
+// waitNeeds blocks until every needed release is done, and says why not if one
+// failed. Needs outside this run (a run restricted with --release) are taken as
+// met; manifest.Load guarantees every need is enabled on the cluster and in the
+// same or an earlier wave, so waiting cannot deadlock.
 func waitNeeds(ctx context.Context, needs []string, states map[string]*stepState) string {
 	for _, n := range needs {
-		st := states[n]
+		st, ok := states[n]
+		if !ok {
+			continue
+		}
 		select {
 		case <-st.done:
 		case <-ctx.Done():

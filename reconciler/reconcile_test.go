@@ -307,6 +307,38 @@ func TestReconcileRollsBackFailedUpgrade(t *testing.T) {
 	}
 }
 
+// TestReconcileSomeReleases checks a run restricted with --release: a need
+// outside the run counts as met, and nothing is pruned.
+func TestReconcileSomeReleases(t *testing.T) {
+	log := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
+	m := testManifest()
+	fakes["blue"].releases["old"] = &clusters.Release{Name: "old", Namespace: "s", Revision: 1, Status: "deployed",
+		Labels: map[string]string{LabelManagedBy: ManagedByValue}}
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) { return fakes[c.Name], nil }
+	opts := DefaultOptions()
+	opts.DetectDrift = false
+	opts.Selection = Selection{Releases: []string{"web"}}
+	var results []*render.Result
+	for _, r := range testResults(m) {
+		if r.Release == "web" {
+			results = append(results, r)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep := Reconcile(ctx, m, results, connect, opts)
+	if failed := rep.Failed(); len(failed) != 0 {
+		t.Fatalf("failed clusters %v: %+v", failed, rep.Clusters)
+	}
+	if diff := cmp.Diff(map[string]Outcome{"web": OutcomeOK}, outcomes(rep.Clusters[0])); diff != "" {
+		t.Errorf("blue outcomes (-want +got):\n%s", diff)
+	}
+	if log.index("blue uninstall old") >= 0 {
+		t.Error("a run restricted to some releases pruned another one")
+	}
+}
+
 func TestReconcileDryRunChangesNothing(t *testing.T) {
 	log := &opLog{}
 	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}

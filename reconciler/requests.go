@@ -3,6 +3,7 @@ package reconciler
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/tandem-gitops/tandem/manifest"
@@ -16,19 +17,10 @@ type Selection struct {
 }
 
 func (s Selection) cluster(name string) bool {
-	return len(s.Clusters) == 0 || contains(s.Clusters, name)
+	return len(s.Clusters) == 0 || slices.Contains(s.Clusters, name)
 }
 func (s Selection) release(name string) bool {
-	return len(s.Releases) == 0 || contains(s.Releases, name)
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
+	return len(s.Releases) == 0 || slices.Contains(s.Releases, name)
 }
 
 // Check reports names in the selection that the manifest does not know.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,7 +137,7 @@ func (c *chartCache) download(src ChartSource) (string, error) {
 		ref = u
 	}
 	d := downloader.ChartDownloader{
-		Out:              discard{},
+		Out:              io.Discard,
 		Verify:           downloader.VerifyNever,
 		Getters:          providers,
 		RepositoryConfig: filepath.Join(c.dir, "repositories.yaml"),
@@ -166,7 +167,3 @@ func withRegistry(next getter.Constructor, rc *registry.Client) getter.Construct
 		return next(append(o, getter.WithRegistryClient(rc))...)
 	}
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -158,20 +159,11 @@ func dryRunSuffix(dry bool) string {
 func clusterList(m *manifest.Manifest, sel reconciler.Selection) string {
 	var parts []string
 	for _, c := range m.Clusters {
-		if len(sel.Clusters) == 0 || contains(sel.Clusters, c.Name) {
+		if len(sel.Clusters) == 0 || slices.Contains(sel.Clusters, c.Name) {
 			parts = append(parts, fmt.Sprintf("%s(%s)", c.Name, c.Role))
 		}
 	}
 	return strings.Join(parts, " ")
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // progress prints one line per release event; events arrive from many goroutines.

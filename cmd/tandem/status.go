@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"text/tabwriter"
@@ -52,7 +53,7 @@ func newStatusCmd(g *globalFlags, s streams) *cobra.Command {
 			connect := connector(g, s, 50, 100)
 			var picked []manifest.Cluster
 			for _, c := range m.Clusters {
-				if len(only) == 0 || contains(only, c.Name) {
+				if len(only) == 0 || slices.Contains(only, c.Name) {
 					picked = append(picked, c)
 				}
 			}
