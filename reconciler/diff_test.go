@@ -139,3 +139,18 @@ func TestUnmoved(t *testing.T) {
 		})
 	}
 }
+
+func TestRemovedObjects(t *testing.T) {
+	deployed := "---\n# Source: c/templates/a.yaml\n" + cmOld + "---\n# Source: c/templates/b.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: gone}\n"
+	keep := map[objectKey]bool{{"", "ConfigMap", "shop", "web"}: true}
+	got, err := removedObjects(deployed, "shop", keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID() != "ConfigMap shop/gone" || got[0].Change != ChangeRemoved {
+		t.Fatalf("got %+v, want only ConfigMap shop/gone removed", got)
+	}
+	if _, err := removedObjects("apiVersion: v1\nkind: ConfigMap\nmetadata: [", "shop", nil); err == nil {
+		t.Error("a broken deployed manifest must be an error, not silently nothing")
+	}
+}

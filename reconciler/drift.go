@@ -94,17 +94,11 @@ func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, con
 	if len(opts.Selection.Releases) == 0 { // a run restricted to some releases says nothing of the others
 		for _, s := range plan.Prune {
 			rd := ReleaseDiff{Name: s.Name, Namespace: s.Namespace, Change: ChangeRemoved, Notes: []string{"would be uninstalled: no longer in the manifest for this cluster"}}
-			if l, ok := byKey[s.Namespace+"/"+s.Name]; ok {
-				objs, err := manifestObjects(l.Manifest)
-				if err == nil {
-					for _, o := range objs {
-						od, err := diffObject(o, nil, nil)
-						if err == nil {
-							rd.Objects = append(rd.Objects, od)
-						}
-					}
-				}
+			objs, err := removedObjects(byKey[s.Namespace+"/"+s.Name].Manifest, s.Namespace, nil)
+			if err != nil {
+				rd.Notes = append(rd.Notes, fmt.Sprintf("its deployed objects could not be listed: %v", err))
 			}
+			rd.Objects = objs
 			cd.Releases = append(cd.Releases, rd)
 		}
 	}
@@ -146,26 +140,11 @@ func diffLiveRelease(ctx context.Context, t Target, snap *clusters.Snapshot, c m
 	}
 	// Objects the deployed revision has that the manifest no longer renders:
 	// the next upgrade deletes them.
-	if cur.Manifest != "" {
-		old, err := manifestObjects(cur.Manifest)
-		if err == nil {
-			for _, o := range old {
-				u := unstructured.Unstructured{Object: o}
-				ns := u.GetNamespace()
-				if ns == "" && !isClusterScoped(u.GetKind()) {
-					ns = d.Spec.Namespace
-				}
-				k := objectKey{apiGroupOf(u.GetAPIVersion()), u.GetKind(), ns, u.GetName()}
-				if !rendered[k] {
-					od, err := diffObject(o, nil, nil)
-					if err == nil {
-						od.Namespace = ns
-						rd.Objects = append(rd.Objects, od)
-					}
-				}
-			}
-		}
+	removed, err := removedObjects(cur.Manifest, d.Spec.Namespace, rendered)
+	if err != nil {
+		return rd, fmt.Errorf("release %s: deployed manifest: %w", d.key(), err)
 	}
+	rd.Objects = append(rd.Objects, removed...)
 	if rd.Change == ChangeUnchanged && (len(rd.Objects) > 0 || len(rd.Notes) > 0) {
 		rd.Change = ChangeChanged
 	}
@@ -288,6 +267,32 @@ func ignorePaths(c manifest.Cluster, d Desired) map[objectKey][]string {
 		out[k] = append(out[k], "/spec/replicas")
 	}
 	return out
+}
+
+// removedObjects lists the objects of a deployed release manifest that are not
+// in keep, as removals; namespaced objects without a namespace are in the
+// release namespace.
+func removedObjects(manifest, namespace string, keep map[objectKey]bool) ([]ObjectDiff, error) {
+	objs, err := manifestObjects(manifest)
+	if err != nil {
+		return nil, err
+	}
+	var out []ObjectDiff
+	for _, o := range objs {
+		u := unstructured.Unstructured{Object: o}
+		if u.GetNamespace() == "" && !isClusterScoped(u.GetKind()) {
+			u.SetNamespace(namespace)
+		}
+		if keep[keyOf(&u)] {
+			continue
+		}
+		od, err := diffObject(u.Object, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+		out = append(out, od)
+	}
+	return out, nil
 }
 
 func manifestObjects(manifest string) ([]map[string]any, error) {
