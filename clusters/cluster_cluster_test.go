@@ -103,7 +103,9 @@ func TestConnectUnreachable(t *testing.T) {
 	if _, err := c.ReadState(ctx); err == nil || !strings.Contains(err.Error(), `cluster "blue"`) {
 		t.Errorf("ReadState(stopped apiserver) = %v, want an error naming the cluster", err)
 	}
-	_, err = c.WaitHealthy(ctx, nsManifest, WaitOptions{Timeout: 3 * time.Second, Interval: time.Second})
+	// The timeout only has to outlast one failed read; on a loaded machine a
+	// refused connection can take seconds to surface through client-go.
+	_, err = c.WaitHealthy(ctx, nsManifest, WaitOptions{Timeout: 20 * time.Second, Interval: time.Second})
 	var he *HealthError
 	if !errors.As(err, &he) || he.ReadErr == nil || len(he.Objects) != 1 || he.Objects[0].Status != "Unknown" {
 		t.Errorf("WaitHealthy(stopped apiserver) = %v, want a *HealthError with the read error and the object Unknown", err)
