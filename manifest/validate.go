@@ -70,6 +70,7 @@ func applyDefaults(m *Manifest, d *decoder) {
 func validate(m *Manifest, d *decoder) {
 	v := validator{m: m, d: d, ix: newReleaseIndex(m.Releases), parsed: map[string]bool{}}
 	v.clusters()
+	v.contexts()
 	v.dns()
 	v.repositories()
 	v.releases()
