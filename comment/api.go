@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Actions a Result reports.
@@ -53,6 +54,12 @@ const maxPages = 100
 // maxResponse bounds how much of one response is read.
 const maxResponse = 32 << 20
 
+// DefaultRequestTimeout bounds one request to the API, response body
+// included, when GitHub.Timeout or GitLab.Timeout is zero. An API that stops
+// answering must fail the comment step, not hang a CI job until its own
+// limit (http.DefaultClient has no timeout at all).
+const DefaultRequestTimeout = 30 * time.Second
+
 // client is one authenticated REST conversation.
 type client struct {
 	http *http.Client
@@ -62,11 +69,17 @@ type client struct {
 	// auth sets the authentication headers on a request.
 	auth  func(http.Header)
 	token string
+	// timeout bounds each request; it is applied through the request's
+	// context, so it holds whatever HTTP client the caller supplied.
+	timeout time.Duration
 }
 
-func newClient(hc *http.Client, baseURL, token string, auth func(http.Header)) (client, error) {
+func newClient(hc *http.Client, timeout time.Duration, baseURL, token string, auth func(http.Header)) (client, error) {
 	if hc == nil {
 		hc = http.DefaultClient
+	}
+	if timeout <= 0 {
+		timeout = DefaultRequestTimeout
 	}
 	if token == "" {
 		return client{}, errors.New("no token")
@@ -78,12 +91,23 @@ func newClient(hc *http.Client, baseURL, token string, auth func(http.Header)) (
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return client{}, fmt.Errorf("base URL %q: want http(s)://host[/path]", baseURL)
 	}
-	return client{http: hc, base: u, auth: auth, token: token}, nil
+	return client{http: hc, base: u, auth: auth, token: token, timeout: timeout}, nil
 }
 
 // do sends one request, with in (if not nil) as its JSON body, and decodes a
 // 2xx response's JSON into out (if not nil). It returns the response headers.
+// The request, reading its response included, gets c.timeout.
 func (c client) do(ctx context.Context, method, rawURL string, in, out any) (http.Header, error) {
+	rctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	h, err := c.send(rctx, method, rawURL, in, out)
+	if err != nil && ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
+		return h, fmt.Errorf("no complete response within %s: %w", c.timeout, err)
+	}
+	return h, err
+}
+
+func (c client) send(ctx context.Context, method, rawURL string, in, out any) (http.Header, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)

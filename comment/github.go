@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultGitHubURL is github.com's REST API root.
@@ -23,6 +24,9 @@ type GitHub struct {
 	Repo string
 	// HTTPClient defaults to http.DefaultClient.
 	HTTPClient *http.Client
+	// Timeout bounds each request, its response included; zero means
+	// DefaultRequestTimeout.
+	Timeout time.Duration
 }
 
 type ghComment struct {
@@ -47,7 +51,7 @@ func (g GitHub) Upsert(ctx context.Context, pr int, body, marker string) (Result
 	if base == "" {
 		base = DefaultGitHubURL
 	}
-	c, err := newClient(g.HTTPClient, base, g.Token, func(h http.Header) {
+	c, err := newClient(g.HTTPClient, g.Timeout, base, g.Token, func(h http.Header) {
 		h.Set("Authorization", "Bearer "+g.Token)
 		h.Set("Accept", "application/vnd.github+json")
 		h.Set("X-GitHub-Api-Version", "2022-11-28")

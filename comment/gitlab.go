@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultGitLabURL is gitlab.com.
@@ -24,6 +25,9 @@ type GitLab struct {
 	Project string
 	// HTTPClient defaults to http.DefaultClient.
 	HTTPClient *http.Client
+	// Timeout bounds each request, its response included; zero means
+	// DefaultRequestTimeout.
+	Timeout time.Duration
 }
 
 type glNote struct {
@@ -49,7 +53,7 @@ func (g GitLab) Upsert(ctx context.Context, mr int, body, marker string) (Result
 	if base == "" {
 		base = DefaultGitLabURL
 	}
-	c, err := newClient(g.HTTPClient, base, g.Token, func(h http.Header) {
+	c, err := newClient(g.HTTPClient, g.Timeout, base, g.Token, func(h http.Header) {
 		h.Set("PRIVATE-TOKEN", g.Token)
 		h.Set("Accept", "application/json")
 	})
