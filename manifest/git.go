@@ -62,13 +62,25 @@ type GitOptions struct {
 	// KeepCheckouts is how many commit directories per URL survive pruning, the one just
 	// fetched included; default 3. A Checkout's Dir stays valid until it is pruned.
 	KeepCheckouts int
+	// Timeout bounds the network part of a Fetch (listing the remote's refs and fetching);
+	// default DefaultGitTimeout. A server that accepts the connection and never answers
+	// then fails the fetch, with an error saying so, instead of hanging the run.
+	Timeout time.Duration
 	// Logger receives what Fetch does, never a credential; nil discards.
 	Logger *slog.Logger
 }
 
+// DefaultGitTimeout is GitOptions.Timeout's default.
+//
+// It is a context deadline because that is the one bound go-git honours per call: its HTTP
+// transport is http.DefaultTransport (30s to connect, 10s for TLS, but no bound on waiting for
+// a response), and replacing it means client.InstallProtocol, which changes every go-git user in
+// the process.
+const DefaultGitTimeout = 2 * time.Minute
+
 // DefaultGitOptions returns the defaults Fetch applies to zero fields; set URL and Ref.
 func DefaultGitOptions() GitOptions {
-	return GitOptions{CacheDir: defaultGitCacheDir(), TokenEnv: DefaultTokenEnv, KeepCheckouts: 3}
+	return GitOptions{CacheDir: defaultGitCacheDir(), TokenEnv: DefaultTokenEnv, KeepCheckouts: 3, Timeout: DefaultGitTimeout}
 }
 
 func defaultGitCacheDir() string {
@@ -88,6 +100,9 @@ func (o GitOptions) withDefaults() GitOptions {
 	}
 	if o.KeepCheckouts <= 0 {
 		o.KeepCheckouts = d.KeepCheckouts
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = d.Timeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -162,6 +177,21 @@ func (f *fetcher) fetch(ctx context.Context) (Checkout, error) {
 		return Checkout{}, err
 	}
 
+	// The bound starts once the cache is ours: waiting for another fetch of the same URL is
+	// bounded by that fetch's own timeout.
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
+	defer cancel()
+	co, err := f.checkoutOrReset(ctx)
+	if err != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return Checkout{}, fmt.Errorf("timed out after %s (GitOptions.Timeout): %w", f.opts.Timeout, err)
+	}
+	return co, err
+}
+
+// checkoutOrReset is checkout, once more on a fresh cache if the cache turns out to be missing
+// objects.
+func (f *fetcher) checkoutOrReset(ctx context.Context) (Checkout, error) {
 	ref, dir, commit, err := f.checkout(ctx)
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
 		// An incremental fetch trusts the server to know what the cache holds, which a
