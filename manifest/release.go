@@ -97,3 +97,13 @@ func (ix releaseIndex) lookup(ref string) (int, error) {
 		return -1, fmt.Errorf("release name %q is ambiguous: several namespaces have it, so write namespace/name", ref)
 	}
 }
+
+// Resolve returns the release a reference names, as `needs` and a cluster's `releases` list
+// write it: "namespace/name", or a bare name when only one namespace has it.
+func (m *Manifest) Resolve(ref string) (Release, bool) {
+	i, err := newReleaseIndex(m.Releases).lookup(ref)
+	if err != nil {
+		return Release{}, false
+	}
+	return m.Releases[i], true
+}

@@ -65,13 +65,11 @@ func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, con
 		cd.Error = fmt.Sprintf("list releases: %v", err)
 		return cd
 	}
-	byKey := map[string]clusters.Release{}
-	var deployed []Deployed
+	byKey := map[ReleaseKey]clusters.Release{}
 	for _, l := range live {
-		byKey[l.Namespace+"/"+l.Name] = l
-		deployed = append(deployed, Deployed{Name: l.Name, Namespace: l.Namespace, Revision: l.Revision, Status: l.Status, Labels: l.Labels})
+		byKey[ReleaseKey{l.Namespace, l.Name}] = l
 	}
-	plan := Plan(c, desired, deployed, PlanOptions{MaxPrune: 1})
+	plan := Plan(c, desired, deployedFrom(live), PlanOptions{MaxPrune: 1, Healthy: allHealthy(live)})
 	// Releases are compared concurrently, each writing its own slot; live
 	// objects are listed once for all of them.
 	snap := t.Snapshot()
@@ -94,7 +92,7 @@ func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, con
 	if len(opts.Selection.Releases) == 0 { // a run restricted to some releases says nothing of the others
 		for _, s := range plan.Prune {
 			rd := ReleaseDiff{Name: s.Name, Namespace: s.Namespace, Change: ChangeRemoved, Notes: []string{"would be uninstalled: no longer in the manifest for this cluster"}}
-			objs, err := removedObjects(byKey[s.Namespace+"/"+s.Name].Manifest, s.Namespace, nil)
+			objs, err := removedObjects(byKey[ReleaseKey{s.Namespace, s.Name}].Manifest, s.Namespace, nil)
 			if err != nil {
 				rd.Notes = append(rd.Notes, fmt.Sprintf("its deployed objects could not be listed: %v", err))
 			}
@@ -103,6 +101,16 @@ func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, con
 		}
 	}
 	return cd
+}
+
+// allHealthy takes every deployed revision as healthy: diff reports content,
+// not health.
+func allHealthy(live []clusters.Release) map[ReleaseKey]int {
+	out := make(map[ReleaseKey]int, len(live))
+	for _, l := range live {
+		out[ReleaseKey{l.Namespace, l.Name}] = l.Revision
+	}
+	return out
 }
 
 func diffLiveRelease(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, d Desired, s Step, cur clusters.Release, opts DiffOptions) (ReleaseDiff, error) {

@@ -16,8 +16,8 @@ import (
 // wait on Active ones, so gates cannot deadlock.
 type gates struct {
 	mu sync.Mutex
-	// byRelease maps a release key to its gate; immutable after newGates.
-	byRelease map[string]*gate
+	// byRelease maps a release to its gate; immutable after newGates.
+	byRelease map[ReleaseKey]*gate
 }
 
 type gate struct {
@@ -27,8 +27,6 @@ type gate struct {
 	failures []string
 }
 
-func releaseKey(r manifest.Release) string { return r.Namespace + "/" + r.Name }
-
 // newGates prepares a gate for every standby-first release, expecting a report
 // from each Standby cluster that enables it. A Standby cluster left out of this
 // run fails the gate at once: its health cannot be known.
@@ -37,7 +35,7 @@ func newGates(m *manifest.Manifest, selected []manifest.Cluster) *gates {
 	for _, c := range selected {
 		inRun[c.Name] = true
 	}
-	g := &gates{byRelease: map[string]*gate{}}
+	g := &gates{byRelease: map[ReleaseKey]*gate{}}
 	for _, rel := range m.Releases {
 		if rel.Rollout != manifest.RolloutStandbyFirst {
 			continue
@@ -48,7 +46,7 @@ func newGates(m *manifest.Manifest, selected []manifest.Cluster) *gates {
 				continue
 			}
 			if !inRun[c.Name] {
-				gt.failures = append(gt.failures, fmt.Sprintf("standby cluster %s is not part of this run", c.Name))
+				gt.failures = append(gt.failures, fmt.Sprintf("standby cluster %s is not part of this run, so the change cannot be tried there first", c.Name))
 				continue
 			}
 			gt.pending[c.Name] = true
@@ -56,7 +54,7 @@ func newGates(m *manifest.Manifest, selected []manifest.Cluster) *gates {
 		if len(gt.pending) == 0 {
 			close(gt.done)
 		}
-		g.byRelease[releaseKey(rel)] = gt
+		g.byRelease[keyOfRelease(rel)] = gt
 	}
 	return g
 }
@@ -73,7 +71,7 @@ func enabled(m *manifest.Manifest, c manifest.Cluster, rel manifest.Release) boo
 // report records a Standby cluster's outcome for a release; reports from
 // Active clusters, for releases without a gate, or repeated ones are ignored.
 func (g *gates) report(cluster string, rel manifest.Release, ok bool, msg string) {
-	gt := g.byRelease[releaseKey(rel)]
+	gt := g.byRelease[keyOfRelease(rel)]
 	if gt == nil {
 		return
 	}
@@ -102,8 +100,7 @@ func (g *gates) closeCluster(cluster, why string) {
 		pending := gt.pending[cluster]
 		g.mu.Unlock()
 		if pending {
-			ns, name, _ := strings.Cut(key, "/")
-			g.report(cluster, manifest.Release{Name: name, Namespace: ns}, false, why)
+			g.report(cluster, manifest.Release{Name: key.Name, Namespace: key.Namespace}, false, why)
 		}
 	}
 }
@@ -111,7 +108,7 @@ func (g *gates) closeCluster(cluster, why string) {
 // wait blocks until every Standby cluster has reported on rel, and returns an
 // error if any of them failed.
 func (g *gates) wait(ctx context.Context, rel manifest.Release) error {
-	gt := g.byRelease[releaseKey(rel)]
+	gt := g.byRelease[keyOfRelease(rel)]
 	if gt == nil {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tandem-gitops/tandem/manifest"
 	"github.com/tandem-gitops/tandem/render"
@@ -16,6 +17,9 @@ const (
 	ManagedByValue = "tandem"
 	LabelDigest    = "tandem.dev/digest"
 	LabelCommit    = "tandem.dev/commit"
+	// LabelRun carries the RunID of the tandem run that wrote a revision, so
+	// that a revision left pending can be traced to its (dead) writer.
+	LabelRun = "tandem.dev/run"
 )
 
 // Action is what a plan does with one release on one cluster.
@@ -34,9 +38,13 @@ type Deployed struct {
 	Revision        int
 	Status          string
 	Labels          map[string]string
+	// Updated is when the revision was written (Helm's last-deployed time).
+	Updated time.Time
+	// Manifest is the revision's applied manifest, for a health check.
+	Manifest string
 }
 
-func (d Deployed) key() string   { return d.Namespace + "/" + d.Name }
+func (d Deployed) key() ReleaseKey { return ReleaseKey{d.Namespace, d.Name} }
 func (d Deployed) owned() bool   { return d.Labels[LabelManagedBy] == ManagedByValue }
 func (d Deployed) pending() bool { return strings.HasPrefix(d.Status, "pending-") }
 
@@ -46,7 +54,7 @@ type Desired struct {
 	Result *render.Result
 }
 
-func (d Desired) key() string { return d.Spec.Namespace + "/" + d.Spec.Name }
+func (d Desired) key() ReleaseKey { return keyOfRelease(d.Spec) }
 
 // Step is one release's planned change on one cluster.
 type Step struct {
@@ -64,8 +72,13 @@ type Step struct {
 	Reason string `json:"reason,omitempty"`
 	// Error, when set, is why this step cannot run at all (e.g. an unowned release of the same name).
 	Error string `json:"error,omitempty"`
+	// Verify is set on an unchanged release whose deployed revision tandem
+	// never saw healthy (a run ended during its health wait): its health is
+	// checked before it counts as done.
+	Verify bool `json:"verify,omitempty"`
 
-	desired *Desired // nil for prunes
+	desired  *Desired // nil for prunes
+	deployed string   // the deployed revision's manifest, for Verify
 }
 
 // ClusterPlan is everything one cluster needs, decided from data only.
@@ -86,6 +99,19 @@ type PlanOptions struct {
 	AllowMassPrune bool
 	// NoPrune disables pruning: a run restricted to some releases plans no prune of the others.
 	NoPrune bool
+	// Now is the time the plan judges ages by (stuck releases).
+	Now time.Time
+	// LeaseDuration is the cluster lock's lease duration: a pending revision
+	// older than its release's timeout plus this is abandoned.
+	LeaseDuration time.Duration
+	// RunID is this run's token (LabelRun): a pending revision labelled with
+	// another run's token was left by a tandem run that no longer holds the
+	// cluster's lock, so it is abandoned.
+	RunID string
+	// Healthy maps releases to the revision tandem last saw healthy (from
+	// the state record); an unchanged release at another revision is
+	// verified before it counts as done.
+	Healthy map[ReleaseKey]int
 }
 
 // DefaultPlanOptions returns the CLI defaults.
@@ -97,11 +123,11 @@ func DefaultPlanOptions() PlanOptions { return PlanOptions{MaxPrune: 0.25} }
 // wave, then manifest order.
 func Plan(cluster manifest.Cluster, desired []Desired, deployed []Deployed, opts PlanOptions) ClusterPlan {
 	p := ClusterPlan{Cluster: cluster.Name, Role: cluster.Role}
-	live := make(map[string]Deployed, len(deployed))
+	live := make(map[ReleaseKey]Deployed, len(deployed))
 	for _, d := range deployed {
 		live[d.key()] = d
 	}
-	want := make(map[string]bool, len(desired))
+	want := make(map[ReleaseKey]bool, len(desired))
 	for i := range desired {
 		d := &desired[i]
 		want[d.key()] = true
@@ -115,9 +141,14 @@ func Plan(cluster manifest.Cluster, desired []Desired, deployed []Deployed, opts
 			s.FromRevision = cur.Revision
 			s.Error = fmt.Sprintf("a Helm release %s exists that tandem does not manage; set adopt: true on the release to take it over", d.key())
 		case cur.pending():
-			s.Action, s.FromRevision, s.Recover = ActionUpgrade, cur.Revision, cur.Status
-			s.Reason = "recovering a release stuck in " + cur.Status
-			s.Adopt = !cur.owned()
+			s.Action, s.FromRevision = ActionUpgrade, cur.Revision
+			if why := abandoned(cur, d.Spec, opts); why != "" {
+				s.Recover = cur.Status
+				s.Reason = "recovering a release stuck in " + cur.Status + ": " + why
+				s.Adopt = !cur.owned()
+			} else {
+				s.Error = inProgress(cur, opts)
+			}
 		case !cur.owned():
 			s.Action, s.FromRevision, s.Adopt, s.Reason = ActionUpgrade, cur.Revision, true, "adopting an existing release"
 		case cur.Status != "deployed":
@@ -126,6 +157,10 @@ func Plan(cluster manifest.Cluster, desired []Desired, deployed []Deployed, opts
 			s.Action, s.FromRevision, s.Reason = ActionUpgrade, cur.Revision, "content changed"
 		default:
 			s.Action, s.FromRevision = ActionUnchanged, cur.Revision
+			if rev, ok := opts.Healthy[d.key()]; !ok || rev != cur.Revision {
+				s.Verify, s.deployed = true, cur.Manifest
+				s.Reason = fmt.Sprintf("revision %d was never seen healthy by tandem (a run ended during its health wait?)", cur.Revision)
+			}
 		}
 		p.Steps = append(p.Steps, s)
 	}
@@ -144,17 +179,49 @@ func Plan(cluster manifest.Cluster, desired []Desired, deployed []Deployed, opts
 	sort.Slice(p.Prune, func(i, j int) bool {
 		return p.Prune[i].Namespace+"/"+p.Prune[i].Name < p.Prune[j].Namespace+"/"+p.Prune[j].Name
 	})
+	if opts.NoPrune {
+		p.Prune = nil
+	}
 	switch {
 	case len(p.Prune) == 0:
-	case opts.NoPrune:
 		// Releases outside a run restricted to some releases are not
-		// candidates at all: the run says nothing about them.
-		p.Prune = nil
+		// candidates at all (NoPrune): the run says nothing about them.
 	case !opts.AllowMassPrune && len(p.Prune) > maxPrunes(owned, opts.MaxPrune):
 		p.PruneBlocked = fmt.Sprintf("refusing to prune %d of %d tandem-owned releases (more than --max-prune %.0f%%); a broken or emptied manifest must not wipe a cluster — rerun with --allow-mass-prune if this is intended",
 			len(p.Prune), owned, opts.MaxPrune*100)
 	}
 	return p
+}
+
+// abandoned says why a pending revision is provably abandoned, or "" when a
+// Helm operation may still be running on it: it was written by another
+// tandem run (which no longer holds the lock this run holds, and whose
+// writes are fenced), or it is older than the release's timeout plus the
+// lease duration. A pending revision without tandem's run label may be a
+// person's `helm upgrade` or `helm rollback` in progress.
+func abandoned(cur Deployed, spec manifest.Release, opts PlanOptions) string {
+	if run := cur.Labels[LabelRun]; run != "" && opts.RunID != "" && run != opts.RunID {
+		return "left by tandem run " + run + ", which no longer holds the cluster's lock"
+	}
+	limit := spec.TimeoutDuration() + opts.LeaseDuration
+	if !cur.Updated.IsZero() && !opts.Now.IsZero() && opts.Now.Sub(cur.Updated) > limit {
+		return fmt.Sprintf("untouched for %s, longer than its timeout plus the lock's lease (%s)", opts.Now.Sub(cur.Updated).Round(time.Second), limit)
+	}
+	return ""
+}
+
+// inProgress is the error of a pending revision that is not abandoned.
+func inProgress(cur Deployed, opts PlanOptions) string {
+	by := "a Helm client outside tandem (helm upgrade, helm rollback)"
+	if run := cur.Labels[LabelRun]; run != "" {
+		by = "tandem run " + run
+	}
+	since := ""
+	if !cur.Updated.IsZero() {
+		since = " since " + cur.Updated.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("operation in progress (by %s): revision %d is %s%s; tandem recovers it only once it is abandoned (older than the release timeout plus the lock's lease duration)",
+		by, cur.Revision, cur.Status, since)
 }
 
 // maxPrunes is how many of owned releases one run may prune. It rounds down:

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -22,7 +23,12 @@ func owned(name string, rev int, status, digest string) Deployed {
 	return Deployed{Name: name, Namespace: "ns", Revision: rev, Status: status, Labels: map[string]string{LabelManagedBy: ManagedByValue, LabelDigest: digest}}
 }
 
+func at(d Deployed, t time.Time) Deployed { d.Updated = t; return d }
+
+func withRun(d Deployed, run string) Deployed { d.Labels[LabelRun] = run; return d }
+
 func TestPlan(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	blue := manifest.Cluster{Name: "blue", Role: manifest.RoleActive}
 	adopt := func(r *manifest.Release) { r.Adopt = true }
 	tests := []struct {
@@ -63,12 +69,41 @@ func TestPlan(t *testing.T) {
 			changes:  true,
 		},
 		{
-			name:     "stuck pending upgrade is recovered",
+			name:     "stuck pending upgrade older than timeout plus lease is recovered",
 			desired:  []Desired{desiredRel("web", 0, "d1")},
-			deployed: []Deployed{owned("web", 6, "pending-upgrade", "d1")},
+			deployed: []Deployed{at(owned("web", 6, "pending-upgrade", "d1"), now.Add(-6*time.Minute))},
+			opts:     PlanOptions{Now: now, LeaseDuration: 30 * time.Second},
 			steps: []Step{{Name: "web", Namespace: "ns", Action: ActionUpgrade, FromRevision: 6, Recover: "pending-upgrade",
-				Reason: "recovering a release stuck in pending-upgrade"}},
+				Reason: "recovering a release stuck in pending-upgrade: untouched for 6m0s, longer than its timeout plus the lock's lease (5m30s)"}},
 			changes: true,
+		},
+		{
+			// Item 6 of the safety issue: a person's helm rollback in progress must not be raced.
+			name:     "a recent pending revision without a tandem run is an operation in progress",
+			desired:  []Desired{desiredRel("web", 0, "d1")},
+			deployed: []Deployed{at(owned("web", 6, "pending-rollback", "d1"), now.Add(-time.Minute))},
+			opts:     PlanOptions{Now: now, LeaseDuration: 30 * time.Second, RunID: "run-b"},
+			steps: []Step{{Name: "web", Namespace: "ns", Action: ActionUpgrade, FromRevision: 6,
+				Error: "operation in progress (by a Helm client outside tandem (helm upgrade, helm rollback)): revision 6 is pending-rollback since 2026-12-01T11:59:00Z; tandem recovers it only once it is abandoned (older than the release timeout plus the lock's lease duration)"}},
+			changes: true,
+		},
+		{
+			name:     "a pending revision left by another tandem run, which lost the lock, is recovered at once",
+			desired:  []Desired{desiredRel("web", 0, "d1")},
+			deployed: []Deployed{withRun(at(owned("web", 6, "pending-upgrade", "d1"), now.Add(-time.Minute)), "run-a")},
+			opts:     PlanOptions{Now: now, LeaseDuration: 30 * time.Second, RunID: "run-b"},
+			steps: []Step{{Name: "web", Namespace: "ns", Action: ActionUpgrade, FromRevision: 6, Recover: "pending-upgrade",
+				Reason: "recovering a release stuck in pending-upgrade: left by tandem run run-a, which no longer holds the cluster's lock"}},
+			changes: true,
+		},
+		{
+			// Item 7: a run killed during the health wait left revision 4 deployed but never seen healthy.
+			name:     "an unchanged revision never seen healthy is verified",
+			desired:  []Desired{desiredRel("web", 0, "d1")},
+			deployed: []Deployed{owned("web", 4, "deployed", "d1")},
+			opts:     PlanOptions{Healthy: map[ReleaseKey]int{{"ns", "web"}: 3}},
+			steps: []Step{{Name: "web", Namespace: "ns", Action: ActionUnchanged, FromRevision: 4, Verify: true,
+				Reason: "revision 4 was never seen healthy by tandem (a run ended during its health wait?)"}},
 		},
 		{
 			name:     "unowned release is an error without adopt",
@@ -125,6 +160,12 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.opts.Healthy == nil { // every deployed revision was seen healthy
+				tt.opts.Healthy = map[ReleaseKey]int{}
+				for _, d := range tt.deployed {
+					tt.opts.Healthy[d.key()] = d.Revision
+				}
+			}
 			p := Plan(blue, tt.desired, tt.deployed, tt.opts)
 			opt := cmpopts.IgnoreUnexported(Step{})
 			if diff := cmp.Diff(tt.steps, p.Steps, opt, cmpopts.EquateEmpty()); diff != "" {

@@ -25,8 +25,10 @@ type fakeTarget struct {
 	name      string
 	log       *opLog
 	unhealthy map[string]bool // releases whose health wait fails
+	uid       string          // the cluster identity; default "uid-" + name
 	mu        sync.Mutex
-	releases  map[string]*clusters.Release // guarded by mu
+	releases  map[string]*clusters.Release // by namespace/name; guarded by mu
+	state     *clusters.State              // guarded by mu
 }
 
 type opLog struct {
@@ -55,7 +57,13 @@ func newFake(name string, log *opLog) *fakeTarget {
 	return &fakeTarget{name: name, log: log, unhealthy: map[string]bool{}, releases: map[string]*clusters.Release{}}
 }
 
-func (f *fakeTarget) Name() string    { return f.name }
+func (f *fakeTarget) Name() string { return f.name }
+func (f *fakeTarget) Identity(context.Context) (string, error) {
+	if f.uid != "" {
+		return f.uid, nil
+	}
+	return "uid-" + f.name, nil
+}
 func (f *fakeTarget) Requests() int64 { return 0 }
 func (f *fakeTarget) ListReleases(context.Context, map[string]string) ([]clusters.Release, error) {
 	f.mu.Lock()
@@ -71,11 +79,11 @@ func (f *fakeTarget) put(req clusters.ReleaseRequest, verb string) (*clusters.Re
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rev := 1
-	if cur, ok := f.releases[req.Name]; ok {
+	if cur, ok := f.releases[req.Namespace+"/"+req.Name]; ok {
 		rev = cur.Revision + 1
 	}
 	r := &clusters.Release{Name: req.Name, Namespace: req.Namespace, Revision: rev, Status: "deployed", Labels: req.Labels, Manifest: req.Name}
-	f.releases[req.Name] = r
+	f.releases[req.Namespace+"/"+req.Name] = r
 	f.log.add(f.name + " " + verb + " " + req.Name)
 	cp := *r
 	return &cp, nil
@@ -94,10 +102,10 @@ func (f *fakeTarget) Rollback(_ context.Context, _, name string, rev int) (*clus
 	return &clusters.Release{Name: name, Revision: rev}, nil
 }
 
-func (f *fakeTarget) Uninstall(_ context.Context, _, name string) error {
+func (f *fakeTarget) Uninstall(_ context.Context, ns, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.releases, name)
+	delete(f.releases, ns+"/"+name)
 	f.log.add(f.name + " uninstall " + name)
 	return nil
 }
@@ -107,10 +115,10 @@ func (f *fakeTarget) MarkFailed(_ context.Context, _, name string, _ int, _ stri
 	return nil
 }
 
-func (f *fakeTarget) MarkUnhealthy(_ context.Context, _, name string, _ int, _ string) error {
+func (f *fakeTarget) MarkUnhealthy(_ context.Context, ns, name string, _ int, _ string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if r, ok := f.releases[name]; ok {
+	if r, ok := f.releases[ns+"/"+name]; ok {
 		r.Status = "failed"
 	}
 	f.log.add(f.name + " markunhealthy " + name)
@@ -133,8 +141,21 @@ func (f *fakeTarget) WaitHealthy(_ context.Context, manifest string, _ clusters.
 func (f *fakeTarget) Lock(context.Context, clusters.LockOptions) (Lease, error) {
 	return fakeLease{}, nil
 }
-func (f *fakeTarget) ReadState(context.Context) (*clusters.State, error) { return nil, nil }
-func (f *fakeTarget) WriteState(context.Context, clusters.State) error   { return nil }
+func (f *fakeTarget) ReadState(context.Context) (*clusters.State, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state == nil {
+		return nil, nil
+	}
+	cp := *f.state
+	return &cp, nil
+}
+func (f *fakeTarget) WriteState(_ context.Context, st clusters.State) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state = &st
+	return nil
+}
 func (f *fakeTarget) Snapshot() *clusters.Snapshot                       { return nil }
 func (f *fakeTarget) DryRun(_ context.Context, _ *clusters.Snapshot, _, _ string, objs []*unstructured.Unstructured, _ string) ([]clusters.DryRunResult, error) {
 	return make([]clusters.DryRunResult, len(objs)), nil
@@ -313,7 +334,7 @@ func TestReconcileSomeReleases(t *testing.T) {
 	log := &opLog{}
 	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
 	m := testManifest()
-	fakes["blue"].releases["old"] = &clusters.Release{Name: "old", Namespace: "s", Revision: 1, Status: "deployed",
+	fakes["blue"].releases["s/old"] = &clusters.Release{Name: "old", Namespace: "s", Revision: 1, Status: "deployed",
 		Labels: map[string]string{LabelManagedBy: ManagedByValue}}
 	connect := func(_ context.Context, c manifest.Cluster) (Target, error) { return fakes[c.Name], nil }
 	opts := DefaultOptions()

@@ -13,6 +13,9 @@ import (
 // provides it through ClusterTarget; tests wrap it to inject faults.
 type Target interface {
 	Name() string
+	// Identity is the cluster's stable identity (its kube-system namespace
+	// UID): two manifest clusters with one identity are one cluster.
+	Identity(ctx context.Context) (string, error)
 	Requests() int64
 	ListReleases(ctx context.Context, labels map[string]string) ([]clusters.Release, error)
 	Install(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)

@@ -1,0 +1,358 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandem-gitops/tandem/clusters"
+	"github.com/tandem-gitops/tandem/manifest"
+)
+
+// conn is one selected cluster after connecting: its target and identity,
+// or why it cannot be written to.
+type conn struct {
+	t   Target
+	uid string
+	err error
+}
+
+// connectAll connects to every selected cluster in parallel and reads each
+// one's identity. Manifest clusters that turn out to be one API server (a
+// copy-pasted context, two contexts for one server) are all refused: the
+// Standby overlay — zero replicas, DNS weight 0 — must never reach the
+// Active cluster under another name.
+func connectAll(ctx context.Context, selected []manifest.Cluster, connect Connector) []conn {
+	conns := make([]conn, len(selected))
+	var wg sync.WaitGroup
+	for i, c := range selected {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if err := recovered(recover()); err != nil {
+					conns[i].err = fmt.Errorf("cluster %q: connect: %w", c.Name, err)
+				}
+			}()
+			t, err := connect(ctx, c)
+			if err != nil {
+				conns[i].err = err
+				return
+			}
+			conns[i].t = t
+			conns[i].uid, conns[i].err = t.Identity(ctx)
+		}()
+	}
+	wg.Wait()
+	byUID := map[string][]int{}
+	for i, cn := range conns {
+		if cn.err == nil {
+			byUID[cn.uid] = append(byUID[cn.uid], i)
+		}
+	}
+	for uid, idx := range byUID {
+		if len(idx) < 2 {
+			continue
+		}
+		var names []string
+		for _, i := range idx {
+			names = append(names, fmt.Sprintf("%q", selected[i].Name))
+		}
+		for _, i := range idx {
+			conns[i].err = fmt.Errorf("cluster %q: manifest clusters %s reach the same cluster (kube-system namespace uid %s); nothing was written to any of them — give each manifest cluster its own kubeconfig context",
+				selected[i].Name, strings.Join(names, " and "), uid)
+		}
+	}
+	return conns
+}
+
+// clusterRun holds what one cluster's releases share during a run.
+type clusterRun struct {
+	t    Target
+	c    manifest.Cluster
+	log  *slog.Logger
+	uid  string
+	prev *clusters.State // the state record as this run found it; nil if none
+
+	// lease is the cluster's lock (nil in a dry run). Once it is lost,
+	// nothing more is written to the cluster: not a rollback, not a mark,
+	// not the state record.
+	lease Lease
+
+	// snap lists live objects once for every drift check.
+	snap *clusters.Snapshot
+	// checked is the last run's drift-check record, by release; read only.
+	checked map[ReleaseKey]map[string]string
+
+	mu sync.Mutex
+	// found is this run's drift-check record, by release, for the state
+	// record; guarded by mu.
+	found map[ReleaseKey]map[string]string
+}
+
+func (cr *clusterRun) record(k ReleaseKey, checked map[string]string) {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	cr.found[k] = checked
+}
+
+// lost reports whether the cluster's lock has been lost.
+func (cr *clusterRun) lost() bool {
+	if cr.lease == nil {
+		return false
+	}
+	select {
+	case <-cr.lease.Lost():
+		return true
+	default:
+		return false
+	}
+}
+
+// cluster reconciles one cluster. Every failure, a panic included, ends up in
+// the returned report; the lock is released on every path.
+func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired []Desired) (rep ClusterReport) {
+	start := time.Now()
+	rep = ClusterReport{Name: c.Name, Role: string(c.Role), Commit: r.opts.Commit, Releases: []ReleaseReport{}}
+	log := r.opts.Logger.With("cluster", c.Name)
+	defer func() {
+		// Deferred first, so it runs last: the unlock below has run by now.
+		if err := recovered(recover()); err != nil {
+			log.Error("panic", "error", err, "stack", string(err.(*PanicError).Stack))
+			rep.Error = joinProblems(rep.Error, err.Error())
+			r.emit(Event{Cluster: c.Name, Role: string(c.Role), Phase: "cluster", Message: err.Error()})
+		}
+		// Whatever happened, Active clusters waiting on this Standby must hear about it.
+		r.gates.closeCluster(c.Name, rep.Error)
+		if cn.t != nil {
+			rep.Requests = cn.t.Requests()
+		}
+		rep.count()
+		rep.Duration = Duration(time.Since(start))
+		if rep.FinishedAt.IsZero() {
+			rep.FinishedAt = time.Now().UTC()
+		}
+		if rep.Error != "" {
+			log.Info("cluster failed", "error", rep.Error)
+		}
+	}()
+	fail := func(err error) ClusterReport {
+		rep.Error = err.Error()
+		r.emit(Event{Cluster: c.Name, Role: string(c.Role), Phase: "cluster", Message: rep.Error})
+		return rep
+	}
+	if cn.err != nil {
+		return fail(cn.err)
+	}
+	if r.opts.ClusterTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.opts.ClusterTimeout)
+		defer cancel()
+	}
+	cr := &clusterRun{t: cn.t, c: c, log: log, uid: cn.uid, found: map[ReleaseKey]map[string]string{}}
+
+	if !r.opts.DryRun {
+		lease, err := cn.t.Lock(ctx, clusters.LockOptions{Holder: r.opts.Holder + "/" + c.Name, Wait: r.opts.LockTimeout, Duration: r.opts.LockDuration})
+		if err != nil {
+			return fail(err)
+		}
+		cr.lease = lease
+		locked := time.Now().UTC()
+		rep.LockedAt = &locked
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stopWatch := make(chan struct{})
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			select {
+			case <-lease.Lost():
+				log.Error("lost the cluster lock; stopping all writes to this cluster")
+				cancel()
+			case <-stopWatch:
+			}
+		}()
+		defer func() {
+			close(stopWatch)
+			<-watched
+			// Done with the cluster: stamp it before the lock goes, so that
+			// [lockedAt, finishedAt] of two runs never overlap.
+			rep.FinishedAt = time.Now().UTC()
+			// Unlock with a fresh context: the run's may be cancelled already.
+			uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer ucancel()
+			if err := lease.Unlock(uctx); err != nil {
+				log.Warn("unlock failed", "error", err)
+			}
+		}()
+	}
+
+	prev, err := cn.t.ReadState(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("read state record: %w", err))
+	}
+	cr.prev = prev
+	if prev != nil && prev.Cluster != "" && prev.Cluster != c.Name {
+		return fail(fmt.Errorf("cluster %q: this cluster's state record (%s/%s) says it is manifest cluster %q: two manifest clusters must not reach one cluster, so nothing was written — check the kubeconfig context of %q (if the cluster was renamed on purpose, delete that ConfigMap)",
+			c.Name, clusters.SystemNamespace, clusters.StateConfigMap, prev.Cluster, c.Name))
+	}
+	cr.checked = checkedByRelease(prev)
+
+	live, err := cn.t.ListReleases(ctx, nil)
+	if err != nil {
+		return fail(fmt.Errorf("list releases: %w", err))
+	}
+	popts := r.opts.Plan
+	popts.Now, popts.LeaseDuration, popts.RunID = time.Now(), r.opts.LockDuration, r.opts.RunID
+	popts.Healthy = healthyRevisions(prev)
+	plan := Plan(c, desired, deployedFrom(live), popts)
+
+	if r.opts.DryRun {
+		r.dryRunReport(&rep, plan)
+		return rep
+	}
+
+	cr.snap = cn.t.Snapshot()
+	rep.Releases = r.applyWaves(ctx, cr, plan)
+	rep.Pruned = r.pruneIfSafe(ctx, cr, plan, rep.Releases)
+	rep.Error = problems(rep, plan)
+
+	if cr.lost() {
+		rep.Error = joinProblems(rep.Error, "the cluster's lock was lost: stopped writing, state record not updated")
+		return rep
+	}
+	if err := r.writeState(ctx, cr, rep, desired); err != nil {
+		log.Warn("state record not written", "error", err)
+		rep.Error = joinProblems(rep.Error, fmt.Sprintf("write state record: %v", err))
+	}
+	return rep
+}
+
+// dryRunReport fills a dry run's report from the plan: a step that would
+// fail, or a blocked prune, fails the cluster.
+func (r *run) dryRunReport(rep *ClusterReport, plan ClusterPlan) {
+	var bad []string
+	for _, s := range plan.Steps {
+		rep.Releases = append(rep.Releases, ReleaseReport{Name: s.Name, Namespace: s.Namespace, Wave: s.Wave, Action: s.Action,
+			Outcome: plannedOutcome(s), FromRevision: s.FromRevision, Recovered: s.Recover, Adopted: s.Adopt, Error: s.Error})
+		r.gates.report(rep.Name, s.desired.Spec, s.Error == "", s.Error)
+		if s.Error != "" {
+			bad = append(bad, fmt.Sprintf("release %s: %s", ReleaseKey{s.Namespace, s.Name}, s.Error))
+		}
+	}
+	for _, s := range plan.Prune {
+		o := OutcomePlanned
+		if plan.PruneBlocked != "" {
+			o = OutcomeSkipped
+		}
+		rep.Pruned = append(rep.Pruned, ReleaseReport{Name: s.Name, Namespace: s.Namespace, Action: ActionPrune, Outcome: o, FromRevision: s.FromRevision})
+	}
+	if plan.PruneBlocked != "" {
+		bad = append(bad, plan.PruneBlocked)
+	}
+	rep.Error = strings.Join(bad, "; ")
+}
+
+func plannedOutcome(s Step) Outcome {
+	switch {
+	case s.Error != "":
+		return OutcomeFailed
+	case s.Action == ActionUnchanged && !s.Verify:
+		return OutcomeOK
+	}
+	return OutcomePlanned
+}
+
+// problems is the cluster's error: every release that failed or was not
+// applied (skipped is not success: only the user's own --release filter
+// leaves a release out, and such releases have no step at all), a blocked
+// prune, and failed prunes.
+func problems(rep ClusterReport, plan ClusterPlan) string {
+	var out []string
+	for _, rr := range rep.Releases {
+		k := ReleaseKey{rr.Namespace, rr.Name}
+		switch rr.Outcome {
+		case OutcomeFailed:
+			out = append(out, fmt.Sprintf("release %s failed: %s", k, rr.Error))
+		case OutcomeSkipped:
+			out = append(out, fmt.Sprintf("release %s not applied: %s", k, rr.Error))
+		}
+	}
+	if plan.PruneBlocked != "" {
+		out = append(out, plan.PruneBlocked)
+	}
+	for _, p := range rep.Pruned {
+		if p.Outcome == OutcomeFailed {
+			out = append(out, fmt.Sprintf("prune %s/%s: %s", p.Namespace, p.Name, p.Error))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+func joinProblems(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
+
+// deployedFrom converts Helm storage's latest revisions for Plan.
+func deployedFrom(live []clusters.Release) []Deployed {
+	out := make([]Deployed, 0, len(live))
+	for _, l := range live {
+		out = append(out, Deployed{Name: l.Name, Namespace: l.Namespace, Revision: l.Revision, Status: l.Status, Labels: l.Labels,
+			Updated: l.Updated, Manifest: l.Manifest})
+	}
+	return out
+}
+
+// healthyRevisions reads, from the state record, the revision of each
+// release that tandem last saw healthy.
+func healthyRevisions(st *clusters.State) map[ReleaseKey]int {
+	out := map[ReleaseKey]int{}
+	if st == nil {
+		return out
+	}
+	for _, r := range st.Releases {
+		if r.Healthy {
+			out[ReleaseKey{r.Namespace, r.Name}] = r.Revision
+		}
+	}
+	return out
+}
+
+// checkedByRelease reads the last run's drift-check record from the state
+// record; without one, every object gets a dry run.
+func checkedByRelease(st *clusters.State) map[ReleaseKey]map[string]string {
+	out := map[ReleaseKey]map[string]string{}
+	if st == nil {
+		return out
+	}
+	for _, r := range st.Releases {
+		if len(r.Checked) > 0 {
+			out[ReleaseKey{r.Namespace, r.Name}] = r.Checked
+		}
+	}
+	return out
+}
+
+// sortedKeys returns a map's release keys in order.
+func sortedKeys[V any](m map[ReleaseKey]V) []ReleaseKey {
+	out := make([]ReleaseKey, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+var errLockLost = errors.New("the cluster's lock was lost")

@@ -1,0 +1,185 @@
+package reconciler
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tandem-gitops/tandem/clusters"
+	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+// Tests named for the items of the reconcile-safety issue (#8); the ones whose
+// truth lives in the API server are in e2e/reconcile and clusters/.
+
+func outcomesByKey(c ClusterReport) map[string]Outcome {
+	out := map[string]Outcome{}
+	for _, r := range c.Releases {
+		out[r.Namespace+"/"+r.Name] = r.Outcome
+	}
+	return out
+}
+
+// Item 1: two releases of one name in two namespaces are two releases.
+func TestSafety1SameNameTwoNamespaces(t *testing.T) {
+	log := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
+	m := testManifest()
+	m.Releases = []manifest.Release{
+		{Name: "redis", Namespace: "team-a", Timeout: "1m"},
+		{Name: "redis", Namespace: "team-b", Timeout: "1m"},
+		{Name: "web", Namespace: "team-b", Wave: 1, Needs: []string{"team-a/redis"}, Timeout: "1m"},
+	}
+	fakes["blue"].unhealthy["redis"] = true // both redis fail on blue: web must not go
+	rep := reconcileFakes(t, m, fakes, "")
+	want := map[string]Outcome{"team-a/redis": OutcomeFailed, "team-b/redis": OutcomeFailed, "team-b/web": OutcomeSkipped}
+	if diff := cmp.Diff(want, outcomesByKey(rep.Clusters[0])); diff != "" {
+		t.Errorf("blue outcomes (-want +got):\n%s", diff)
+	}
+	if log.index("blue install web") >= 0 {
+		t.Errorf("web was installed although team-a/redis, which it needs, failed: %v", log.ops)
+	}
+	want = map[string]Outcome{"team-a/redis": OutcomeOK, "team-b/redis": OutcomeOK, "team-b/web": OutcomeOK}
+	if diff := cmp.Diff(want, outcomesByKey(rep.Clusters[1])); diff != "" {
+		t.Errorf("green outcomes (-want +got):\n%s", diff)
+	}
+	if len(fakes["green"].releases) != 3 {
+		t.Errorf("green holds %d releases, want 3", len(fakes["green"].releases))
+	}
+}
+
+// panicTarget panics in one operation, as a bug in a step would.
+type panicTarget struct {
+	*fakeTarget
+	unlocked chan struct{}
+}
+
+func (p *panicTarget) Upgrade(context.Context, clusters.ReleaseRequest) (*clusters.Release, error) {
+	panic("injected panic")
+}
+func (p *panicTarget) Install(context.Context, clusters.ReleaseRequest) (*clusters.Release, error) {
+	panic("injected panic")
+}
+func (p *panicTarget) Lock(context.Context, clusters.LockOptions) (Lease, error) {
+	return &recordingLease{unlocked: p.unlocked}, nil
+}
+
+type recordingLease struct {
+	fakeLease
+	unlocked chan struct{}
+}
+
+func (l *recordingLease) Unlock(context.Context) error { close(l.unlocked); return nil }
+
+// Item 1: a panic in one cluster's goroutine is that cluster's error; its
+// lock is released and the other clusters finish.
+func TestSafety1PanicIsAClusterError(t *testing.T) {
+	log := &opLog{}
+	green := newFake("green", log)
+	blue := &panicTarget{fakeTarget: newFake("blue", log), unlocked: make(chan struct{})}
+	m := testManifest()
+	m.Releases[0].Rollout = manifest.RolloutParallel
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) {
+		if c.Name == "blue" {
+			return blue, nil
+		}
+		return green, nil
+	}
+	opts := DefaultOptions()
+	opts.DetectDrift = false
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep := Reconcile(ctx, m, testResults(m), connect, opts)
+	if diff := cmp.Diff([]string{"blue"}, rep.Failed()); diff != "" {
+		t.Fatalf("failed clusters (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(rep.Clusters[0].Error, "injected panic") {
+		t.Errorf("blue error %q does not say what happened", rep.Clusters[0].Error)
+	}
+	select {
+	case <-blue.unlocked:
+	default:
+		t.Error("blue's lock was not released after the panic")
+	}
+	if got := rep.Clusters[1].Counts.Installed; got != 4 {
+		t.Errorf("green installed %d, want 4", got)
+	}
+}
+
+// Item 2: a standby-first gate that fails skips the Active cluster's release;
+// that is a failure of the Active cluster and blocks its prune.
+func TestSafety2SkippedBlocksPruneAndFails(t *testing.T) {
+	log := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
+	m := testManifest()
+	for _, name := range []string{"old1"} {
+		fakes["blue"].releases["s/"+name] = &clusters.Release{Name: name, Namespace: "s", Revision: 1, Status: "deployed",
+			Labels: map[string]string{LabelManagedBy: ManagedByValue}}
+	}
+	fakes["green"].unhealthy["platform"] = true
+	opts := DefaultOptions()
+	opts.DetectDrift = false
+	opts.Plan.AllowMassPrune = true
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) { return fakes[c.Name], nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep := Reconcile(ctx, m, testResults(m), connect, opts)
+	blue := rep.Clusters[0]
+	if !blue.Failed() || !strings.Contains(blue.Error, "platform") || !strings.Contains(blue.Error, "standby-first") {
+		t.Errorf("blue error %q: want a failure naming platform and the standby-first gate", blue.Error)
+	}
+	if log.index("blue uninstall old1") >= 0 {
+		t.Errorf("blue pruned although a release was skipped: %v", log.ops)
+	}
+}
+
+// Item 2: `--cluster blue` of a standby-first change applies nothing there and
+// must say so with a failure, not exit 0.
+func TestSafety2StandbyNotInRunFails(t *testing.T) {
+	log := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
+	m := testManifest()
+	opts := DefaultOptions()
+	opts.DetectDrift = false
+	opts.Selection = Selection{Clusters: []string{"blue"}}
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) { return fakes[c.Name], nil }
+	var results []*render.Result
+	for _, r := range testResults(m) {
+		if r.Cluster == "blue" {
+			results = append(results, r)
+		}
+	}
+	rep := Reconcile(context.Background(), m, results, connect, opts)
+	if len(rep.Clusters) != 1 || !rep.Clusters[0].Failed() {
+		t.Fatalf("want blue failed, got %+v", rep.Clusters)
+	}
+	if !strings.Contains(rep.Clusters[0].Error, "green is not part of this run") {
+		t.Errorf("blue error %q does not name the cause", rep.Clusters[0].Error)
+	}
+	if log.index("blue install platform") >= 0 {
+		t.Errorf("blue got platform without its standby: %v", log.ops)
+	}
+}
+
+// Item 9: a dry run whose plan has a step that would fail, or a blocked
+// prune, is a failure.
+func TestSafety9DryRunWithFailingStepFails(t *testing.T) {
+	log := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
+	fakes["blue"].releases["s/db"] = &clusters.Release{Name: "db", Namespace: "s", Revision: 3, Status: "deployed"} // not tandem's
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) { return fakes[c.Name], nil }
+	opts := DefaultOptions()
+	opts.DryRun = true
+	m := testManifest()
+	rep := Reconcile(context.Background(), m, testResults(m), connect, opts)
+	if !rep.Clusters[0].Failed() || !strings.Contains(rep.Clusters[0].Error, "s/db") {
+		t.Errorf("blue error %q: want the dry run to fail naming s/db", rep.Clusters[0].Error)
+	}
+	if rep.Clusters[1].Failed() {
+		t.Errorf("green failed: %q", rep.Clusters[1].Error)
+	}
+}

@@ -1,0 +1,60 @@
+package reconciler
+
+import (
+	"context"
+	"time"
+
+	"github.com/tandem-gitops/tandem/clusters"
+)
+
+// writeState records what this run did in the cluster's state record. A run
+// restricted with --release merges: the records of releases it did not
+// touch are kept. A release that was not applied keeps its last record, so
+// what tandem knows of its health is not lost.
+func (r *run) writeState(ctx context.Context, cr *clusterRun, rep ClusterReport, desired []Desired) error {
+	digests := map[ReleaseKey]string{}
+	for _, d := range desired {
+		digests[d.key()] = d.Result.Digest
+	}
+	prev := map[ReleaseKey]clusters.ReleaseState{}
+	if cr.prev != nil {
+		for _, rs := range cr.prev.Releases {
+			prev[ReleaseKey{rs.Namespace, rs.Name}] = rs
+		}
+	}
+	records := map[ReleaseKey]clusters.ReleaseState{}
+	if len(r.opts.Selection.Releases) > 0 {
+		for k, rs := range prev {
+			records[k] = rs
+		}
+	}
+	for _, rr := range rep.Releases {
+		k := ReleaseKey{rr.Namespace, rr.Name}
+		if rr.Outcome == OutcomeSkipped {
+			if old, ok := prev[k]; ok {
+				records[k] = old
+			}
+			continue
+		}
+		records[k] = clusters.ReleaseState{Name: rr.Name, Namespace: rr.Namespace, Digest: digests[k],
+			Revision: rr.Revision, Outcome: string(rr.Outcome), Error: rr.Error, Duration: time.Duration(rr.Duration),
+			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0, Checked: cr.found[k],
+			// Only a step that ends ok has seen its revision healthy: an
+			// install or upgrade after its health wait, an unchanged
+			// release that was confirmed before or verified now.
+			Healthy: rr.Outcome == OutcomeOK && rr.RolledBackTo == 0}
+	}
+	for _, p := range rep.Pruned {
+		if p.Outcome == OutcomeOK {
+			delete(records, ReleaseKey{p.Namespace, p.Name})
+		}
+	}
+	st := clusters.State{Cluster: cr.c.Name, Role: string(cr.c.Role), Commit: r.opts.Commit, Ref: r.opts.Ref,
+		AppliedAt: time.Now().UTC(), LastError: rep.Error, ClusterUID: cr.uid}
+	for _, k := range sortedKeys(records) {
+		st.Releases = append(st.Releases, records[k])
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return cr.t.WriteState(sctx, st)
+}
