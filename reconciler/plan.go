@@ -45,8 +45,8 @@ type Deployed struct {
 }
 
 func (d Deployed) key() ReleaseKey { return ReleaseKey{d.Namespace, d.Name} }
-func (d Deployed) owned() bool   { return d.Labels[LabelManagedBy] == ManagedByValue }
-func (d Deployed) pending() bool { return strings.HasPrefix(d.Status, "pending-") }
+func (d Deployed) owned() bool     { return d.Labels[LabelManagedBy] == ManagedByValue }
+func (d Deployed) pending() bool   { return strings.HasPrefix(d.Status, "pending-") }
 
 // Desired is one release a cluster should run.
 type Desired struct {

@@ -156,7 +156,7 @@ func (f *fakeTarget) WriteState(_ context.Context, st clusters.State) error {
 	f.state = &st
 	return nil
 }
-func (f *fakeTarget) Snapshot() *clusters.Snapshot                       { return nil }
+func (f *fakeTarget) Snapshot() *clusters.Snapshot { return nil }
 func (f *fakeTarget) DryRun(_ context.Context, _ *clusters.Snapshot, _, _ string, objs []*unstructured.Unstructured, _ string) ([]clusters.DryRunResult, error) {
 	return make([]clusters.DryRunResult, len(objs)), nil
 }
