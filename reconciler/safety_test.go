@@ -183,3 +183,164 @@ func TestSafety9DryRunWithFailingStepFails(t *testing.T) {
 		t.Errorf("green failed: %q", rep.Clusters[1].Error)
 	}
 }
+
+// lossTarget loses its lock while installing one release.
+type lossTarget struct {
+	*fakeTarget
+	lost   chan struct{}
+	during string
+}
+
+func (l *lossTarget) Lock(context.Context, clusters.LockOptions) (Lease, error) {
+	return &chanLease{lost: l.lost}, nil
+}
+
+func (l *lossTarget) Install(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error) {
+	rel, err := l.fakeTarget.Install(ctx, req)
+	if req.Name == l.during {
+		close(l.lost)
+		<-ctx.Done() // the run notices and cancels
+	}
+	return rel, err
+}
+
+func (l *lossTarget) WaitHealthy(ctx context.Context, manifest string, opts clusters.WaitOptions) ([]clusters.ObjectStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return l.fakeTarget.WaitHealthy(ctx, manifest, opts)
+}
+
+type chanLease struct{ lost chan struct{} }
+
+func (c *chanLease) Lost() <-chan struct{}        { return c.lost }
+func (c *chanLease) Unlock(context.Context) error { return nil }
+
+// Item 4 (reconciler side) and item 2: once the lock is lost the run writes
+// nothing more to that cluster — no mark-failed, no rollback, no state
+// record, no prune — and the cluster fails naming the cause.
+func TestSafety4LockLostStopsEveryWrite(t *testing.T) {
+	log := &opLog{}
+	blue := &lossTarget{fakeTarget: newFake("blue", log), lost: make(chan struct{}), during: "db"}
+	blue.releases["s/old"] = &clusters.Release{Name: "old", Namespace: "s", Revision: 1, Status: "deployed",
+		Labels: map[string]string{LabelManagedBy: ManagedByValue}}
+	m := testManifest()
+	m.Clusters = m.Clusters[:1]
+	m.Releases[0].Rollout = manifest.RolloutParallel
+	connect := func(context.Context, manifest.Cluster) (Target, error) { return blue, nil }
+	opts := DefaultOptions()
+	opts.DetectDrift = false
+	opts.Plan.AllowMassPrune = true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep := Reconcile(ctx, m, testResults(m), connect, opts)
+	c := rep.Clusters[0]
+	if !c.Failed() || !strings.Contains(c.Error, "lock was lost") {
+		t.Errorf("blue error %q: want a failure saying the lock was lost", c.Error)
+	}
+	for _, op := range log.ops {
+		if strings.Contains(op, "markunhealthy") || strings.Contains(op, "rollback") || strings.Contains(op, "uninstall") ||
+			strings.Contains(op, "install web") || strings.Contains(op, "install worker") {
+			t.Errorf("wrote to blue after losing its lock: %q (all ops %v)", op, log.ops)
+		}
+	}
+	if blue.state != nil {
+		t.Errorf("state record written after the lock was lost: %+v", blue.state)
+	}
+}
+
+// Item 10: a run restricted with --release merges its records into the
+// state record instead of dropping the other releases'.
+func TestSafety10StateMergesOnReleaseRun(t *testing.T) {
+	log := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
+	m := testManifest()
+	reconcileFakes(t, m, fakes, "")
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) { return fakes[c.Name], nil }
+	opts := DefaultOptions()
+	opts.DetectDrift = false
+	opts.Selection = Selection{Releases: []string{"web"}}
+	var results []*render.Result
+	for _, r := range testResults(m) {
+		if r.Release == "web" {
+			r.Digest = "d-web-2"
+			results = append(results, r)
+		}
+	}
+	rep := Reconcile(context.Background(), m, results, connect, opts)
+	if f := rep.Failed(); len(f) > 0 {
+		t.Fatalf("failed: %+v", rep.Clusters)
+	}
+	got := map[string]string{}
+	for _, rs := range fakes["blue"].state.Releases {
+		got[rs.Namespace+"/"+rs.Name] = rs.Digest
+	}
+	want := map[string]string{"p/platform": "d-platform", "s/db": "d-db", "s/web": "d-web-2", "s/worker": "d-worker"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("state record digests after a --release run (-want +got):\n%s", diff)
+	}
+}
+
+// Item 5: two manifest clusters that reach one API server are both refused
+// before anything is written.
+func TestSafety5OneClusterUnderTwoNames(t *testing.T) {
+	log := &opLog{}
+	one := newFake("blue", log)
+	m := testManifest()
+	connect := func(context.Context, manifest.Cluster) (Target, error) { return one, nil }
+	opts := DefaultOptions()
+	opts.DetectDrift = false
+	rep := Reconcile(context.Background(), m, testResults(m), connect, opts)
+	if diff := cmp.Diff([]string{"blue", "green"}, rep.Failed()); diff != "" {
+		t.Errorf("failed clusters (-want +got):\n%s", diff)
+	}
+	for _, c := range rep.Clusters {
+		if !strings.Contains(c.Error, "reach the same cluster") {
+			t.Errorf("%s error %q", c.Name, c.Error)
+		}
+	}
+	if len(log.ops) != 0 {
+		t.Errorf("wrote to a cluster reached under two names: %v", log.ops)
+	}
+}
+
+// Item 5: the state record remembers which manifest cluster a cluster is.
+func TestSafety5StateRecordNamesTheCluster(t *testing.T) {
+	log := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
+	fakes["blue"].state = &clusters.State{Cluster: "green"}
+	rep := reconcileFakes(t, testManifest(), fakes, "")
+	if !strings.Contains(rep.Clusters[0].Error, `says it is manifest cluster "green"`) {
+		t.Errorf("blue error %q", rep.Clusters[0].Error)
+	}
+	if log.index("blue install db") >= 0 {
+		t.Errorf("wrote to blue although its state record names it green: %v", log.ops)
+	}
+}
+
+// Item 7: a revision deployed but never seen healthy (the run was killed
+// during its health wait) is checked again; unhealthy, it is rolled back.
+func TestSafety7UnconfirmedRevisionIsVerified(t *testing.T) {
+	log := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
+	m := testManifest()
+	reconcileFakes(t, m, fakes, "")
+	// Simulate the kill: revision 2 of worker deployed, the state record still says 1 was healthy.
+	fakes["blue"].mu.Lock()
+	fakes["blue"].releases["s/worker"].Revision = 2
+	fakes["blue"].mu.Unlock()
+	fakes["blue"].unhealthy["worker"] = true
+	rep := reconcileFakes(t, m, fakes, "")
+	var worker ReleaseReport
+	for _, r := range rep.Clusters[0].Releases {
+		if r.Name == "worker" {
+			worker = r
+		}
+	}
+	if worker.Outcome != OutcomeFailed || !strings.Contains(worker.Error, "never seen healthy") {
+		t.Errorf("worker %+v: want failed, never seen healthy", worker)
+	}
+	if log.index("blue rollback worker to 1") < 0 {
+		t.Errorf("the unhealthy unconfirmed revision was not rolled back: %v", log.ops)
+	}
+}
