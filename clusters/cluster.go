@@ -83,6 +83,9 @@ type Cluster struct {
 
 	capsMu sync.Mutex
 	caps   *chartutil.Capabilities // nil until first needed or after discovery is reset
+
+	fence    fence         // refuses writes once this Cluster's Lock is lost or released (fence.go)
+	identity identityCache // the kube-system namespace UID, once read (identity.go)
 }
 
 // Connect loads the kubeconfig, builds the cluster's clients and checks
@@ -136,6 +139,7 @@ func newCluster(name string, config *rest.Config, raw clientcmd.ClientConfig, op
 		name:       name,
 		log:        log.With("cluster", name),
 		maxHistory: opts.MaxHistory,
+		fence:      fence{cluster: name},
 	}
 	config.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return &countingTransport{next: rt, n: &c.requests}
@@ -143,6 +147,10 @@ func newCluster(name string, config *rest.Config, raw clientcmd.ClientConfig, op
 	if opts.WrapTransport != nil {
 		config.Wrap(opts.WrapTransport)
 	}
+	// Outermost, so a refused write is neither sent nor counted.
+	config.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return &fencingTransport{next: rt, fence: &c.fence}
+	})
 	c.scheme = runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(c.scheme); err != nil {
 		return nil, fmt.Errorf("cluster %q: scheme: %w", name, err)

@@ -2,6 +2,8 @@ package clusters
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -29,21 +31,45 @@ const lockRetry = time.Second
 // ErrLockLost is returned by Unlock when the lock had already been lost.
 var ErrLockLost = errors.New("lock lost")
 
+// The lock follows client-go's leaderelection (lease duration, renew
+// deadline, retry period; another holder's lease judged expired by when
+// this process saw its record change, never by its timestamps), but is
+// written here because leaderelection has no way to stop the leader's own
+// writes when leadership ends: it calls OnStoppedLeading and trusts the
+// program to stop, while Helm keeps writing after its context ends. Its
+// callback-driven Run also fits a long-running controller, not a run that
+// waits a bounded time for a lock, fails naming the holder and releases.
+// The Lock here arms the Cluster's fence (fence.go) instead.
+
 // LockOptions configures Lock.
 type LockOptions struct {
-	// Holder identifies this writer in the Lease, e.g. "ci@host:pid"; it
-	// must be unique per process, since a Lease held under the same holder
-	// is taken as one's own.
+	// Holder says who locks, e.g. "ci@runner-7:4121", for people reading
+	// the Lease. Lock makes it unique: the Lease records
+	// Holder/<cluster>/<random token> (see (*Lock).Holder), so two Locks
+	// never take each other's Lease for their own, even from one process
+	// on two Cluster values for the same API server.
 	Holder string
-	// Wait is how long Lock waits for a Lease someone else holds; 0 fails at once.
+	// Wait is how long Lock waits for a Lease someone else holds; 0 fails
+	// at once. A holder that died is taken over only after its Lease has
+	// been seen unchanged for its lease duration, so a Wait shorter than
+	// that never takes over a dead holder's Lease.
 	Wait time.Duration
-	// Duration is the Lease duration: the lock is renewed every Duration/3,
-	// and a Lease not renewed for Duration (its holder died) is taken over.
+	// Duration is the lease duration others wait, having seen the Lease
+	// stop changing, before taking it over.
 	Duration time.Duration
+	// RenewDeadline is how long after the start of the last successful
+	// renewal the lock stays valid; past it the lock is lost and the
+	// Cluster refuses writes. It must be shorter than Duration: the
+	// difference is the safety margin for writes in flight. 0 means 2/3 of
+	// Duration.
+	RenewDeadline time.Duration
+	// RetryPeriod is how often the Lease is renewed, and renewal retried
+	// after a failure. 0 means Duration/6.
+	RetryPeriod time.Duration
 }
 
-// DefaultLockOptions returns user@host:pid as holder, no waiting and a 30 s
-// lease.
+// DefaultLockOptions returns user@host:pid as holder, no waiting, a 30 s
+// lease renewed every 5 s, valid for 20 s after each renewal's start.
 func DefaultLockOptions() LockOptions {
 	who := "tandem"
 	if u, err := user.Current(); err == nil && u.Username != "" {
@@ -54,9 +80,50 @@ func DefaultLockOptions() LockOptions {
 		host = "unknown"
 	}
 	return LockOptions{
-		Holder:   fmt.Sprintf("%s@%s:%d", who, host, os.Getpid()),
-		Duration: 30 * time.Second,
+		Holder:        fmt.Sprintf("%s@%s:%d", who, host, os.Getpid()),
+		Duration:      30 * time.Second,
+		RenewDeadline: 20 * time.Second,
+		RetryPeriod:   5 * time.Second,
 	}
+}
+
+// withDefaults fills RenewDeadline and RetryPeriod and checks the timing
+// is one that can exclude writers.
+func (o LockOptions) withDefaults() (LockOptions, error) {
+	if o.Holder == "" {
+		return o, errors.New("holder is empty")
+	}
+	if o.Duration < time.Second {
+		return o, fmt.Errorf("lease duration %s is under 1s", o.Duration)
+	}
+	if o.RenewDeadline == 0 {
+		o.RenewDeadline = o.Duration * 2 / 3
+	}
+	if o.RetryPeriod == 0 {
+		o.RetryPeriod = o.Duration / 6
+	}
+	if o.RenewDeadline >= o.Duration {
+		return o, fmt.Errorf("renew deadline %s is not shorter than the lease duration %s", o.RenewDeadline, o.Duration)
+	}
+	if o.RetryPeriod <= 0 || o.RetryPeriod >= o.RenewDeadline {
+		return o, fmt.Errorf("retry period %s is not between 0 and the renew deadline %s", o.RetryPeriod, o.RenewDeadline)
+	}
+	return o, nil
+}
+
+// requestTimeout bounds each Lease request, so one stalled connection
+// cannot use up the renew deadline alone.
+func (o LockOptions) requestTimeout() time.Duration { return o.RenewDeadline / 2 }
+
+// lockIdentity is what a Lock writes as the Lease's holder: unique per
+// Lock, so that a Lease is only ever one's own within one Lock. A daemon's
+// next run (a new Lock, same Holder) finds the Lease released by Unlock,
+// or waits for it to expire like anyone else's: the previous run lost it,
+// and may have writes in flight.
+func lockIdentity(holder, cluster string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // crypto/rand.Read never returns an error
+	return fmt.Sprintf("%s/%s/%s", holder, cluster, hex.EncodeToString(b))
 }
 
 // LockHeldError is Lock's error when someone else held the Lease for the
@@ -64,7 +131,7 @@ func DefaultLockOptions() LockOptions {
 type LockHeldError struct {
 	Cluster string
 	Holder  string
-	// Since is when the holder acquired the Lease.
+	// Since is when the holder acquired the Lease (by its clock).
 	Since time.Time
 }
 
@@ -77,11 +144,14 @@ func (e *LockHeldError) Error() string {
 }
 
 // Lock is a held writer lock on one cluster. Its renewals run in a goroutine
-// until Unlock, or until the context given to Lock ends.
+// until Unlock, or until the context given to Lock ends. While it is valid
+// the Cluster's mutating requests carry a deadline within its validity;
+// once it is lost or unlocked they are refused with ErrFenced.
 type Lock struct {
-	c        *Cluster
-	holder   string
-	duration time.Duration
+	c      *Cluster
+	holder string
+	opts   LockOptions
+	term   *term
 
 	lost     chan struct{}
 	lostOnce sync.Once
@@ -89,20 +159,29 @@ type Lock struct {
 	done     chan struct{} // closed when the renewal goroutine has returned
 	unlocked atomic.Bool
 
+	// ended is cancelled, with a *FencedError as cause, when the lock is
+	// lost or unlocked; Context derives from it.
+	ended    context.Context
+	endCause context.CancelCauseFunc
+
 	// lease is the last Lease this lock wrote. The renewal goroutine owns it
 	// until done is closed; Unlock reads it after that.
 	lease *coordinationv1.Lease
 }
 
 // Lock takes the cluster's writer Lease (in SystemNamespace), waiting up to
-// opts.Wait while someone else holds it; a Lease whose holder stopped
-// renewing it (renewTime + duration in the past) is taken over. Every write
-// is conditional on the resourceVersion read, so of two writers racing for
-// the Lease exactly one wins. When the wait ends with the Lease still held,
-// the error is a *LockHeldError naming the holder.
+// opts.Wait while someone else holds it, and arms the Cluster's fence with
+// it (a Lock on a Cluster whose earlier Lock ended re-arms it). A Lease
+// held by someone else is taken over only after this process has seen its
+// record (holder, renewTime, resourceVersion) stay unchanged for its lease
+// duration, measured on the local monotonic clock: a holder with a skewed
+// clock that keeps renewing keeps its Lease. Every write is conditional on
+// the resourceVersion read, so of two writers racing for the Lease exactly
+// one wins. When the wait ends with the Lease still held, the error is a
+// *LockHeldError naming the holder.
 //
-// Renewals stop when ctx ends, after which the lock is soon lost: pass a
-// context that lives as long as the lock is needed.
+// Renewals stop when ctx ends, and the lock is lost then: pass a context
+// that lives as long as the lock is needed.
 func (c *Cluster) Lock(ctx context.Context, opts LockOptions) (*Lock, error) {
 	l, err := c.lock(ctx, opts)
 	if err != nil {
@@ -116,20 +195,21 @@ func (c *Cluster) Lock(ctx context.Context, opts LockOptions) (*Lock, error) {
 }
 
 func (c *Cluster) lock(ctx context.Context, opts LockOptions) (*Lock, error) {
-	if opts.Holder == "" {
-		return nil, errors.New("holder is empty")
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if opts.Duration < time.Second {
-		return nil, fmt.Errorf("lease duration %s is under 1s", opts.Duration)
-	}
+	id := lockIdentity(opts.Holder, c.name)
+	var seen observation
 	deadline := time.Now().Add(opts.Wait)
 	for {
-		lease, held, err := c.tryAcquire(ctx, opts)
+		start := time.Now()
+		lease, held, err := c.tryAcquire(ctx, id, opts, &seen)
 		if err != nil {
 			return nil, err
 		}
 		if lease != nil {
-			return c.startLock(ctx, opts, lease), nil
+			return c.startLock(ctx, id, opts, lease, start), nil
 		}
 		if held == nil { // lost a race for a free Lease: look again now
 			continue
@@ -152,21 +232,36 @@ func (c *Cluster) lock(ctx context.Context, opts LockOptions) (*Lock, error) {
 	}
 }
 
+// leaseCall runs one Lease request with the Lock's marker (so the fence
+// lets it through) and its own timeout.
+func leaseCall(ctx context.Context, timeout time.Duration, call func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(leaseRequest(ctx), timeout)
+	defer cancel()
+	return call(ctx)
+}
+
 // tryAcquire makes one attempt at the Lease. It returns the Lease as written
 // when acquired; the Lease as read when someone else validly holds it; and
 // neither when a concurrent writer changed it between read and write.
-func (c *Cluster) tryAcquire(ctx context.Context, opts LockOptions) (acquired, held *coordinationv1.Lease, err error) {
+func (c *Cluster) tryAcquire(ctx context.Context, id string, opts LockOptions, seen *observation) (acquired, held *coordinationv1.Lease, err error) {
 	leases := c.clientset.CoordinationV1().Leases(SystemNamespace)
-	now := time.Now()
-	cur, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
+	timeout := opts.requestTimeout()
+	var cur *coordinationv1.Lease
+	err = leaseCall(ctx, timeout, func(ctx context.Context) error {
+		var err error
+		cur, err = leases.Get(ctx, LeaseName, metav1.GetOptions{})
+		return err
+	})
 	if apierrors.IsNotFound(err) {
 		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: LeaseName, Namespace: SystemNamespace}}
-		claim(l, opts, now)
+		claim(l, id, opts.Duration, time.Now())
 		var created *coordinationv1.Lease
-		err := c.inSystemNamespace(ctx, func() error {
-			var err error
-			created, err = leases.Create(ctx, l, metav1.CreateOptions{FieldManager: fieldManager})
-			return err
+		err := leaseCall(ctx, timeout, func(ctx context.Context) error {
+			return c.inSystemNamespace(ctx, func() error {
+				var err error
+				created, err = leases.Create(ctx, l, metav1.CreateOptions{FieldManager: fieldManager})
+				return err
+			})
 		})
 		if apierrors.IsAlreadyExists(err) {
 			return nil, nil, nil
@@ -179,44 +274,83 @@ func (c *Cluster) tryAcquire(ctx context.Context, opts LockOptions) (acquired, h
 	if err != nil {
 		return nil, nil, fmt.Errorf("read lease: %w", err)
 	}
-	if !claimable(cur, opts.Holder, now) {
+	now := time.Now()
+	seen.observe(cur, now)
+	if !seen.claimable(cur, id, now, opts.Duration) {
 		return nil, cur, nil
 	}
 	next := cur.DeepCopy()
-	claim(next, opts, now)
-	updated, err := leases.Update(ctx, next, metav1.UpdateOptions{FieldManager: fieldManager})
+	claim(next, id, opts.Duration, now)
+	var updated *coordinationv1.Lease
+	err = leaseCall(ctx, timeout, func(ctx context.Context) error {
+		var err error
+		updated, err = leases.Update(ctx, next, metav1.UpdateOptions{FieldManager: fieldManager})
+		return err
+	})
 	if apierrors.IsConflict(err) {
 		return nil, nil, nil
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("take lease: %w", err)
 	}
-	if prev := holderOf(cur); prev != "" && prev != opts.Holder {
-		c.log.Info("took over expired lock", "previous_holder", prev)
+	if prev := holderOf(cur); prev != "" && prev != id {
+		c.log.Info("took over expired lock", "previous_holder", prev, "unchanged_for", now.Sub(seen.at).Round(time.Millisecond))
 	}
 	return updated, nil, nil
 }
 
-// claimable reports whether holder may take the Lease now: it is free
-// (released), already its own, or expired.
-func claimable(l *coordinationv1.Lease, holder string, now time.Time) bool {
-	h := holderOf(l)
-	if h == "" || h == holder {
-		return true
-	}
-	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
-		return true
-	}
-	expiry := l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second)
-	return now.After(expiry)
+// observation is when this process first saw the Lease record it last
+// read. Whether someone else's Lease has expired is judged from it alone:
+// comparing the record's renewTime with the local clock would let a
+// skewed clock (ours or the holder's) steal a live lock.
+type observation struct {
+	key string
+	at  time.Time // local, monotonic
 }
 
-// claim writes holder's claim into l, counting a transition when the holder
-// changes.
-func claim(l *coordinationv1.Lease, opts LockOptions, now time.Time) {
+// recordKey identifies one version of the Lease record.
+func recordKey(l *coordinationv1.Lease) string {
+	renewed := ""
+	if l.Spec.RenewTime != nil {
+		renewed = l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
+	}
+	return l.ResourceVersion + "|" + holderOf(l) + "|" + renewed
+}
+
+// observe records l as seen at now, restarting the clock if it changed.
+func (o *observation) observe(l *coordinationv1.Lease, now time.Time) {
+	if k := recordKey(l); k != o.key {
+		o.key, o.at = k, now
+	}
+}
+
+// claimable reports whether the Lock with identity id may take the Lease,
+// as last observed, at now: it is free (released), already its own, or
+// unchanged since observed for its lease duration (fallback when the
+// record has none). The takeover write is conditional on the observed
+// resourceVersion, so a record that changed unseen cannot be taken.
+func (o *observation) claimable(l *coordinationv1.Lease, id string, now time.Time, fallback time.Duration) bool {
+	h := holderOf(l)
+	if h == "" || h == id {
+		return true
+	}
+	if recordKey(l) != o.key {
+		return false
+	}
+	d := fallback
+	if l.Spec.LeaseDurationSeconds != nil && *l.Spec.LeaseDurationSeconds > 0 {
+		d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	}
+	return now.Sub(o.at) >= d
+}
+
+// claim writes holder id's claim into l, counting a transition when the
+// holder changes. The times written are for people (kubectl, helm); no
+// decision here depends on them.
+func claim(l *coordinationv1.Lease, id string, duration time.Duration, now time.Time) {
 	t := metav1.NewMicroTime(now)
-	secs := int32((opts.Duration + time.Second - 1) / time.Second)
-	if holderOf(l) != opts.Holder {
+	secs := int32((duration + time.Second - 1) / time.Second)
+	if holderOf(l) != id {
 		var n int32 // a new Lease starts at 0
 		switch {
 		case l.Spec.LeaseTransitions != nil:
@@ -227,8 +361,7 @@ func claim(l *coordinationv1.Lease, opts LockOptions, now time.Time) {
 		l.Spec.LeaseTransitions = &n
 		l.Spec.AcquireTime = &t
 	}
-	holder := opts.Holder
-	l.Spec.HolderIdentity = &holder
+	l.Spec.HolderIdentity = &id
 	l.Spec.LeaseDurationSeconds = &secs
 	l.Spec.RenewTime = &t
 }
@@ -240,62 +373,115 @@ func holderOf(l *coordinationv1.Lease) string {
 	return *l.Spec.HolderIdentity
 }
 
-func (c *Cluster) startLock(ctx context.Context, opts LockOptions, lease *coordinationv1.Lease) *Lock {
+func (c *Cluster) startLock(ctx context.Context, id string, opts LockOptions, lease *coordinationv1.Lease, start time.Time) *Lock {
 	rctx, stop := context.WithCancel(ctx)
+	ended, endCause := context.WithCancelCause(context.WithoutCancel(ctx))
 	l := &Lock{
 		c:        c,
-		holder:   opts.Holder,
-		duration: opts.Duration,
+		holder:   id,
+		opts:     opts,
+		term:     newTerm(start, opts.RenewDeadline),
 		lost:     make(chan struct{}),
 		stop:     stop,
 		done:     make(chan struct{}),
+		ended:    ended,
+		endCause: endCause,
 		lease:    lease,
 	}
-	c.log.Debug("locked", "holder", opts.Holder)
+	c.fence.arm(l.term)
+	c.log.Debug("locked", "holder", id)
 	go l.renewLoop(rctx)
 	return l
 }
 
-// Lost is closed when the lock is lost: renewing failed for a whole lease
-// duration, someone else took the Lease, or the context given to Lock
-// ended. Unlock does not close it.
+// Holder returns the identity this Lock wrote into the Lease:
+// opts.Holder/<cluster>/<random token>.
+func (l *Lock) Holder() string { return l.holder }
+
+// Lost is closed when the lock is lost: no renewal succeeded within
+// RenewDeadline of the start of the last successful one, someone else took
+// the Lease, or the context given to Lock ended. From then on the Cluster
+// refuses writes. Unlock does not close it.
 func (l *Lock) Lost() <-chan struct{} { return l.lost }
+
+// Context returns a context derived from parent that is cancelled when the
+// lock is lost or unlocked, with a *FencedError (errors.Is ErrFenced) as
+// its cause. A run does its work under it so that it stops at once; the
+// fence refuses the writes of whatever does not stop (Helm's goroutines).
+func (l *Lock) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	stop := context.AfterFunc(l.ended, func() { cancel(context.Cause(l.ended)) })
+	return ctx, func() {
+		stop()
+		cancel(context.Canceled)
+	}
+}
+
+// finish ends the lock's term for writes and cancels its contexts.
+func (l *Lock) finish(reason string) bool {
+	if !l.term.end(errors.New(reason)) {
+		return false
+	}
+	l.endCause(&FencedError{Cluster: l.c.name, Reason: reason})
+	return true
+}
 
 func (l *Lock) markLost(reason string) {
 	l.lostOnce.Do(func() {
+		l.finish("lock lost: " + reason)
 		l.c.log.Warn("lock lost", "holder", l.holder, "reason", reason)
 		close(l.lost)
 	})
 }
 
+func (l *Lock) isLost() bool {
+	select {
+	case <-l.lost:
+		return true
+	default:
+		return false
+	}
+}
+
 // errLeaseTaken means another holder owns the Lease now.
 var errLeaseTaken = errors.New("lease taken by another holder")
 
+// renewLoop renews every RetryPeriod and declares the lock lost the moment
+// its validity ends without a successful renewal.
 func (l *Lock) renewLoop(ctx context.Context) {
 	defer close(l.done)
-	t := time.NewTicker(l.duration / 3)
-	defer t.Stop()
-	renewed := time.Now()
 	for {
+		wait := min(l.opts.RetryPeriod, time.Until(l.term.deadline()))
+		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			if !l.unlocked.Load() {
 				l.markLost("context ended: " + ctx.Err().Error())
 			}
 			return
 		case <-t.C:
 		}
-		err := l.renewOnce(ctx)
+		start := time.Now()
+		if l.term.expired(start) {
+			l.markLost("not renewed within the renew deadline")
+			return
+		}
+		// A renewal landing after the validity ended would be of no use.
+		deadline := l.term.deadline()
+		if d := start.Add(l.opts.requestTimeout()); d.Before(deadline) {
+			deadline = d
+		}
+		rctx, cancel := context.WithDeadline(leaseRequest(ctx), deadline)
+		err := l.renewOnce(rctx)
+		cancel()
 		switch {
 		case err == nil:
-			renewed = time.Now()
+			l.term.renewed(start)
 		case ctx.Err() != nil:
 			// Unlock or the caller's context stopped us; the select above decides.
 		case errors.Is(err, errLeaseTaken):
 			l.markLost(err.Error())
-			return
-		case time.Since(renewed) >= l.duration:
-			l.markLost("not renewed for a lease duration: " + err.Error())
 			return
 		default:
 			l.c.log.Warn("lock renewal failed; retrying", "error", err)
@@ -338,16 +524,27 @@ func (l *Lock) renewOnce(ctx context.Context) error {
 	return errors.New("lease keeps changing")
 }
 
-// Unlock stops renewing and releases the Lease (clears its holder, keeping
-// the object and its transition count), conditional on it still being
-// ours. If another holder has it by now, it returns an error wrapping
-// ErrLockLost. Calling it again returns nil.
+// Unlock closes the fence, waits for writes still in flight (each ends by
+// the lock's validity at the latest), stops renewing and releases the
+// Lease (clears its holder, keeping the object and its transition count),
+// conditional on it still being ours. A lost lock is not released: its
+// Lease is someone else's or expires; Unlock then returns an error
+// wrapping ErrLockLost. Calling it again returns nil.
 func (l *Lock) Unlock(ctx context.Context) error {
 	if l.unlocked.Swap(true) {
 		return nil
 	}
+	l.finish("lock released")
+	drained := l.term.drain(ctx)
 	l.stop()
 	<-l.done
+	if l.isLost() || l.term.expired(time.Now()) {
+		return fmt.Errorf("cluster %q: unlock: %w", l.c.name, ErrLockLost)
+	}
+	if drained != nil {
+		// Releasing now would let someone in while our write may land.
+		return fmt.Errorf("cluster %q: unlock: not released: %w", l.c.name, drained)
+	}
 	leases := l.c.clientset.CoordinationV1().Leases(SystemNamespace)
 	for attempt := 0; attempt < 2; attempt++ {
 		next := l.lease.DeepCopy()
@@ -355,7 +552,10 @@ func (l *Lock) Unlock(ctx context.Context) error {
 		next.Spec.HolderIdentity = nil
 		next.Spec.AcquireTime = nil
 		next.Spec.RenewTime = &now
-		_, err := leases.Update(ctx, next, metav1.UpdateOptions{FieldManager: fieldManager})
+		err := leaseCall(ctx, l.opts.requestTimeout(), func(ctx context.Context) error {
+			_, err := leases.Update(ctx, next, metav1.UpdateOptions{FieldManager: fieldManager})
+			return err
+		})
 		if err == nil {
 			l.c.log.Debug("unlocked", "holder", l.holder)
 			return nil
@@ -363,7 +563,12 @@ func (l *Lock) Unlock(ctx context.Context) error {
 		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("cluster %q: unlock: %w", l.c.name, err)
 		}
-		cur, gerr := leases.Get(ctx, LeaseName, metav1.GetOptions{})
+		var cur *coordinationv1.Lease
+		gerr := leaseCall(ctx, l.opts.requestTimeout(), func(ctx context.Context) error {
+			var err error
+			cur, err = leases.Get(ctx, LeaseName, metav1.GetOptions{})
+			return err
+		})
 		if gerr != nil || holderOf(cur) != l.holder {
 			return fmt.Errorf("cluster %q: unlock: %w", l.c.name, ErrLockLost)
 		}
