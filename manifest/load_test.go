@@ -100,6 +100,7 @@ func TestLoadValid(t *testing.T) {
 		{
 			fixture: "valid-minimal.yaml",
 			want: Manifest{
+				ID:       DefaultID,
 				Clusters: []Cluster{{Name: "blue", Role: RoleActive, Context: "blue"}},
 				DNS:      DNS{AnnotationPrefix: DefaultAnnotationPrefix, ActiveWeight: DefaultActiveWeight},
 				Releases: []Release{{
@@ -111,6 +112,7 @@ func TestLoadValid(t *testing.T) {
 		{
 			fixture: "valid-full.yaml",
 			want: Manifest{
+				ID: "shop-team",
 				Clusters: []Cluster{
 					{Name: "blue", Role: RoleActive, Context: "kind-blue"},
 					{Name: "green", Role: RoleStandby, Context: "green", Releases: []string{"web", "shop/api", "platform/api"}},
@@ -155,6 +157,7 @@ func TestLoadValid(t *testing.T) {
 		{
 			fixture: "valid-anchors.yaml",
 			want: Manifest{
+				ID:       DefaultID,
 				Clusters: []Cluster{{Name: "blue", Role: RoleActive, Context: "blue"}},
 				DNS:      DNS{AnnotationPrefix: DefaultAnnotationPrefix, ActiveWeight: DefaultActiveWeight},
 				Releases: []Release{
@@ -216,7 +219,7 @@ func TestLoadInvalidFixtures(t *testing.T) {
 			at("clusters[0].weight", 4, `unknown field "weight" (known fields: name, role, context, releases)`),
 			at("releases[0].onfailure", 9, `unknown field "onfailure"; did you mean "onFailure"?`),
 			at("releases[0].clusters.blue.valuesFiles", 12, `unknown field "valuesFiles" (known fields: values, set)`),
-			at("helm", 13, `unknown field "helm" (known fields: clusters, dns, repositories, releases)`),
+			at("helm", 13, `unknown field "helm" (known fields: id, clusters, dns, repositories, releases)`),
 		}},
 		{"invalid-types.yaml", []Problem{
 			at("clusters[0].name", 2, "must be a string, got the integer 123 (quote it if it is meant as a string)"),
@@ -248,6 +251,9 @@ func TestLoadInvalidFixtures(t *testing.T) {
 			at("clusters", 2, "no cluster has role active: at least one is required (with every DNS weight zero, Route 53 would split traffic equally)"),
 		}},
 		{"invalid-no-clusters.yaml", []Problem{at("clusters", 0, "at least one cluster is required")}},
+		{"invalid-id.yaml", []Problem{
+			at("id", 1, `"Team_A" is not a DNS label of at most 40 characters `+dnsRules),
+		}},
 		{"invalid-dns.yaml", []Problem{
 			at("dns.annotationPrefix", 5, `"external-dns" must be a DNS subdomain followed by "/" (e.g. external-dns.alpha.kubernetes.io/)`),
 			at("dns.activeWeight", 6, "must be within 1..255, got 0"),
@@ -399,7 +405,7 @@ func TestLoadInvalidInline(t *testing.T) {
 			name:     "merge key of a scalar",
 			manifest: "x: &x 1\nclusters:\n- <<: *x\n  name: blue\n  role: active\n",
 			want: []Problem{
-				at("x", 1, `unknown field "x" (known fields: clusters, dns, repositories, releases)`),
+				at("x", 1, `unknown field "x" (known fields: id, clusters, dns, repositories, releases)`),
 				at("clusters[0]", 3, "a merge key (<<) must refer to a mapping or a list of mappings, got the integer 1"),
 			},
 		},

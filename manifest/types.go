@@ -48,11 +48,19 @@ const (
 	DefaultAnnotationPrefix = "external-dns.alpha.kubernetes.io/"
 	DefaultActiveWeight     = 100
 	DefaultTimeout          = "5m"
+	// DefaultID is the ID of a manifest that declares none.
+	DefaultID = "default"
 )
 
 // Manifest is a loaded, validated and defaulted tandem.yaml.
 // The JSON tags are the on-disk contract: fields may be added, never renamed or re-meant.
 type Manifest struct {
+	// ID names this manifest on the clusters it manages: the releases it installs carry it
+	// (Helm release label tandem.dev/manifest) and only releases carrying it are pruned, so
+	// two manifests (two teams, two repositories) can share a cluster without pruning each
+	// other's releases. A DNS label of at most 40 characters; it must never change once used.
+	// Defaults to DefaultID, which also owns releases installed before manifests had IDs.
+	ID           string       `json:"id,omitempty"`
 	Clusters     []Cluster    `json:"clusters"`
 	DNS          DNS          `json:"dns,omitempty"`
 	Repositories []Repository `json:"repositories,omitempty"`

@@ -37,6 +37,9 @@ func isDNSLabel(s string) bool { return len(s) <= dnsLabelMax && dnsLabel.MatchS
 // applyDefaults fills in what tandem.yaml left out. A weight written as 0 is left alone so
 // that validation can reject it rather than silently turning it into 100.
 func applyDefaults(m *Manifest, d *decoder) {
+	if m.ID == "" {
+		m.ID = DefaultID
+	}
 	for i := range m.Clusters {
 		if m.Clusters[i].Context == "" {
 			m.Clusters[i].Context = m.Clusters[i].Name
@@ -69,6 +72,7 @@ func applyDefaults(m *Manifest, d *decoder) {
 // charts in their canonical "./path" form.
 func validate(m *Manifest, d *decoder) {
 	v := validator{m: m, d: d, ix: newReleaseIndex(m.Releases), parsed: map[string]bool{}}
+	v.id()
 	v.clusters()
 	v.contexts()
 	v.dns()

@@ -46,14 +46,14 @@ func DiffLive(ctx context.Context, m *manifest.Manifest, results []*render.Resul
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rep.Clusters[i] = diffCluster(ctx, c, desired[c.Name], connect, opts)
+			rep.Clusters[i] = diffCluster(ctx, m.ID, c, desired[c.Name], connect, opts)
 		}()
 	}
 	wg.Wait()
 	return rep
 }
 
-func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, connect Connector, opts DiffOptions) ClusterDiff {
+func diffCluster(ctx context.Context, manifestID string, c manifest.Cluster, desired []Desired, connect Connector, opts DiffOptions) ClusterDiff {
 	cd := ClusterDiff{Name: c.Name, Role: string(c.Role), Releases: []ReleaseDiff{}}
 	t, err := connect(ctx, c)
 	if err != nil {
@@ -69,7 +69,7 @@ func diffCluster(ctx context.Context, c manifest.Cluster, desired []Desired, con
 	for _, l := range live {
 		byKey[ReleaseKey{l.Namespace, l.Name}] = l
 	}
-	plan := Plan(c, desired, deployedFrom(live), PlanOptions{MaxPrune: 1, Healthy: allHealthy(live)})
+	plan := Plan(c, desired, deployedFrom(live), PlanOptions{MaxPrune: 1, Healthy: allHealthy(live), ManifestID: manifestID})
 	// Releases are compared concurrently, each writing its own slot; live
 	// objects are listed once for all of them.
 	snap := t.Snapshot()

@@ -20,6 +20,8 @@ const (
 	// LabelRun carries the RunID of the tandem run that wrote a revision, so
 	// that a revision left pending can be traced to its (dead) writer.
 	LabelRun = "tandem.dev/run"
+	// LabelManifest carries the ID of the manifest that owns the release.
+	LabelManifest = "tandem.dev/manifest"
 )
 
 // Action is what a plan does with one release on one cluster.
@@ -45,8 +47,35 @@ type Deployed struct {
 }
 
 func (d Deployed) key() ReleaseKey { return ReleaseKey{d.Namespace, d.Name} }
-func (d Deployed) owned() bool     { return d.Labels[LabelManagedBy] == ManagedByValue }
-func (d Deployed) pending() bool   { return strings.HasPrefix(d.Status, "pending-") }
+
+// owner is the manifest ID a tandem release belongs to, "" for a release
+// tandem does not manage. Releases installed before manifests had IDs carry
+// no manifest label and belong to the default manifest.
+func (d Deployed) owner() string {
+	if d.Labels[LabelManagedBy] != ManagedByValue {
+		return ""
+	}
+	if id := d.Labels[LabelManifest]; id != "" {
+		return id
+	}
+	return manifest.DefaultID
+}
+
+// ownedBy reports whether the release belongs to the manifest with this ID.
+func (d Deployed) ownedBy(id string) bool { return d.owner() == manifestID(id) }
+
+// legacy reports whether the release was labelled before manifests had IDs.
+func (d Deployed) legacy() bool {
+	return d.Labels[LabelManagedBy] == ManagedByValue && d.Labels[LabelManifest] == ""
+}
+
+func manifestID(id string) string {
+	if id == "" {
+		return manifest.DefaultID
+	}
+	return id
+}
+func (d Deployed) pending() bool { return strings.HasPrefix(d.Status, "pending-") }
 
 // Desired is one release a cluster should run.
 type Desired struct {
@@ -99,6 +128,9 @@ type PlanOptions struct {
 	AllowMassPrune bool
 	// NoPrune disables pruning: a run restricted to some releases plans no prune of the others.
 	NoPrune bool
+	// ManifestID is the ID of the manifest being applied: only its releases
+	// are pruned or upgraded without adopt ("" means manifest.DefaultID).
+	ManifestID string
 	// Now is the time the plan judges ages by (stuck releases).
 	Now time.Time
 	// LeaseDuration is the cluster lock's lease duration: a pending revision
@@ -136,25 +168,33 @@ func Plan(cluster manifest.Cluster, desired []Desired, deployed []Deployed, opts
 		switch {
 		case !exists:
 			s.Action, s.Reason = ActionInstall, "not installed"
-		case !cur.owned() && !d.Spec.Adopt:
+		case cur.owner() == "" && !d.Spec.Adopt:
 			s.Action = ActionUpgrade
 			s.FromRevision = cur.Revision
 			s.Error = fmt.Sprintf("a Helm release %s exists that tandem does not manage; set adopt: true on the release to take it over", d.key())
+		case !cur.ownedBy(opts.ManifestID) && !d.Spec.Adopt:
+			s.Action = ActionUpgrade
+			s.FromRevision = cur.Revision
+			s.Error = fmt.Sprintf("Helm release %s belongs to tandem manifest %q, not to this one (%q); two manifests must not manage one release — set adopt: true on the release to take it over",
+				d.key(), cur.owner(), manifestID(opts.ManifestID))
 		case cur.pending():
 			s.Action, s.FromRevision = ActionUpgrade, cur.Revision
 			if why := abandoned(cur, d.Spec, opts); why != "" {
 				s.Recover = cur.Status
 				s.Reason = "recovering a release stuck in " + cur.Status + ": " + why
-				s.Adopt = !cur.owned()
+				s.Adopt = !cur.ownedBy(opts.ManifestID)
 			} else {
 				s.Error = inProgress(cur, opts)
 			}
-		case !cur.owned():
+		case !cur.ownedBy(opts.ManifestID):
 			s.Action, s.FromRevision, s.Adopt, s.Reason = ActionUpgrade, cur.Revision, true, "adopting an existing release"
 		case cur.Status != "deployed":
 			s.Action, s.FromRevision, s.Reason = ActionUpgrade, cur.Revision, "last attempt "+cur.Status
 		case cur.Labels[LabelDigest] != d.Result.Digest:
 			s.Action, s.FromRevision, s.Reason = ActionUpgrade, cur.Revision, "content changed"
+		case cur.legacy():
+			s.Action, s.FromRevision = ActionUpgrade, cur.Revision
+			s.Reason = "recording this manifest's ownership (label " + LabelManifest + ") on a release installed by an earlier tandem"
 		default:
 			s.Action, s.FromRevision = ActionUnchanged, cur.Revision
 			if rev, ok := opts.Healthy[d.key()]; !ok || rev != cur.Revision {
@@ -168,8 +208,8 @@ func Plan(cluster manifest.Cluster, desired []Desired, deployed []Deployed, opts
 
 	owned := 0
 	for _, d := range deployed {
-		if !d.owned() {
-			continue
+		if !d.ownedBy(opts.ManifestID) {
+			continue // another manifest's, or not tandem's: never pruned
 		}
 		owned++
 		if !want[d.key()] {

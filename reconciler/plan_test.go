@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ func desiredRel(name string, wave int, digest string, mod ...func(*manifest.Rele
 }
 
 func owned(name string, rev int, status, digest string) Deployed {
-	return Deployed{Name: name, Namespace: "ns", Revision: rev, Status: status, Labels: map[string]string{LabelManagedBy: ManagedByValue, LabelDigest: digest}}
+	return Deployed{Name: name, Namespace: "ns", Revision: rev, Status: status, Labels: map[string]string{LabelManagedBy: ManagedByValue, LabelDigest: digest, LabelManifest: manifest.DefaultID}}
 }
 
 func at(d Deployed, t time.Time) Deployed { d.Updated = t; return d }
@@ -193,5 +194,46 @@ func TestMaxPrunes(t *testing.T) {
 		if got := maxPrunes(tc.owned, tc.share); got != tc.want {
 			t.Errorf("maxPrunes(%d, %v) = %d, want %d", tc.owned, tc.share, got, tc.want)
 		}
+	}
+}
+
+// Item 8 of the safety issue: two manifests sharing a cluster never prune,
+// nor silently take over, each other's releases; releases labelled before
+// manifests had IDs belong to the default manifest and get the label.
+func TestPlanManifestOwnership(t *testing.T) {
+	blue := manifest.Cluster{Name: "blue", Role: manifest.RoleActive}
+	ofManifest := func(d Deployed, id string) Deployed { d.Labels[LabelManifest] = id; return d }
+	legacy := owned("legacy", 1, "deployed", "d")
+	delete(legacy.Labels, LabelManifest) // labelled by tandem before manifest IDs
+	deployed := []Deployed{
+		ofManifest(owned("mine", 1, "deployed", "d"), "team-a"),
+		ofManifest(owned("theirs", 1, "deployed", "d"), "team-b"),
+		legacy,
+		ofManifest(owned("shared", 2, "deployed", "d"), "team-b"),
+	}
+	healthy := map[ReleaseKey]int{}
+	for _, d := range deployed {
+		healthy[d.key()] = d.Revision
+	}
+	p := Plan(blue, []Desired{desiredRel("shared", 0, "d")}, deployed,
+		PlanOptions{MaxPrune: 1, ManifestID: "team-a", Healthy: healthy})
+	var pruned []string
+	for _, s := range p.Prune {
+		pruned = append(pruned, s.Name)
+	}
+	if diff := cmp.Diff([]string{"mine"}, pruned); diff != "" {
+		t.Errorf("team-a prunes (-want +got):\n%s", diff)
+	}
+	if len(p.Steps) != 1 || !strings.Contains(p.Steps[0].Error, `belongs to tandem manifest "team-b"`) {
+		t.Errorf("taking over team-b's release without adopt: %+v", p.Steps)
+	}
+
+	// The default manifest owns the legacy release: it keeps it, and records ownership once.
+	p = Plan(blue, []Desired{desiredRel("legacy", 0, "d")}, deployed, PlanOptions{MaxPrune: 1, Healthy: healthy})
+	if len(p.Steps) != 1 || p.Steps[0].Action != ActionUpgrade || !strings.Contains(p.Steps[0].Reason, "ownership") {
+		t.Errorf("legacy release under the default manifest: %+v", p.Steps)
+	}
+	if len(p.Prune) != 0 {
+		t.Errorf("the default manifest prunes other manifests' releases: %+v", p.Prune)
 	}
 }

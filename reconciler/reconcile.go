@@ -87,6 +87,7 @@ func Reconcile(ctx context.Context, m *manifest.Manifest, results []*render.Resu
 	if len(opts.Selection.Releases) > 0 {
 		opts.Plan.NoPrune = true
 	}
+	opts.Plan.ManifestID = m.ID
 	start := time.Now()
 	report := &Report{Commit: opts.Commit, Ref: opts.Ref, DryRun: opts.DryRun, Started: start}
 

@@ -87,7 +87,7 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 		Chart:        res.Chart,
 		Values:       res.Values,
 		PostRenderer: OverlayFor(r.m, c, spec),
-		Labels:       releaseLabels(res.Digest, r.opts),
+		Labels:       releaseLabels(res.Digest, r.m.ID, r.opts),
 		Timeout:      timeout,
 		Force:        spec.Force,
 		Description:  "tandem " + shortCommit(r.opts.Commit),
@@ -110,8 +110,9 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 }
 
 // releaseLabels are the Helm release labels of a revision tandem writes.
-func releaseLabels(digest string, opts Options) map[string]string {
-	l := map[string]string{LabelManagedBy: ManagedByValue, LabelDigest: digest, LabelCommit: opts.Commit}
+func releaseLabels(digest, id string, opts Options) map[string]string {
+	l := map[string]string{LabelManagedBy: ManagedByValue, LabelDigest: digest, LabelCommit: opts.Commit,
+		LabelManifest: manifestID(id)}
 	if opts.RunID != "" {
 		l[LabelRun] = opts.RunID
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,6 +36,7 @@ type reconcileFlags struct {
 	detectDrift    bool
 	correctDrift   bool
 	burst          int
+	clusterTimeout time.Duration
 }
 
 func newReconcileCmd(g *globalFlags, s streams) *cobra.Command {
@@ -75,7 +78,9 @@ healthy, 1 on any failure.`,
 			opts.LockDuration = f.lockDuration
 			opts.DetectDrift = f.detectDrift
 			opts.CorrectDrift = f.correctDrift
-			opts.Holder = holderID()
+			opts.RunID = newRunID()
+			opts.Holder = holderID(opts.RunID)
+			opts.ClusterTimeout = f.clusterTimeout
 			opts.Commit, opts.Ref = rev.Commit, rev.Ref
 			opts.Logger = g.logger(s)
 			p := newProgress(s.Err)
@@ -111,6 +116,7 @@ healthy, 1 on any failure.`,
 	fl.DurationVar(&f.lockDuration, "lock-duration", 30*time.Second, "lease duration of the cluster lock; a crashed run's lock expires after this")
 	fl.BoolVar(&f.detectDrift, "detect-drift", true, "compare unchanged releases with the cluster and report drifted objects (one dry run per object)")
 	fl.BoolVar(&f.correctDrift, "correct-drift", false, "put drifted objects back to the desired state, without a new Helm revision")
+	fl.DurationVar(&f.clusterTimeout, "cluster-timeout", time.Hour, "bound everything done on one cluster in this run (0: no bound beyond each release's timeout)")
 	fl.Float32Var(&f.qps, "kube-qps", 50, "client-side API requests per second per cluster")
 	fl.IntVar(&f.burst, "kube-burst", 100, "client-side API request burst per cluster")
 	return cmd
@@ -133,13 +139,23 @@ func connector(g *globalFlags, s streams, qps float32, burst int) reconciler.Con
 	}
 }
 
-func holderID() string {
+// holderID names this run in cluster locks: who, where, which process and
+// which run; the reconciler appends the cluster.
+func holderID(runID string) string {
 	host, _ := os.Hostname()
 	user := os.Getenv("USER")
 	if user == "" {
 		user = "tandem"
 	}
-	return fmt.Sprintf("%s@%s:%d", user, host, os.Getpid())
+	return fmt.Sprintf("%s@%s:%d/%s", user, host, os.Getpid(), runID)
+}
+
+// newRunID is a random token that marks this run's Helm revisions (a valid
+// label value).
+func newRunID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b)
 }
 
 func refSuffix(r revision) string {
