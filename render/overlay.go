@@ -33,8 +33,8 @@ const (
 )
 
 // Overlay is the per-cluster post-render step. It is a value: the reconciler
-// builds one per release and cluster and hands it both to Render and to the
-// Helm install, so both apply identical objects.
+// builds one per release and cluster and hands it to Render; the install then
+// gets the overlaid result through Planned, so both apply identical objects.
 type Overlay struct {
 	// Release is the release name recorded in the tandem.dev/release label.
 	Release string

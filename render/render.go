@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tandem-gitops/tandem/internal/helmchart"
 	"runtime"
 	"sort"
 	"strings"
@@ -15,9 +14,7 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sync/errgroup"
-	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chartutil"
 	"sigs.k8s.io/yaml"
 )
 
@@ -30,9 +27,6 @@ type Options struct {
 	// Timeout bounds one release's render, so a template CPU bomb (a runaway
 	// range or tpl) fails with an error naming the release.
 	Timeout time.Duration
-	// KubeVersion is the Kubernetes version templates see in .Capabilities;
-	// empty means Helm's client-only default, as `helm template` uses.
-	KubeVersion string
 }
 
 // DefaultOptions returns the options tandem's commands use.
@@ -65,6 +59,16 @@ type Request struct {
 	// Values are the user's layers, lowest precedence first; chart defaults lie below them all.
 	Values  []ValuesLayer
 	Overlay Overlay
+	// Capabilities are the cluster's, as templates see them in
+	// .Capabilities; the zero value means nothing is known of the cluster
+	// (DefaultKubeVersion, Helm's default API versions).
+	Capabilities Capabilities
+	// Lookup serves the templates' lookup function from the cluster, as
+	// Helm's own install does, so that a chart keeping a generated password
+	// through lookup is planned with the live one. nil means lookup finds
+	// nothing, as in `helm template`; Result.UsedLookup says whether that
+	// mattered.
+	Lookup LookupProvider
 }
 
 // Result is a rendered release for one cluster.
@@ -88,6 +92,11 @@ type Result struct {
 	Objects []Object
 	// Digest identifies the rendered content: equal digests mean an upgrade would change nothing.
 	Digest string
+	// UsedLookup says the templates called lookup. A render without the
+	// cluster's Lookup that used it planned what lookup would have found as
+	// nothing (a chart's newly generated password, not the live one): it
+	// must not be applied.
+	UsedLookup bool
 }
 
 // Object is one rendered Kubernetes object.
@@ -157,15 +166,15 @@ func (r *Renderer) render(ctx context.Context, req Request) (*Result, error) {
 	}
 
 	type out struct {
-		manifest, hooks string
-		err             error
+		rendered
+		err error
 	}
 	done := make(chan out, 1)
 	// Helm's template engine cannot be interrupted; on a deadline the render
 	// goroutine is abandoned and the caller gets an error at once.
 	go func() {
-		m, h, err := r.template(ctx, req, ch, vals)
-		done <- out{m, h, err}
+		rd, err := r.template(ctx, req, ch, vals)
+		done <- out{rd, err}
 	}()
 	timer := time.NewTimer(r.opts.Timeout)
 	defer timer.Stop()
@@ -196,46 +205,10 @@ func (r *Renderer) render(ctx context.Context, req Request) (*Result, error) {
 		Manifest:     o.manifest,
 		Hooks:        o.hooks,
 		Objects:      objs,
+		UsedLookup:   o.usedLookup,
 	}
 	res.Digest = digest(res)
 	return res, nil
-}
-
-// template is the `helm template` recipe: a client-only, dry-run install with
-// Helm's default capabilities and our overlay as post-renderer.
-func (r *Renderer) template(ctx context.Context, req Request, ch *chart.Chart, vals map[string]any) (manifest, hooks string, err error) {
-	cfg := &action.Configuration{Log: func(string, ...any) {}}
-	inst := action.NewInstall(cfg)
-	inst.DryRun = true
-	inst.DryRunOption = "client"
-	inst.ClientOnly = true
-	inst.Replace = true
-	inst.ReleaseName = req.Release
-	inst.Namespace = req.Namespace
-	inst.DisableHooks = false
-	inst.PostRenderer = req.Overlay
-	if r.opts.KubeVersion != "" {
-		kv, err := chartutil.ParseKubeVersion(r.opts.KubeVersion)
-		if err != nil {
-			return "", "", fmt.Errorf("kube version: %w", err)
-		}
-		inst.KubeVersion = kv
-	}
-	if ch.Metadata.Dependencies != nil {
-		// Dependencies come from the chart's charts/ directory only; nothing is fetched during a render.
-		if err := action.CheckDependencies(ch, ch.Metadata.Dependencies); err != nil {
-			return "", "", fmt.Errorf("chart %s: dependencies must be vendored in charts/ (run helm dependency build in the manifest repository): %w", ch.Metadata.Name, err)
-		}
-	}
-	rel, err := inst.RunWithContext(ctx, helmchart.Copy(ch), helmchart.CopyValues(vals))
-	if err != nil {
-		return "", "", fmt.Errorf("template: %w", err)
-	}
-	var hb strings.Builder
-	for _, h := range rel.Hooks {
-		fmt.Fprintf(&hb, "---\n# Source: %s\n%s\n", h.Path, h.Manifest)
-	}
-	return rel.Manifest, hb.String(), nil
 }
 
 // ClusterScoped reports whether kind is one of the well-known kinds that have
