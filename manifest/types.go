@@ -84,6 +84,21 @@ type Cluster struct {
 	// Releases, when set, is the staged-enablement list: only these releases go to this cluster.
 	// nil means every release; an empty list means none.
 	Releases []string `json:"releases,omitempty"`
+	// KubeVersion is the cluster's Kubernetes version as templates see it in
+	// .Capabilities.KubeVersion, written as `helm template --kube-version` takes it: "v1.31.0",
+	// "1.31" (quoted in YAML, or it is a number). It is for renders made without connecting to
+	// the cluster (tandem diff --against in CI, without credentials), so that charts choosing
+	// API versions by Kubernetes version, or requiring one, render as they will on the cluster;
+	// a run connected to the cluster uses the version the cluster reports. Empty means the
+	// Kubernetes version tandem is built against.
+	KubeVersion string `json:"kubeVersion,omitempty"`
+	// APIVersions are API versions the cluster serves beyond the built-in ones, as templates see
+	// them in .Capabilities.APIVersions, written as `helm template --api-versions` takes them:
+	// "group/version" or "group/version/Kind", e.g. "monitoring.coreos.com/v1" or
+	// "monitoring.coreos.com/v1/ServiceMonitor" ("v1/Service" for the core group). Charts that
+	// render a CRD's objects only where the CRD is served check for them. Like KubeVersion, they
+	// are for renders made without connecting to the cluster.
+	APIVersions []string `json:"apiVersions,omitempty"`
 }
 
 // DNS configures the ExternalDNS weighted-record overlay.

@@ -75,6 +75,7 @@ func validate(m *Manifest, d *decoder) {
 	v.id()
 	v.clusters()
 	v.contexts()
+	v.clusterCapabilities()
 	v.dns()
 	v.repositories()
 	v.releases()
