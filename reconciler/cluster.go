@@ -204,14 +204,26 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 	}
 	cr.checked = checkedByRelease(prev)
 
-	live, err := cn.t.ListReleases(ctx, nil)
+	live := false
+	if r.opts.Renderer != nil {
+		results, err := renderCluster(ctx, r.m, r.opts.Renderer, r.opts.Selection, c, cn.t)
+		if err != nil {
+			return fail(fmt.Errorf("render with the cluster's capabilities and lookup: nothing applied: %w", err))
+		}
+		desired, live = desiredByCluster(r.m, results)[c.Name], true
+	}
+
+	releases, err := cn.t.ListReleases(ctx, nil)
 	if err != nil {
 		return fail(fmt.Errorf("list releases: %w", err))
 	}
 	popts := r.opts.Plan
 	popts.Now, popts.LeaseDuration, popts.RunID = time.Now(), r.opts.LockDuration, r.opts.RunID
 	popts.Healthy = healthyRevisions(prev)
-	plan := Plan(c, desired, deployedFrom(live), popts)
+	plan := Plan(c, desired, deployedFrom(releases), popts)
+	if !live {
+		refuseOfflineLookups(&plan)
+	}
 
 	if r.opts.DryRun {
 		r.dryRunReport(&rep, plan)
@@ -232,6 +244,18 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 		rep.Error = joinProblems(rep.Error, fmt.Sprintf("write state record: %v", err))
 	}
 	return rep
+}
+
+// refuseOfflineLookups fails the steps of releases whose templates called
+// lookup in a render that had no cluster to look in: applying that plan
+// would overwrite what the chart keeps through lookup (a generated password).
+func refuseOfflineLookups(plan *ClusterPlan) {
+	for i := range plan.Steps {
+		s := &plan.Steps[i]
+		if s.Error == "" && s.Action != ActionUnchanged && s.desired.Result.UsedLookup {
+			s.Error = "its templates call lookup, and this plan was rendered without the cluster: applying it could rotate what the chart keeps through lookup (a generated password); nothing applied"
+		}
+	}
 }
 
 // dryRunReport fills a dry run's report from the plan: a step that would

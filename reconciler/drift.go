@@ -21,6 +21,10 @@ type DiffOptions struct {
 	Selection Selection
 	// FieldManager is the server-side apply field manager used for dry runs.
 	FieldManager string
+	// Renderer, when set, renders each cluster's releases again once
+	// connected, with its capabilities and live lookup, as reconcile does;
+	// nil compares the results given.
+	Renderer Renderer
 }
 
 // DefaultDiffOptions returns the CLI defaults.
@@ -46,19 +50,27 @@ func DiffLive(ctx context.Context, m *manifest.Manifest, results []*render.Resul
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rep.Clusters[i] = diffCluster(ctx, m.ID, c, desired[c.Name], connect, opts)
+			rep.Clusters[i] = diffCluster(ctx, m, c, desired[c.Name], connect, opts)
 		}()
 	}
 	wg.Wait()
 	return rep
 }
 
-func diffCluster(ctx context.Context, manifestID string, c manifest.Cluster, desired []Desired, connect Connector, opts DiffOptions) ClusterDiff {
+func diffCluster(ctx context.Context, m *manifest.Manifest, c manifest.Cluster, desired []Desired, connect Connector, opts DiffOptions) ClusterDiff {
 	cd := ClusterDiff{Name: c.Name, Role: string(c.Role), Releases: []ReleaseDiff{}}
 	t, err := connect(ctx, c)
 	if err != nil {
 		cd.Error = err.Error()
 		return cd
+	}
+	if opts.Renderer != nil {
+		results, err := renderCluster(ctx, m, opts.Renderer, opts.Selection, c, t)
+		if err != nil {
+			cd.Error = fmt.Sprintf("render with the cluster's capabilities and lookup: %v", err)
+			return cd
+		}
+		desired = desiredByCluster(m, results)[c.Name]
 	}
 	live, err := t.ListReleases(ctx, nil)
 	if err != nil {
@@ -69,7 +81,7 @@ func diffCluster(ctx context.Context, manifestID string, c manifest.Cluster, des
 	for _, l := range live {
 		byKey[ReleaseKey{l.Namespace, l.Name}] = l
 	}
-	plan := Plan(c, desired, deployedFrom(live), PlanOptions{MaxPrune: 1, Healthy: allHealthy(live), ManifestID: manifestID})
+	plan := Plan(c, desired, deployedFrom(live), PlanOptions{MaxPrune: 1, Healthy: allHealthy(live), ManifestID: m.ID})
 	// Releases are compared concurrently, each writing its own slot; live
 	// objects are listed once for all of them.
 	snap := t.Snapshot()

@@ -53,6 +53,14 @@ type Options struct {
 	CorrectDrift bool
 	// FieldManager is the server-side apply field manager for drift dry runs and corrections.
 	FieldManager string
+	// Renderer, when set, renders each cluster's releases again once it is
+	// connected (and locked), with the cluster's own capabilities and a
+	// read-only live lookup; that render is what gets planned and applied.
+	// When nil, the results given to Reconcile are applied as they are,
+	// except a release whose templates called lookup: planned without the
+	// cluster, it would rotate what the chart keeps through lookup, so it
+	// fails instead.
+	Renderer Renderer
 }
 
 // DefaultOptions returns the CLI defaults.

@@ -58,6 +58,10 @@ func newFake(name string, log *opLog) *fakeTarget {
 }
 
 func (f *fakeTarget) Name() string { return f.name }
+func (f *fakeTarget) Capabilities(context.Context) (render.Capabilities, error) {
+	return render.Capabilities{}, nil
+}
+func (f *fakeTarget) Lookup() render.LookupProvider { return nil }
 func (f *fakeTarget) Identity(context.Context) (string, error) {
 	if f.uid != "" {
 		return f.uid, nil

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/tandem-gitops/tandem/manifest"
 	"github.com/tandem-gitops/tandem/render"
@@ -14,7 +15,9 @@ type Renderer interface {
 
 var _ Renderer = (*render.Renderer)(nil)
 
-// Render renders every selected release for every selected cluster. Every
+// Render renders every selected release for every selected cluster, with
+// the capabilities each cluster declares in tandem.yaml (or the default) and
+// no cluster lookups: what CI can know without credentials. Every
 // problem is reported, each naming its cluster, release and file; results of
 // the releases that rendered are returned alongside the error.
 func Render(ctx context.Context, m *manifest.Manifest, r Renderer, sel Selection) ([]*render.Result, error) {
@@ -24,6 +27,29 @@ func Render(ctx context.Context, m *manifest.Manifest, r Renderer, sel Selection
 	reqs, err := RenderRequests(m, sel)
 	if err != nil {
 		return nil, err
+	}
+	return r.RenderAll(ctx, reqs)
+}
+
+// renderCluster renders a cluster's selected releases again once connected,
+// with what the cluster says of itself (its version and API versions) and a
+// read-only live lookup, as Helm's own install would see them: what is then
+// planned, digested and applied is this render.
+func renderCluster(ctx context.Context, m *manifest.Manifest, r Renderer, sel Selection, c manifest.Cluster, t Target) ([]*render.Result, error) {
+	caps, err := t.Capabilities(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read capabilities: %w", err)
+	}
+	one := sel
+	one.Clusters = []string{c.Name}
+	reqs, err := RenderRequests(m, one)
+	if err != nil {
+		return nil, err
+	}
+	lookup := t.Lookup()
+	for i := range reqs {
+		reqs[i].Capabilities = caps
+		reqs[i].Lookup = lookup
 	}
 	return r.RenderAll(ctx, reqs)
 }

@@ -344,3 +344,77 @@ func TestSafety7UnconfirmedRevisionIsVerified(t *testing.T) {
 		t.Errorf("the unhealthy unconfirmed revision was not rolled back: %v", log.ops)
 	}
 }
+
+// liveRenderer is a fake renderer that renders "live": it records the
+// capabilities it was given and stamps them into the digest.
+type liveRenderer struct{ reqs []render.Request }
+
+func (l *liveRenderer) RenderAll(_ context.Context, reqs []render.Request) ([]*render.Result, error) {
+	l.reqs = append(l.reqs, reqs...)
+	out := make([]*render.Result, len(reqs))
+	for i, q := range reqs {
+		out[i] = &render.Result{Cluster: q.Cluster, Release: q.Release, Namespace: q.Namespace, Digest: "live-" + q.Capabilities.KubeVersion, UsedLookup: true}
+	}
+	return out, nil
+}
+
+type capsTarget struct{ *fakeTarget }
+
+func (capsTarget) Capabilities(context.Context) (render.Capabilities, error) {
+	return render.Capabilities{KubeVersion: "v1.31.4", Discovered: true}, nil
+}
+
+// Item 3: each cluster is rendered again once connected, with its own
+// capabilities, and that render is what is applied; a plan rendered without
+// the cluster is never applied to a release that calls lookup.
+func TestSafety3RenderWithTheClusterAndRefuseOfflineLookups(t *testing.T) {
+	m := testManifest()
+	m.Repositories = []manifest.Repository{{Name: "r", URL: "https://charts.example"}}
+	for i := range m.Releases {
+		m.Releases[i].Chart = "r/c"
+		m.Releases[i].Rollout = manifest.RolloutParallel
+	}
+	log := &opLog{}
+	blue, green := capsTarget{newFake("blue", log)}, capsTarget{newFake("green", log)}
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) {
+		if c.Name == "blue" {
+			return blue, nil
+		}
+		return green, nil
+	}
+	opts := DefaultOptions()
+	opts.DetectDrift = false
+	lr := &liveRenderer{}
+	opts.Renderer = lr
+	offline := testResults(m)
+	rep := Reconcile(context.Background(), m, offline, connect, opts)
+	if f := rep.Failed(); len(f) > 0 {
+		t.Fatalf("failed: %+v", rep.Clusters)
+	}
+	if len(lr.reqs) != 8 {
+		t.Fatalf("live renders: %d, want 8 (4 releases x 2 clusters)", len(lr.reqs))
+	}
+	for _, r := range blue.releases {
+		if got := r.Labels[LabelDigest]; got != "live-v1.31.4" {
+			t.Errorf("%s/%s applied digest %q, want the live render's", r.Namespace, r.Name, got)
+		}
+	}
+
+	// Without a live render, releases that used lookup are refused.
+	log2 := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log2), "green": newFake("green", log2)}
+	for _, r := range offline {
+		r.UsedLookup = r.Release == "db"
+	}
+	opts.Renderer = nil
+	connect = func(_ context.Context, c manifest.Cluster) (Target, error) { return fakes[c.Name], nil }
+	rep = Reconcile(context.Background(), m, offline, connect, opts)
+	for _, c := range rep.Clusters {
+		if !strings.Contains(c.Error, "release s/db failed") || !strings.Contains(c.Error, "lookup") {
+			t.Errorf("%s error %q: want s/db refused for an offline lookup", c.Name, c.Error)
+		}
+	}
+	if log2.index("blue install db") >= 0 || log2.index("green install db") >= 0 {
+		t.Errorf("a plan rendered without the cluster was applied to a release that calls lookup: %v", log2.ops)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/render"
 )
 
 // step applies one release: recover a stuck release, install or upgrade it,
@@ -86,7 +87,9 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 		Namespace:    s.Namespace,
 		Chart:        res.Chart,
 		Values:       res.Values,
-		PostRenderer: OverlayFor(r.m, c, spec),
+		// The planned bytes, not a second render: what is applied is what
+		// was planned, digested and diffed.
+		PostRenderer: render.Planned{Release: s.desired.key().String(), Manifest: res.Manifest},
 		Labels:       releaseLabels(res.Digest, r.m.ID, r.opts),
 		Timeout:      timeout,
 		Force:        spec.Force,

@@ -2,11 +2,13 @@ package reconciler
 
 import (
 	"context"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/render"
 )
 
 // Target is what the reconciler needs of one cluster. *clusters.Cluster
@@ -17,6 +19,11 @@ type Target interface {
 	// UID): two manifest clusters with one identity are one cluster.
 	Identity(ctx context.Context) (string, error)
 	Requests() int64
+	// Capabilities are the cluster's version and API versions, as
+	// templates see them in .Capabilities.
+	Capabilities(ctx context.Context) (render.Capabilities, error)
+	// Lookup serves templates' lookup function from the cluster, read only.
+	Lookup() render.LookupProvider
 	ListReleases(ctx context.Context, labels map[string]string) ([]clusters.Release, error)
 	Install(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)
 	Upgrade(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)
@@ -64,3 +71,19 @@ func (t ClusterTarget) Lock(ctx context.Context, opts clusters.LockOptions) (Lea
 	}
 	return l, nil
 }
+
+// lookupTimeout bounds one lookup call of a template.
+const lookupTimeout = 30 * time.Second
+
+// Capabilities implements Target: the cluster's discovered version and
+// API versions, as the cluster's own Helm installs see them.
+func (t ClusterTarget) Capabilities(ctx context.Context) (render.Capabilities, error) {
+	caps, err := t.Cluster.Capabilities(ctx)
+	if err != nil {
+		return render.Capabilities{}, err
+	}
+	return render.Capabilities{KubeVersion: caps.KubeVersion, APIVersions: caps.APIVersions, Discovered: true}, nil
+}
+
+// Lookup implements Target with the cluster's read-only lookup.
+func (t ClusterTarget) Lookup() render.LookupProvider { return t.Cluster.Lookup(lookupTimeout) }

@@ -100,12 +100,14 @@ func (f *diffFlags) diffLive(ctx context.Context, g *globalFlags, s streams) (*r
 	if err != nil {
 		return nil, err
 	}
-	results, err := reconciler.Render(ctx, m, render.New(renderOptions()), f.selection())
+	renderer := render.New(renderOptions())
+	results, err := reconciler.Render(ctx, m, renderer, f.selection())
 	if err != nil {
 		return nil, err
 	}
 	opts := reconciler.DefaultDiffOptions()
 	opts.Selection = f.selection()
+	opts.Renderer = renderer // each cluster as it is: its capabilities and lookup, as reconcile applies
 	return reconciler.DiffLive(ctx, m, results, connector(g, s, 50, 100), opts, rev.Commit), nil
 }
 

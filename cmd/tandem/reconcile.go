@@ -64,7 +64,11 @@ healthy, 1 on any failure.`,
 				return err
 			}
 			sel := reconciler.Selection{Clusters: f.clusters, Releases: f.releases}
-			results, err := reconciler.Render(ctx, m, render.New(renderOptions()), sel)
+			// First everything offline, as CI can (a manifest that does not
+			// render reaches no cluster); then each cluster renders again
+			// with its own capabilities and lookup, and that is applied.
+			renderer := render.New(renderOptions())
+			results, err := reconciler.Render(ctx, m, renderer, sel)
 			if err != nil {
 				return fmt.Errorf("nothing applied: %w", err)
 			}
@@ -81,6 +85,7 @@ healthy, 1 on any failure.`,
 			opts.RunID = newRunID()
 			opts.Holder = holderID(opts.RunID)
 			opts.ClusterTimeout = f.clusterTimeout
+			opts.Renderer = renderer
 			opts.Commit, opts.Ref = rev.Commit, rev.Ref
 			opts.Logger = g.logger(s)
 			p := newProgress(s.Err)
