@@ -83,10 +83,10 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 	}
 	res := s.desired.Result
 	req := clusters.ReleaseRequest{
-		Name:         s.Name,
-		Namespace:    s.Namespace,
-		Chart:        res.Chart,
-		Values:       res.Values,
+		Name:      s.Name,
+		Namespace: s.Namespace,
+		Chart:     res.Chart,
+		Values:    res.Values,
 		// The planned bytes, not a second render: what is applied is what
 		// was planned, digested and diffed.
 		PostRenderer: render.Planned{Release: s.desired.key().String(), Manifest: res.Manifest},
