@@ -129,6 +129,15 @@ func diffRelease(old, cur *render.Result) (ReleaseDiff, error) {
 			rd.Notes = append(rd.Notes, "values or hooks changed; the rendered objects are the same")
 		}
 	}
+	if cur != nil && cur.UsedLookup {
+		// Rendered without a cluster, lookup found nothing: what it keeps
+		// (a generated password) shows here as new. Reconcile renders
+		// with the cluster's lookup, so it keeps the live value.
+		rd.UsedLookup = true
+		if rd.Change != ChangeUnchanged {
+			rd.Notes = append(rd.Notes, "its templates call lookup, which finds nothing without a cluster: values it keeps (a generated password) may show as changed here, while reconcile keeps the live ones")
+		}
+	}
 	return rd, nil
 }
 

@@ -154,3 +154,17 @@ func TestRemovedObjects(t *testing.T) {
 		t.Error("a broken deployed manifest must be an error, not silently nothing")
 	}
 }
+
+// Item 3 of the safety issue: a diff rendered without a cluster says which
+// releases call lookup.
+func TestDiffAgainstSaysWhichReleasesUsedLookup(t *testing.T) {
+	old := &render.Result{Release: "db", Namespace: "s", Digest: "a", ChartName: "db", ChartVersion: "1"}
+	cur := &render.Result{Release: "db", Namespace: "s", Digest: "b", ChartName: "db", ChartVersion: "2", UsedLookup: true}
+	rd, err := diffRelease(old, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rd.UsedLookup || !strings.Contains(strings.Join(rd.Notes, "\n"), "lookup") {
+		t.Errorf("release diff %+v: want UsedLookup and a note about lookup", rd)
+	}
+}

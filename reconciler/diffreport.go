@@ -48,8 +48,11 @@ type ReleaseDiff struct {
 	Change    Change `json:"change"`
 	// Notes are release-level findings: chart version change, values change,
 	// a release stuck in a pending state, a release tandem does not own.
-	Notes   []string     `json:"notes,omitempty"`
-	Objects []ObjectDiff `json:"objects,omitempty"`
+	Notes []string `json:"notes,omitempty"`
+	// UsedLookup says the release's templates call lookup; in a diff
+	// --against, rendered without a cluster, lookup found nothing.
+	UsedLookup bool         `json:"usedLookup,omitempty"`
+	Objects    []ObjectDiff `json:"objects,omitempty"`
 }
 
 // ObjectDiff is one object's difference.
