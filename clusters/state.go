@@ -1,9 +1,12 @@
 package clusters
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,11 +15,33 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 )
 
-// StateConfigMap is the ConfigMap in SystemNamespace that records where a
-// cluster stands; its data key StateKey holds State as JSON.
+// The state record is the ConfigMap StateConfigMap in SystemNamespace.
+//
+// Format 1 held State as plain JSON in data[StateKey]; at a few thousand
+// releases that passes the 1 MiB a ConfigMap may hold. Format 2, written
+// today, holds it gzip-compressed in binaryData[StateGzipKey], and names its
+// format in data[StateFormatKey] so that a later format is refused by this
+// tandem instead of misread. Format 1 is still read.
 const (
 	StateConfigMap = "tandem-state"
-	StateKey       = "state.json"
+	// StateKey is the data key of format 1 (plain JSON); read, never written.
+	StateKey = "state.json"
+	// StateGzipKey is the binaryData key of format 2 (gzip-compressed JSON).
+	StateGzipKey = "state.json.gz"
+	// StateFormatKey is the data key naming the record's format; absent in format 1.
+	StateFormatKey = "format"
+	// StateFormat is the format this tandem writes.
+	StateFormat = "2"
+)
+
+const (
+	// maxStateBytes is what the compressed record may take: a ConfigMap's
+	// data and binaryData together hold at most 1 MiB (corev1.MaxSecretSize
+	// is the same figure), less room for the format key.
+	maxStateBytes = 1<<20 - 1<<10
+	// maxStateJSON bounds decompression, so a damaged or hostile record
+	// cannot exhaust memory.
+	maxStateJSON = 256 << 20
 )
 
 // State is what tandem last did to a cluster, so `tandem status` and a
@@ -30,6 +55,22 @@ type State struct {
 	AppliedAt time.Time      `json:"appliedAt"`
 	Releases  []ReleaseState `json:"releases"`
 	LastError string         `json:"lastError,omitempty"`
+	// ClusterUID is the identity of the cluster the record is on (the UID
+	// of its kube-system namespace), so that one API server reached under
+	// two manifest cluster names, or a record copied to another cluster, is
+	// recognised rather than trusted.
+	ClusterUID string `json:"clusterUID,omitempty"`
+	// ManifestID identifies the manifest that wrote the record, so that two
+	// manifests sharing a cluster can tell their releases apart.
+	ManifestID string `json:"manifestID,omitempty"`
+	// KubeVersion is the server version last discovered on the cluster
+	// (e.g. "v1.31.2"), so offline renders can use the cluster's
+	// capabilities rather than Helm's default.
+	KubeVersion string `json:"kubeVersion,omitempty"`
+	// APIVersions are the API versions ("group/version" and
+	// "group/version/Kind", CRDs included) last discovered on the cluster,
+	// for the same reason as KubeVersion.
+	APIVersions []string `json:"apiVersions,omitempty"`
 }
 
 // ReleaseState is one release's part of State.
@@ -50,8 +91,26 @@ type ReleaseState struct {
 	// Checked maps each object ("group/Kind/namespace/name") that the last
 	// drift check found in its desired state to its resourceVersion then. An
 	// object whose resourceVersion has not moved since cannot have drifted,
-	// so the next check skips its dry run.
+	// so the next check skips its dry run. It is a cache: WriteState drops
+	// it when the record would not fit otherwise.
 	Checked map[string]string `json:"checked,omitempty"`
+	// Healthy says tandem saw the revision in Revision healthy. A run killed
+	// during its health wait leaves a deployed revision that was never seen
+	// healthy; the next run must check it again rather than take it as done.
+	Healthy bool `json:"healthy,omitempty"`
+}
+
+// Release returns the record of the release namespace/name, if s has one.
+func (s *State) Release(namespace, name string) (ReleaseState, bool) {
+	if s == nil {
+		return ReleaseState{}, false
+	}
+	for _, r := range s.Releases {
+		if r.Namespace == namespace && r.Name == name {
+			return r, true
+		}
+	}
+	return ReleaseState{}, false
 }
 
 // ReadState returns the cluster's recorded state, or (nil, nil) when none
@@ -64,27 +123,29 @@ func (c *Cluster) ReadState(ctx context.Context) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: read state: %w", c.name, err)
 	}
-	data, ok := cm.Data[StateKey]
-	if !ok {
-		return nil, fmt.Errorf("cluster %q: read state: configmap %s/%s has no %q", c.name, SystemNamespace, StateConfigMap, StateKey)
+	s, err := decodeState(cm)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: read state: configmap %s/%s: %w", c.name, SystemNamespace, StateConfigMap, err)
 	}
-	var s State
-	if err := json.Unmarshal([]byte(data), &s); err != nil {
-		return nil, fmt.Errorf("cluster %q: read state: %w", c.name, err)
-	}
-	return &s, nil
+	return s, nil
 }
 
 // WriteState records s, replacing what was there, with one server-side
-// apply (creating SystemNamespace first if it is missing).
+// apply (creating SystemNamespace first if it is missing). The apply also
+// removes a format 1 record this field manager wrote.
 func (c *Cluster) WriteState(ctx context.Context, s State) error {
-	b, err := json.Marshal(s)
+	b, trimmed, err := encodeState(s)
 	if err != nil {
 		return fmt.Errorf("cluster %q: write state: %w", c.name, err)
 	}
+	if trimmed {
+		c.log.Warn("state record too large: dropped the drift-check cache; the next drift check dry-runs every object",
+			"releases", len(s.Releases), "bytes", len(b))
+	}
 	cm := corev1ac.ConfigMap(StateConfigMap, SystemNamespace).
 		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "tandem"}).
-		WithData(map[string]string{StateKey: string(b)})
+		WithData(map[string]string{StateFormatKey: StateFormat}).
+		WithBinaryData(map[string][]byte{StateGzipKey: b})
 	err = c.inSystemNamespace(ctx, func() error {
 		_, err := c.clientset.CoreV1().ConfigMaps(SystemNamespace).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
 		return err
@@ -93,6 +154,84 @@ func (c *Cluster) WriteState(ctx context.Context, s State) error {
 		return fmt.Errorf("cluster %q: write state: %w", c.name, err)
 	}
 	return nil
+}
+
+// encodeState compresses s for binaryData[StateGzipKey]. When the result
+// would not fit a ConfigMap it drops the Checked caches, which only save dry
+// runs, and says so with trimmed; if it still does not fit, that is an error.
+func encodeState(s State) (b []byte, trimmed bool, err error) {
+	b, err = gzipJSON(s)
+	if err != nil || len(b) <= maxStateBytes {
+		return b, false, err
+	}
+	full := len(b)
+	rs := make([]ReleaseState, len(s.Releases))
+	for i, r := range s.Releases {
+		r.Checked = nil
+		rs[i] = r
+	}
+	s.Releases = rs
+	if b, err = gzipJSON(s); err != nil {
+		return nil, false, err
+	}
+	if len(b) > maxStateBytes {
+		return nil, false, fmt.Errorf("the record of %d releases is %d bytes compressed (%d with the drift-check cache), over the %d a ConfigMap holds",
+			len(s.Releases), len(b), full, maxStateBytes)
+	}
+	return b, true, nil
+}
+
+func gzipJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.NewEncoder(zw).Encode(v); err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("compress: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeState reads either format of the record.
+func decodeState(cm *corev1.ConfigMap) (*State, error) {
+	var s State
+	switch f := cm.Data[StateFormatKey]; f {
+	case "": // format 1
+		data, ok := cm.Data[StateKey]
+		if !ok {
+			return nil, fmt.Errorf("no %q", StateKey)
+		}
+		if err := json.Unmarshal([]byte(data), &s); err != nil {
+			return nil, fmt.Errorf("%s: %w", StateKey, err)
+		}
+	case StateFormat:
+		data, ok := cm.BinaryData[StateGzipKey]
+		if !ok {
+			return nil, fmt.Errorf("no %q in binaryData", StateGzipKey)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", StateGzipKey, err)
+		}
+		// One byte past the limit tells a record at the limit from one over it.
+		js, err := io.ReadAll(io.LimitReader(zr, maxStateJSON+1))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", StateGzipKey, err)
+		}
+		if len(js) > maxStateJSON {
+			return nil, fmt.Errorf("%s: decompresses to more than %d MiB", StateGzipKey, maxStateJSON>>20)
+		}
+		if err := json.Unmarshal(js, &s); err != nil {
+			return nil, fmt.Errorf("%s: %w", StateGzipKey, err)
+		}
+	default:
+		return nil, fmt.Errorf("state format %q is not one this tandem reads (it reads 1 and %s): a newer tandem wrote it", f, StateFormat)
+	}
+	return &s, nil
 }
 
 // ensureNamespace creates a namespace unless it exists.
