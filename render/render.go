@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sync/errgroup"
 	"helm.sh/helm/v3/pkg/chart"
 	"sigs.k8s.io/yaml"
@@ -143,16 +142,10 @@ func (r *Renderer) RenderAll(ctx context.Context, reqs []Request) ([]*Result, er
 		})
 	}
 	_ = g.Wait()
-	var merr *multierror.Error
-	for _, err := range errs {
-		if err != nil {
-			merr = multierror.Append(merr, err)
-		}
-	}
-	if err := Conflicts(results); err != nil {
-		merr = multierror.Append(merr, err)
-	}
-	return results, merr.ErrorOrNil()
+	// errors.Join prints one failure per line, each naming its cluster and
+	// release (Render wraps them), the way tandem's commands print every
+	// aggregated error; errors.Is and errors.As still reach each one.
+	return results, errors.Join(append(errs, Conflicts(results))...)
 }
 
 func (r *Renderer) render(ctx context.Context, req Request) (*Result, error) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -60,12 +61,24 @@ func run(ctx context.Context, args []string, s streams) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintf(s.Err, "error: %v\n", ee.err)
+			printError(s.Err, ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintf(s.Err, "error: %v\n", err)
+	printError(s.Err, err)
 	return exitFailure
+}
+
+// printError writes err as one "error: " line per problem. Errors that hold
+// several problems (errors.Join, manifest.ValidationError, render.RenderAll's)
+// put each on its own line, already naming its cluster and release, so a line
+// of the message is a problem.
+func printError(w io.Writer, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.TrimSpace(line) != "" {
+			fmt.Fprintf(w, "error: %s\n", line)
+		}
+	}
 }
 
 func newRootCmd(s streams) *cobra.Command {
