@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -43,42 +45,39 @@ func newStatusCmd(g *globalFlags, s streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show, per cluster, the applied commit and each tandem release's revision and status",
-		Args:  cobra.NoArgs,
+		Long: `status shows, per cluster, the applied commit and each tandem release's revision and
+status. It exits 1 when a cluster cannot be read (unreachable, or its state unreadable), in
+every output format, after printing what it could read.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch g.output {
+			case "", "json":
+			default:
+				return fmt.Errorf("unknown output format %q (want json, or none for a table)", g.output)
+			}
 			ctx := cmd.Context()
 			m, _, err := f.load(ctx)
 			if err != nil {
 				return err
 			}
-			connect := connector(g, s, 50, 100)
 			var picked []manifest.Cluster
 			for _, c := range m.Clusters {
 				if len(only) == 0 || slices.Contains(only, c.Name) {
 					picked = append(picked, c)
 				}
 			}
-			out := make([]clusterStatus, len(picked))
-			var wg sync.WaitGroup
-			for i, c := range picked {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					out[i] = readStatus(ctx, connect, c)
-				}()
-			}
-			wg.Wait()
+			out, err := readStatuses(ctx, connector(g, s, 50, 100), picked)
+			var werr error
 			if g.output == "json" {
 				enc := json.NewEncoder(s.Out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				werr = enc.Encode(out)
+			} else {
+				werr = writeStatus(s.Out, out)
 			}
-			writeStatus(s.Out, out)
-			for _, c := range out {
-				if c.Error != "" {
-					return &exitError{code: exitFailure}
-				}
-			}
-			return nil
+			// A cluster that could not be read fails the command in every
+			// format: a script reading -o json must not take it for healthy.
+			return errors.Join(err, werr)
 		},
 	}
 	f.register(cmd)
@@ -86,22 +85,43 @@ func newStatusCmd(g *globalFlags, s streams) *cobra.Command {
 	return cmd
 }
 
-func readStatus(ctx context.Context, connect reconciler.Connector, c manifest.Cluster) clusterStatus {
+// readStatuses reads every cluster concurrently. It returns a row per
+// cluster, in order, and the errors of those it could not read, one per
+// cluster (each already naming its cluster).
+func readStatuses(ctx context.Context, connect reconciler.Connector, picked []manifest.Cluster) ([]clusterStatus, error) {
+	out := make([]clusterStatus, len(picked))
+	errs := make([]error, len(picked))
+	var wg sync.WaitGroup
+	for i, c := range picked {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = readStatus(ctx, connect, c)
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// readStatus reads one cluster's row; on error the row holds what was read
+// and the error's text.
+func readStatus(ctx context.Context, connect reconciler.Connector, c manifest.Cluster) (clusterStatus, error) {
 	cs := clusterStatus{Name: c.Name, Role: string(c.Role), Releases: []releaseStatus{}}
+	fail := func(err error) (clusterStatus, error) {
+		cs.Error = err.Error()
+		return cs, err
+	}
 	t, err := connect(ctx, c)
 	if err != nil {
-		cs.Error = err.Error()
-		return cs
+		return fail(err)
 	}
 	cs.State, err = t.ReadState(ctx)
 	if err != nil {
-		cs.Error = err.Error()
-		return cs
+		return fail(err)
 	}
 	rels, err := t.ListReleases(ctx, map[string]string{reconciler.LabelManagedBy: reconciler.ManagedByValue})
 	if err != nil {
-		cs.Error = err.Error()
-		return cs
+		return fail(err)
 	}
 	for _, r := range rels {
 		cs.Releases = append(cs.Releases, releaseStatus{Name: r.Name, Namespace: r.Namespace, Revision: r.Revision, Status: r.Status,
@@ -110,10 +130,10 @@ func readStatus(ctx context.Context, connect reconciler.Connector, c manifest.Cl
 	sort.Slice(cs.Releases, func(i, j int) bool {
 		return cs.Releases[i].Namespace+"/"+cs.Releases[i].Name < cs.Releases[j].Namespace+"/"+cs.Releases[j].Name
 	})
-	return cs
+	return cs, nil
 }
 
-func writeStatus(w io.Writer, out []clusterStatus) {
+func writeStatus(w io.Writer, out []clusterStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLUSTER\tROLE\tAPPLIED\tAT\tRELEASES\tDRIFTED\tLAST ERROR")
 	for _, c := range out {
@@ -133,8 +153,11 @@ func writeStatus(w io.Writer, out []clusterStatus) {
 			}
 		}
 		if c.Error != "" {
-			lastErr = "unreachable: " + c.Error
+			// The row names the cluster; the error says why it could not be read.
+			lastErr = strings.TrimPrefix(c.Error, fmt.Sprintf("cluster %q: ", c.Name))
 		}
+		// A table row is one line, whatever the error held.
+		lastErr = strings.ReplaceAll(lastErr, "\n", "; ")
 		ok := 0
 		for _, r := range c.Releases {
 			if r.Status == "deployed" {
@@ -153,5 +176,5 @@ func writeStatus(w io.Writer, out []clusterStatus) {
 				r.Updated.UTC().Format("2006-01-02 15:04:05"))
 		}
 	}
-	_ = tw.Flush()
+	return tw.Flush()
 }
