@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -87,4 +88,75 @@ func objectsBySource(t *testing.T, manifest string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// TestRenderWithCapabilitiesEqualsHelmTemplate holds tandem's own rendering
+// recipe to `helm template --kube-version/--api-versions` for charts that
+// read .Capabilities, and for one with everything the recipe must reproduce:
+// hooks (a test hook among them), NOTES.txt in the chart and a subchart,
+// several kinds in one template out of install order, an empty document.
+// Hooks are compared too: helm template prints them after the manifest.
+func TestRenderWithCapabilitiesEqualsHelmTemplate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the helm CLI built from the tools module")
+	}
+	tools, err := localcluster.EnsureTools(context.Background(), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	helm := filepath.Join(tools, "helm")
+	tests := []struct {
+		chart string
+		flags []string
+		caps  Capabilities
+	}{
+		{"hooks", []string{"--kube-version", "1.31.0"}, Capabilities{KubeVersion: "1.31.0"}},
+		{"cronjob", []string{"--kube-version", "v1.20.0"}, Capabilities{KubeVersion: "v1.20.0"}},
+		{"cronjob", []string{"--kube-version", "v1.33.1"}, Capabilities{KubeVersion: "v1.33.1"}},
+		{"kubeversion", []string{"--kube-version", "1.30.0"}, Capabilities{KubeVersion: "1.30.0"}},
+		{"apiversions", []string{"--kube-version", "1.30.0", "--api-versions", "monitoring.coreos.com/v1", "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"},
+			Capabilities{KubeVersion: "1.30.0", APIVersions: []string{"monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor"}}},
+	}
+	for _, tt := range tests {
+		for _, role := range []Role{RoleActive, RoleStandby} {
+			t.Run(tt.chart+"/"+strings.Join(tt.flags, " ")+"/"+string(role), func(t *testing.T) {
+				dir, err := filepath.Abs(filepath.Join("testdata", "charts", tt.chart))
+				if err != nil {
+					t.Fatal(err)
+				}
+				overlay := Overlay{Release: "rel", Cluster: "c1", Role: role, ScaleToZero: true, DNSPrefix: prefix, ActiveWeight: 100}
+				cmd := exec.Command(helm, append([]string{"template", "rel", dir, "--namespace", "shop"}, tt.flags...)...)
+				cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("helm template: %v\n%s", err, stderr.String())
+				}
+				fromHelm, err := overlay.Run(bytes.NewBuffer(out))
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := New(DefaultOptions()).Render(context.Background(), Request{
+					Cluster: "c1", Release: "rel", Namespace: "shop", Chart: ChartSource{Dir: dir},
+					Overlay: overlay, Capabilities: tt.caps,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Helm does not post-render hooks; the comparison overlays both sides alike.
+				hooks, err := overlay.Run(bytes.NewBufferString(res.Hooks))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, got := objectsBySource(t, fromHelm.String()), objectsBySource(t, res.Manifest+hooks.String())
+				if len(want) == 0 {
+					t.Fatal("helm rendered nothing")
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("tandem render differs from helm template + overlay (-helm +tandem):\n%s", diff)
+				}
+			})
+		}
+	}
 }
