@@ -12,6 +12,7 @@ import (
 
 	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/render"
 )
 
 // conn is one selected cluster after connecting: its target and identity,
@@ -77,7 +78,8 @@ type clusterRun struct {
 	c    manifest.Cluster
 	log  *slog.Logger
 	uid  string
-	prev *clusters.State // the state record as this run found it; nil if none
+	prev *clusters.State     // the state record as this run found it; nil if none
+	caps render.Capabilities // discovered, when the cluster was rendered live
 
 	// lease is the cluster's lock (nil in a dry run). Once it is lost,
 	// nothing more is written to the cluster: not a rollback, not a mark,
@@ -206,7 +208,8 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 
 	live := false
 	if r.opts.Renderer != nil {
-		results, err := renderCluster(ctx, r.m, r.opts.Renderer, r.opts.Selection, c, cn.t)
+		results, caps, err := renderCluster(ctx, r.m, r.opts.Renderer, r.opts.Selection, c, cn.t)
+		cr.caps = caps
 		if err != nil {
 			return fail(fmt.Errorf("render with the cluster's capabilities and lookup: nothing applied: %w", err))
 		}

@@ -35,21 +35,22 @@ func Render(ctx context.Context, m *manifest.Manifest, r Renderer, sel Selection
 // with what the cluster says of itself (its version and API versions) and a
 // read-only live lookup, as Helm's own install would see them: what is then
 // planned, digested and applied is this render.
-func renderCluster(ctx context.Context, m *manifest.Manifest, r Renderer, sel Selection, c manifest.Cluster, t Target) ([]*render.Result, error) {
+func renderCluster(ctx context.Context, m *manifest.Manifest, r Renderer, sel Selection, c manifest.Cluster, t Target) ([]*render.Result, render.Capabilities, error) {
 	caps, err := t.Capabilities(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read capabilities: %w", err)
+		return nil, caps, fmt.Errorf("read capabilities: %w", err)
 	}
 	one := sel
 	one.Clusters = []string{c.Name}
 	reqs, err := RenderRequests(m, one)
 	if err != nil {
-		return nil, err
+		return nil, caps, err
 	}
 	lookup := t.Lookup()
 	for i := range reqs {
 		reqs[i].Capabilities = caps
 		reqs[i].Lookup = lookup
 	}
-	return r.RenderAll(ctx, reqs)
+	results, err := r.RenderAll(ctx, reqs)
+	return results, caps, err
 }

@@ -50,7 +50,11 @@ func (r *run) writeState(ctx context.Context, cr *clusterRun, rep ClusterReport,
 		}
 	}
 	st := clusters.State{Cluster: cr.c.Name, Role: string(cr.c.Role), Commit: r.opts.Commit, Ref: r.opts.Ref,
-		AppliedAt: time.Now().UTC(), LastError: rep.Error, ClusterUID: cr.uid}
+		AppliedAt: time.Now().UTC(), LastError: rep.Error, ClusterUID: cr.uid, ManifestID: manifestID(r.m.ID),
+		KubeVersion: cr.caps.KubeVersion, APIVersions: cr.caps.APIVersions}
+	if st.KubeVersion == "" && cr.prev != nil { // not rendered live this time: keep what is known
+		st.KubeVersion, st.APIVersions = cr.prev.KubeVersion, cr.prev.APIVersions
+	}
 	for _, k := range sortedKeys(records) {
 		st.Releases = append(st.Releases, records[k])
 	}
