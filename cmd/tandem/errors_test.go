@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // brokenManifest is a manifest whose one release fails to render on both
@@ -64,5 +67,28 @@ func TestRenderErrorsOnePerLine(t *testing.T) {
 	}
 	if strings.Contains(errOut, "occurred") || strings.Contains(errOut, "\t*") {
 		t.Errorf("stderr has go-multierror's wrapper:\n%s", errOut)
+	}
+}
+
+func TestPrintError(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"one", errors.New(`cluster "blue": unreachable`), "error: cluster \"blue\": unreachable\n"},
+		{"joined", errors.Join(errors.New(`cluster "blue": release "shop/web": boom`), nil, errors.New(`cluster "green": release "shop/web": boom`)),
+			"error: cluster \"blue\": release \"shop/web\": boom\nerror: cluster \"green\": release \"shop/web\": boom\n"},
+		{"indented details stay with their line", errors.New("1 of 2 clusters failed (blue)\n  blue: lock lost\n"),
+			"error: 1 of 2 clusters failed (blue)\n  blue: lock lost\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			printError(&b, tc.err)
+			if diff := cmp.Diff(tc.want, b.String()); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -72,10 +72,15 @@ func run(ctx context.Context, args []string, s streams) int {
 // printError writes err as one "error: " line per problem. Errors that hold
 // several problems (errors.Join, manifest.ValidationError, render.RenderAll's)
 // put each on its own line, already naming its cluster and release, so a line
-// of the message is a problem.
+// of the message is a problem; an indented line details the one above and is
+// printed as it is.
 func printError(w io.Writer, err error) {
 	for _, line := range strings.Split(err.Error(), "\n") {
-		if strings.TrimSpace(line) != "" {
+		switch {
+		case strings.TrimSpace(line) == "":
+		case strings.HasPrefix(line, " "), strings.HasPrefix(line, "\t"):
+			fmt.Fprintln(w, line)
+		default:
 			fmt.Fprintf(w, "error: %s\n", line)
 		}
 	}
