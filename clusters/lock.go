@@ -158,6 +158,7 @@ type Lock struct {
 	stop     context.CancelFunc
 	done     chan struct{} // closed when the renewal goroutine has returned
 	unlocked atomic.Bool
+	taken    atomic.Bool // someone else holds the Lease now
 
 	// ended is cancelled, with a *FencedError as cause, when the lock is
 	// lost or unlocked; Context derives from it.
@@ -434,15 +435,6 @@ func (l *Lock) markLost(reason string) {
 	})
 }
 
-func (l *Lock) isLost() bool {
-	select {
-	case <-l.lost:
-		return true
-	default:
-		return false
-	}
-}
-
 // errLeaseTaken means another holder owns the Lease now.
 var errLeaseTaken = errors.New("lease taken by another holder")
 
@@ -481,6 +473,7 @@ func (l *Lock) renewLoop(ctx context.Context) {
 		case ctx.Err() != nil:
 			// Unlock or the caller's context stopped us; the select above decides.
 		case errors.Is(err, errLeaseTaken):
+			l.taken.Store(true)
 			l.markLost(err.Error())
 			return
 		default:
@@ -527,9 +520,11 @@ func (l *Lock) renewOnce(ctx context.Context) error {
 // Unlock closes the fence, waits for writes still in flight (each ends by
 // the lock's validity at the latest), stops renewing and releases the
 // Lease (clears its holder, keeping the object and its transition count),
-// conditional on it still being ours. A lost lock is not released: its
-// Lease is someone else's or expires; Unlock then returns an error
-// wrapping ErrLockLost. Calling it again returns nil.
+// conditional on it still being ours. A lock whose validity passed, or
+// whose Lease someone else took, is not released (its Lease expires or is
+// theirs) and Unlock returns an error wrapping ErrLockLost; one lost only
+// because the context given to Lock ended is still valid and is released.
+// Calling it again returns nil.
 func (l *Lock) Unlock(ctx context.Context) error {
 	if l.unlocked.Swap(true) {
 		return nil
@@ -538,7 +533,7 @@ func (l *Lock) Unlock(ctx context.Context) error {
 	drained := l.term.drain(ctx)
 	l.stop()
 	<-l.done
-	if l.isLost() || l.term.expired(time.Now()) {
+	if l.taken.Load() || l.term.expired(time.Now()) {
 		return fmt.Errorf("cluster %q: unlock: %w", l.c.name, ErrLockLost)
 	}
 	if drained != nil {
