@@ -29,9 +29,9 @@ type faultProxy struct {
 	URL string
 
 	mu      sync.Mutex
-	gate    chan struct{}             // non-nil while stalled; closed to un-stall
+	gate    chan struct{}            // non-nil while stalled; closed to un-stall
 	trigger func(*http.Request) bool // stall from the first request it matches
-	stalled chan struct{}             // closed when a trigger fires
+	stalled chan struct{}            // closed when a trigger fires
 	log     []proxyRecord
 	proxy   *httputil.ReverseProxy
 }
