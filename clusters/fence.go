@@ -50,18 +50,22 @@ func (e *FencedError) Is(target error) bool { return target == ErrFenced }
 //
 // What remains: a request already on the wire when the lock ends. It was
 // sent before the validity ended and its client cancels it at that
-// instant; the API server may still commit one that reached it in time.
+// instant, but the API server may still commit one whose bytes reached it.
 // That is safe because another process takes the Lease over only after it
 // has itself watched the Lease record stay unchanged for a full lease
 // duration, starting no earlier than our last successful renewal was
 // written, i.e. no earlier than that renewal's start. Takeover therefore
-// happens at least Duration after the renewal start, while our writes end
-// by RenewDeadline after it: the gap Duration-RenewDeadline (10 s with the
-// defaults) is the margin for a request in flight and for the two
-// machines' clocks running at slightly different rates. If this process
-// dies, nothing is left to write. Unlock closes the fence and waits for
-// writes in flight before it releases the Lease, because a released Lease
-// may be taken at once.
+// happens at least Duration after the renewal start, while our writes are
+// sent and cancelled by RenewDeadline after it: the gap
+// Duration-RenewDeadline (10 s with the defaults) is the margin for a
+// request in flight and for the two machines' clocks running at slightly
+// different rates. The assumption is the one every lease makes: the
+// network delivers what it delivers within that margin. Bytes the kernel
+// already sent (or retransmits after a partition heals) cannot be
+// recalled by any client; only a server-side precondition could refuse
+// them. If this process dies, nothing is left to write. Unlock closes the
+// fence and waits for writes in flight before it releases the Lease,
+// because a released Lease may be taken at once.
 //
 // Reads, dry-run requests (they persist nothing) and the Lock's own Lease
 // requests (marked with leaseRequest) pass the fence.

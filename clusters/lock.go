@@ -181,6 +181,15 @@ type Lock struct {
 // one wins. When the wait ends with the Lease still held, the error is a
 // *LockHeldError naming the holder.
 //
+// A Lease is one's own only within one Lock: a later Lock with the same
+// Holder (a daemon's next run) gets a new identity, so it finds the Lease
+// free if the previous run unlocked, and otherwise waits for it to expire
+// like anyone else's.
+//
+// The fence guards the Cluster, not a goroutine: a new Lock re-arms it for
+// every client of this Cluster. Lock a Cluster again only once the
+// previous run's goroutines have returned, or connect a new Cluster.
+//
 // Renewals stop when ctx ends, and the lock is lost then: pass a context
 // that lives as long as the lock is needed.
 func (c *Cluster) Lock(ctx context.Context, opts LockOptions) (*Lock, error) {
