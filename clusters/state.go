@@ -113,10 +113,26 @@ func (s *State) Release(namespace, name string) (ReleaseState, bool) {
 	return ReleaseState{}, false
 }
 
-// ReadState returns the cluster's recorded state, or (nil, nil) when none
-// has been written yet.
-func (c *Cluster) ReadState(ctx context.Context) (*State, error) {
-	cm, err := c.clientset.CoreV1().ConfigMaps(SystemNamespace).Get(ctx, StateConfigMap, metav1.GetOptions{})
+// StateConfigMapFor is the state record of the manifest with this ID: each
+// manifest sharing a cluster keeps its own. The default manifest ("" or
+// "default") keeps StateConfigMap, where every record was before manifests
+// had IDs.
+func StateConfigMapFor(manifestID string) string {
+	if manifestID == "" || manifestID == "default" {
+		return StateConfigMap
+	}
+	return StateConfigMap + "-" + manifestID
+}
+
+// ReadState returns the default manifest's recorded state, or (nil, nil)
+// when none has been written yet.
+func (c *Cluster) ReadState(ctx context.Context) (*State, error) { return c.ReadStateOf(ctx, "") }
+
+// ReadStateOf returns the recorded state of the manifest with this ID, or
+// (nil, nil) when none has been written yet.
+func (c *Cluster) ReadStateOf(ctx context.Context, manifestID string) (*State, error) {
+	name := StateConfigMapFor(manifestID)
+	cm, err := c.clientset.CoreV1().ConfigMaps(SystemNamespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -125,14 +141,15 @@ func (c *Cluster) ReadState(ctx context.Context) (*State, error) {
 	}
 	s, err := decodeState(cm)
 	if err != nil {
-		return nil, fmt.Errorf("cluster %q: read state: configmap %s/%s: %w", c.name, SystemNamespace, StateConfigMap, err)
+		return nil, fmt.Errorf("cluster %q: read state: configmap %s/%s: %w", c.name, SystemNamespace, name, err)
 	}
 	return s, nil
 }
 
-// WriteState records s, replacing what was there, with one server-side
-// apply (creating SystemNamespace first if it is missing). The apply also
-// removes a format 1 record this field manager wrote.
+// WriteState records s in the state record of its manifest
+// (StateConfigMapFor(s.ManifestID)), replacing what was there, with one
+// server-side apply (creating SystemNamespace first if it is missing). The
+// apply also removes a format 1 record this field manager wrote.
 func (c *Cluster) WriteState(ctx context.Context, s State) error {
 	b, trimmed, err := encodeState(s)
 	if err != nil {
@@ -142,7 +159,7 @@ func (c *Cluster) WriteState(ctx context.Context, s State) error {
 		c.log.Warn("state record too large: dropped the drift-check cache; the next drift check dry-runs every object",
 			"releases", len(s.Releases), "bytes", len(b))
 	}
-	cm := corev1ac.ConfigMap(StateConfigMap, SystemNamespace).
+	cm := corev1ac.ConfigMap(StateConfigMapFor(s.ManifestID), SystemNamespace).
 		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "tandem"}).
 		WithData(map[string]string{StateFormatKey: StateFormat}).
 		WithBinaryData(map[string][]byte{StateGzipKey: b})

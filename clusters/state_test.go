@@ -321,3 +321,29 @@ func keys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// Two manifests sharing a cluster keep one state record each (item 8 of
+// the safety issue): writing one never replaces the other.
+func TestStatePerManifest(t *testing.T) {
+	if got := StateConfigMapFor(""); got != StateConfigMap {
+		t.Errorf(`StateConfigMapFor("") = %q`, got)
+	}
+	if got := StateConfigMapFor("team-a"); got != "tandem-state-team-a" {
+		t.Errorf(`StateConfigMapFor("team-a") = %q`, got)
+	}
+	ctx, c, _ := connect(t)
+	if err := c.WriteState(ctx, State{Cluster: testCluster, Commit: "default-commit"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteState(ctx, State{Cluster: testCluster, Commit: "team-a-commit", ManifestID: "team-a"}); err != nil {
+		t.Fatal(err)
+	}
+	def, err := c.ReadState(ctx)
+	if err != nil || def == nil || def.Commit != "default-commit" {
+		t.Errorf("default record = %+v, %v; want commit default-commit", def, err)
+	}
+	a, err := c.ReadStateOf(ctx, "team-a")
+	if err != nil || a == nil || a.Commit != "team-a-commit" {
+		t.Errorf("team-a record = %+v, %v; want commit team-a-commit", a, err)
+	}
+}

@@ -195,14 +195,14 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 		}()
 	}
 
-	prev, err := cn.t.ReadState(ctx)
+	prev, err := cn.t.ReadState(ctx, r.m.ID)
 	if err != nil {
 		return fail(fmt.Errorf("read state record: %w", err))
 	}
 	cr.prev = prev
 	if prev != nil && prev.Cluster != "" && prev.Cluster != c.Name {
 		return fail(fmt.Errorf("cluster %q: this cluster's state record (%s/%s) says it is manifest cluster %q: two manifest clusters must not reach one cluster, so nothing was written — check the kubeconfig context of %q (if the cluster was renamed on purpose, delete that ConfigMap)",
-			c.Name, clusters.SystemNamespace, clusters.StateConfigMap, prev.Cluster, c.Name))
+			c.Name, clusters.SystemNamespace, clusters.StateConfigMapFor(r.m.ID), prev.Cluster, c.Name))
 	}
 	cr.checked = checkedByRelease(prev)
 

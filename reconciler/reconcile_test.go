@@ -145,7 +145,7 @@ func (f *fakeTarget) WaitHealthy(_ context.Context, manifest string, _ clusters.
 func (f *fakeTarget) Lock(context.Context, clusters.LockOptions) (Lease, error) {
 	return fakeLease{}, nil
 }
-func (f *fakeTarget) ReadState(context.Context) (*clusters.State, error) {
+func (f *fakeTarget) ReadState(context.Context, string) (*clusters.State, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.state == nil {

@@ -45,7 +45,9 @@ type Target interface {
 	Snapshot() *clusters.Snapshot
 	// Apply server-side-applies a release's objects for real (drift correction).
 	Apply(ctx context.Context, namespace, release string, objs []*unstructured.Unstructured, fieldManager string) error
-	ReadState(ctx context.Context) (*clusters.State, error)
+	// ReadState reads the state record of the manifest with this ID;
+	// WriteState writes the one State.ManifestID names.
+	ReadState(ctx context.Context, manifestID string) (*clusters.State, error)
 	WriteState(ctx context.Context, s clusters.State) error
 }
 
@@ -87,3 +89,8 @@ func (t ClusterTarget) Capabilities(ctx context.Context) (render.Capabilities, e
 
 // Lookup implements Target with the cluster's read-only lookup.
 func (t ClusterTarget) Lookup() render.LookupProvider { return t.Cluster.Lookup(lookupTimeout) }
+
+// ReadState implements Target with the manifest's own state record.
+func (t ClusterTarget) ReadState(ctx context.Context, manifestID string) (*clusters.State, error) {
+	return t.Cluster.ReadStateOf(ctx, manifestID)
+}

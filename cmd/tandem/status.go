@@ -66,7 +66,7 @@ every output format, after printing what it could read.`,
 					picked = append(picked, c)
 				}
 			}
-			out, err := readStatuses(ctx, connector(g, s, 50, 100), picked)
+			out, err := readStatuses(ctx, connector(g, s, 50, 100), m.ID, picked)
 			var werr error
 			if g.output == "json" {
 				enc := json.NewEncoder(s.Out)
@@ -88,7 +88,7 @@ every output format, after printing what it could read.`,
 // readStatuses reads every cluster concurrently. It returns a row per
 // cluster, in order, and the errors of those it could not read, one per
 // cluster (each already naming its cluster).
-func readStatuses(ctx context.Context, connect reconciler.Connector, picked []manifest.Cluster) ([]clusterStatus, error) {
+func readStatuses(ctx context.Context, connect reconciler.Connector, manifestID string, picked []manifest.Cluster) ([]clusterStatus, error) {
 	out := make([]clusterStatus, len(picked))
 	errs := make([]error, len(picked))
 	var wg sync.WaitGroup
@@ -96,7 +96,7 @@ func readStatuses(ctx context.Context, connect reconciler.Connector, picked []ma
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i], errs[i] = readStatus(ctx, connect, c)
+			out[i], errs[i] = readStatus(ctx, connect, manifestID, c)
 		}()
 	}
 	wg.Wait()
@@ -105,7 +105,7 @@ func readStatuses(ctx context.Context, connect reconciler.Connector, picked []ma
 
 // readStatus reads one cluster's row; on error the row holds what was read
 // and the error's text.
-func readStatus(ctx context.Context, connect reconciler.Connector, c manifest.Cluster) (clusterStatus, error) {
+func readStatus(ctx context.Context, connect reconciler.Connector, manifestID string, c manifest.Cluster) (clusterStatus, error) {
 	cs := clusterStatus{Name: c.Name, Role: string(c.Role), Releases: []releaseStatus{}}
 	fail := func(err error) (clusterStatus, error) {
 		cs.Error = err.Error()
@@ -115,7 +115,7 @@ func readStatus(ctx context.Context, connect reconciler.Connector, c manifest.Cl
 	if err != nil {
 		return fail(err)
 	}
-	cs.State, err = t.ReadState(ctx)
+	cs.State, err = t.ReadState(ctx, manifestID)
 	if err != nil {
 		return fail(err)
 	}
