@@ -286,3 +286,37 @@ func (p *helmProcess) wait(t *testing.T, timeout time.Duration) (string, error) 
 	}
 	return p.output.String(), p.err
 }
+
+// runHelm runs the helm CLI against one cluster and returns its combined
+// output and error, for commands expected to fail.
+func (h *harness) runHelm(t *testing.T, cluster string, args ...string) (string, error) {
+	t.Helper()
+	p := h.startHelm(t, cluster, args...)
+	return p.wait(t, 3*time.Minute)
+}
+
+// logWorkloads logs the Deployments, ReplicaSets and Pods of a namespace,
+// to tell on failure why a release is not healthy.
+func (h *harness) logWorkloads(t *testing.T, cluster, namespace string) {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	if ds, err := h.kube[cluster].AppsV1().Deployments(namespace).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, d := range ds.Items {
+			fmt.Fprintf(&b, "Deployment %s: generation %d observed %d, replicas %+v, status replicas %d updated %d available %d, node selector %v\n",
+				d.Name, d.Generation, d.Status.ObservedGeneration, deploymentReplicas(&d), d.Status.Replicas, d.Status.UpdatedReplicas,
+				d.Status.AvailableReplicas, d.Spec.Template.Spec.NodeSelector)
+		}
+	}
+	if rss, err := h.kube[cluster].AppsV1().ReplicaSets(namespace).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, rs := range rss.Items {
+			fmt.Fprintf(&b, "ReplicaSet %s: replicas %d/%d, node selector %v\n", rs.Name, rs.Status.Replicas, *rs.Spec.Replicas, rs.Spec.Template.Spec.NodeSelector)
+		}
+	}
+	if pods, err := h.kube[cluster].CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			fmt.Fprintf(&b, "Pod %s: phase %s node %q deleting %v\n", p.Name, p.Status.Phase, p.Spec.NodeName, p.DeletionTimestamp != nil)
+		}
+	}
+	t.Logf("cluster %s namespace %s:\n%s", cluster, namespace, b.String())
+}

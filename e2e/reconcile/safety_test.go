@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,8 @@ import (
 // probe chart, and deletes its namespaces when done.
 
 // s1Manifest has two releases named redis in two namespaces and a third
-// that needs team-a's.
+// that needs team-a's. All are in one wave, so only the need orders web
+// after team-a/redis (a failed earlier wave would skip it either way).
 func s1Manifest(readyA bool) string {
 	ready := "true"
 	if !readyA {
@@ -41,7 +43,7 @@ func s1Manifest(readyA bool) string {
   - name: web
     namespace: s1-web
     chart: ./charts/probe
-    wave: 1
+    wave: 0
     needs: [team-a/redis]
     timeout: 1m
 `
@@ -280,25 +282,16 @@ func TestSafety2SkippedIsNotSuccess(t *testing.T) {
 	})
 }
 
-// s6Manifest: live is the release a person works on with the helm CLI;
-// hooked gets a pre-upgrade hook that never completes when hook is true.
-func s6Manifest(hook bool) string {
-	h := "false"
-	if hook {
-		h = "true"
-	}
-	return idLine("e2e-s6") + twoClusters + `releases:
-  - name: live
+// s6Manifest is one release of the probe chart in namespace s6, under a
+// manifest of its own, so each part of the item-6 test stands alone.
+func s6Manifest(id, name, set, timeout string) string {
+	return idLine(id) + twoClusters + `releases:
+  - name: ` + name + `
     namespace: s6
     chart: ./charts/probe
+    set: {` + set + `}
     wave: 0
-    timeout: 30s
-  - name: hooked
-    namespace: s6
-    chart: ./charts/probe
-    set: {hook: ` + h + `}
-    wave: 0
-    timeout: 2m
+    timeout: ` + timeout + `
 `
 }
 
@@ -309,22 +302,23 @@ func s6Manifest(hook bool) string {
 func TestSafety6RecoverOnlyTheDead(t *testing.T) {
 	h := newSafetyHarness(t)
 	h.deleteNamespacesOnCleanup(t, "s6")
-	live, hooked := releaseID{"s6", "live"}, releaseID{"s6", "hooked"}
-	repo := newProbeRepo(t, s6Manifest(false))
-	if res := h.reconcile(t, repo.Dir); res.Code != 0 {
-		t.Fatalf("install: exit %d, want 0", res.Code)
-	}
 
 	t.Run("a live helm upgrade is not raced", func(t *testing.T) {
+		live := releaseID{"s6", "live"}
+		repo := newProbeRepo(t, s6Manifest("e2e-s6-live", live.Name, "generation: \"0\"", "30s"))
+		if res := h.reconcile(t, repo.Dir); res.Code != 0 {
+			t.Fatalf("install: exit %d, want 0", res.Code)
+		}
 		// A person upgrades the release with the helm CLI and waits for pods
 		// that never get ready: revision 2 is pending-upgrade for up to 45s.
-		// (Helm's upgrade copies the release labels of revision 1, tandem's
-		// included, onto revision 2.)
+		// Helm's upgrade copies the release labels of revision 1 (tandem's,
+		// its run label included) onto revision 2.
 		hp := h.startHelm(t, "blue", "upgrade", live.Name, repo.Dir+"/charts/probe", "-n", live.Namespace,
 			"--reuse-values", "--set", "ready=false", "--wait", "--timeout", "45s")
 		waitFor(t, "helm's upgrade pending", 30*time.Second, nil, func() bool {
 			return h.storageByKey(t, "blue", "s6")[live] == stored{"s6", 2, "pending-upgrade"}
 		})
+		t.Logf("helm's pending revision 2 has labels %v", h.releaseLabels(t, "blue", live.Namespace, live.Name, 2))
 
 		res := h.reconcile(t, repo.Dir)
 		helmRan := hp.running()
@@ -350,29 +344,31 @@ func TestSafety6RecoverOnlyTheDead(t *testing.T) {
 		if err == nil {
 			t.Errorf("helm upgrade --wait of pods that never get ready succeeded:\n%s", out)
 		}
-		var statuses []string
+		var hist []string
 		for _, r := range h.helmHistory(t, "blue", live.Namespace, live.Name) {
-			statuses = append(statuses, r.Status)
+			hist = append(hist, fmt.Sprintf("%d %s: %s", r.Revision, r.Status, r.Description))
 		}
 		// One Helm operation at a time: helm's own revision 2 failed when
 		// its wait ran out, and nothing else was written meanwhile.
-		if diff := cmp.Diff([]string{"deployed", "failed"}, statuses); diff != "" {
-			t.Errorf("helm history of blue live (-want +got):\n%s", diff)
+		if len(hist) != 2 || !strings.HasPrefix(hist[0], "1 deployed") || !strings.HasPrefix(hist[1], "2 failed: Upgrade \"live\" failed") {
+			t.Errorf("helm history of blue live:\n%s\nwant revision 1 deployed and helm's revision 2 failed, nothing else", strings.Join(hist, "\n"))
 		}
-
-		// With helm done, tandem takes the release back.
-		res = h.reconcile(t, repo.Dir)
-		if res.Code != 0 {
-			t.Fatalf("after helm ended: exit %d, want 0", res.Code)
-		}
-		if s := h.storageByKey(t, "blue", "s6")[live]; s.Status != "deployed" {
-			t.Errorf("blue live after helm ended and tandem ran: %+v, want deployed", s)
+		if t.Failed() {
+			h.logWorkloads(t, "blue", "s6")
 		}
 	})
 
 	t.Run("a killed tandem run's pending revision is recovered at once", func(t *testing.T) {
-		before := h.storageByKey(t, "blue", "s6")[hooked]
-		repo.Write(t, "tandem.yaml", s6Manifest(true))
+		hooked := releaseID{"s6", "hooked"}
+		manifest := func(hook bool) string {
+			return s6Manifest("e2e-s6-hooked", hooked.Name, fmt.Sprintf("hook: %v", hook), "2m")
+		}
+		repo := newProbeRepo(t, manifest(false))
+		if res := h.reconcile(t, repo.Dir); res.Code != 0 {
+			t.Fatalf("install: exit %d, want 0", res.Code)
+		}
+		// The upgrade waits on a pre-upgrade hook that never completes.
+		repo.Write(t, "tandem.yaml", manifest(true))
 		repo.Commit(t, "hooked: run the migration hook")
 		p := h.start(t, repo.Dir, "--lock-duration", "3s")
 		waitFor(t, "blue hooked pending-upgrade", 2*time.Minute, p, func() bool {
@@ -382,16 +378,15 @@ func TestSafety6RecoverOnlyTheDead(t *testing.T) {
 			t.Fatalf("tandem ended before it was killed:\n%s", p.stderr.String())
 		}
 		killed := time.Now()
-		pending := h.storageByKey(t, "blue", "s6")[hooked]
-		if pending != (stored{"s6", before.Revision + 1, "pending-upgrade"}) {
-			t.Fatalf("blue hooked after the kill: %+v, want revision %d pending-upgrade", pending, before.Revision+1)
+		if s := h.storageByKey(t, "blue", "s6")[hooked]; s != (stored{"s6", 2, "pending-upgrade"}) {
+			t.Fatalf("blue hooked after the kill: %+v, want revision 2 pending-upgrade", s)
 		}
 
-		repo.Write(t, "tandem.yaml", s6Manifest(false))
+		repo.Write(t, "tandem.yaml", manifest(false))
 		repo.Commit(t, "hooked: no migration hook")
 		res := h.reconcile(t, repo.Dir)
 		if res.Code != 0 {
-			t.Fatalf("exit %d, want 0", res.Code)
+			t.Errorf("exit %d, want 0", res.Code)
 		}
 		// Recovered although the revision is far younger than the
 		// release's 2m timeout: its writer is dead.
@@ -400,17 +395,63 @@ func TestSafety6RecoverOnlyTheDead(t *testing.T) {
 		}
 		got := releaseIn(t, clusterReport(t, decodeReport(t, res), "blue"), hooked)
 		want := reconciler.ReleaseReport{Name: "hooked", Namespace: "s6", Action: reconciler.ActionUpgrade, Outcome: reconciler.OutcomeOK,
-			FromRevision: pending.Revision, Revision: pending.Revision + 1, Recovered: "pending-upgrade"}
+			FromRevision: 2, Revision: 3, Recovered: "pending-upgrade"}
 		if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(reconciler.ReleaseReport{}, "Duration")); diff != "" {
 			t.Errorf("blue hooked (-want +got):\n%s", diff)
 		}
-		if s := h.storageByKey(t, "blue", "s6")[hooked]; s != (stored{"s6", pending.Revision + 1, "deployed"}) {
-			t.Errorf("blue hooked after recovery: %+v", s)
+		if s := h.storageByKey(t, "blue", "s6")[hooked]; s != (stored{"s6", 3, "deployed"}) {
+			t.Errorf("blue hooked after recovery: %+v, want revision 3 deployed", s)
 		}
-		if st := h.revisionStatus(t, "blue", hooked, pending.Revision); st != "failed" {
-			t.Errorf("blue hooked revision %d is %q after recovery, want failed", pending.Revision, st)
+		if st := h.revisionStatus(t, "blue", hooked, 2); st != "failed" {
+			t.Errorf("blue hooked revision 2 is %q after recovery, want failed", st)
 		}
 	})
+}
+
+// Found while testing item 6: after a person's `helm upgrade` failed
+// (revision 2 failed, its change applied to the live objects), the next
+// reconcile upgrades from the manifest, and the release must end up as the
+// manifest says and healthy. Helm computes an upgrade's patch from the last
+// *deployed* revision (1), not from the failed one whose objects are live,
+// so a field only the failed revision added (here a node selector no node
+// matches) is never removed, and every later run fails and rolls back.
+func TestSafety6FailedHelmUpgradeIsRepaired(t *testing.T) {
+	h := newSafetyHarness(t)
+	h.deleteNamespacesOnCleanup(t, "s6-failed")
+	manual := releaseID{"s6-failed", "manual"}
+	repo := newProbeRepo(t, idLine("e2e-s6-failed")+twoClusters+`releases:
+  - name: manual
+    namespace: s6-failed
+    chart: ./charts/probe
+    wave: 0
+    timeout: 20s
+`)
+	if res := h.reconcile(t, repo.Dir); res.Code != 0 {
+		t.Fatalf("install: exit %d, want 0", res.Code)
+	}
+	out, err := h.runHelm(t, "blue", "upgrade", manual.Name, repo.Dir+"/charts/probe", "-n", manual.Namespace,
+		"--reuse-values", "--set", "ready=false", "--wait", "--timeout", "5s")
+	if err == nil {
+		t.Fatalf("helm upgrade --wait of pods that never get ready succeeded:\n%s", out)
+	}
+	if s := h.storageByKey(t, "blue", manual.Namespace)[manual]; s != (stored{manual.Namespace, 2, "failed"}) {
+		t.Fatalf("blue manual after helm's failed upgrade: %+v, want revision 2 failed", s)
+	}
+
+	res := h.reconcile(t, repo.Dir)
+	if res.Code != 0 {
+		t.Errorf("exit %d, want 0", res.Code)
+	}
+	d := h.deployment(t, "blue", manual.Namespace, manual.Name)
+	if ns := d.Spec.Template.Spec.NodeSelector; len(ns) != 0 {
+		t.Errorf("blue Deployment %s keeps the failed helm revision's node selector %v; the manifest has none", manual, ns)
+	}
+	if diff := cmp.Diff(replicas{1, 1, true}, deploymentReplicas(d)); diff != "" {
+		t.Errorf("blue Deployment %s replicas (-want +got):\n%s", manual, diff)
+	}
+	if t.Failed() {
+		h.logWorkloads(t, "blue", manual.Namespace)
+	}
 }
 
 // s7Manifest: slow is healthy or has pods that never schedule.
