@@ -216,7 +216,7 @@ func TestLoadInvalidFixtures(t *testing.T) {
 		{"invalid-alias-bomb.yaml", []Problem{at("", 0, "document has more than 100000 YAML nodes once aliases are expanded")}},
 		{"invalid-alias-cycle.yaml", []Problem{at("", 2, "alias *loop refers to a node that contains it")}},
 		{"invalid-unknown-fields.yaml", []Problem{
-			at("clusters[0].weight", 4, `unknown field "weight" (known fields: name, role, context, releases)`),
+			at("clusters[0].weight", 4, `unknown field "weight" (known fields: name, role, context, releases, kubeVersion, apiVersions)`),
 			at("releases[0].onfailure", 9, `unknown field "onfailure"; did you mean "onFailure"?`),
 			at("releases[0].clusters.blue.valuesFiles", 12, `unknown field "valuesFiles" (known fields: values, set)`),
 			at("helm", 13, `unknown field "helm" (known fields: id, clusters, dns, repositories, releases)`),

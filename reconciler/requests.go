@@ -114,6 +114,9 @@ func renderRequest(m *manifest.Manifest, c manifest.Cluster, rel manifest.Releas
 		Chart:     chart,
 		Values:    layers,
 		Overlay:   OverlayFor(m, c, rel),
+		// What tandem.yaml declares of the cluster, for renders without
+		// it (CI); a connected run replaces these with what it discovers.
+		Capabilities: render.Capabilities{KubeVersion: c.KubeVersion, APIVersions: c.APIVersions},
 	}, nil
 }
 

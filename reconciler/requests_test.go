@@ -66,3 +66,21 @@ func TestRenderRequestsForExamples(t *testing.T) {
 		t.Error("unknown cluster in a selection must be an error")
 	}
 }
+
+// Item 3 of the safety issue: offline renders use what tandem.yaml declares
+// of each cluster.
+func TestRenderRequestsCarryDeclaredCapabilities(t *testing.T) {
+	m := &manifest.Manifest{
+		Clusters:     []manifest.Cluster{{Name: "blue", Role: manifest.RoleActive, KubeVersion: "v1.31.0", APIVersions: []string{"monitoring.coreos.com/v1"}}},
+		Repositories: []manifest.Repository{{Name: "r", URL: "https://charts.example"}},
+		Releases:     []manifest.Release{{Name: "web", Namespace: "s", Chart: "r/web", Version: "1.0.0"}},
+	}
+	reqs, err := RenderRequests(m, Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := render.Capabilities{KubeVersion: "v1.31.0", APIVersions: []string{"monitoring.coreos.com/v1"}}
+	if diff := cmp.Diff(want, reqs[0].Capabilities); diff != "" {
+		t.Errorf("capabilities (-want +got):\n%s", diff)
+	}
+}
