@@ -26,6 +26,9 @@ type Options struct {
 	// Timeout bounds one release's render, so a template CPU bomb (a runaway
 	// range or tpl) fails with an error naming the release.
 	Timeout time.Duration
+	// Download bounds remote chart downloads; zero fields take
+	// DefaultDownloadOptions.
+	Download DownloadOptions
 }
 
 // DefaultOptions returns the options tandem's commands use.
@@ -46,7 +49,7 @@ func New(opts Options) *Renderer {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = runtime.GOMAXPROCS(0)
 	}
-	return &Renderer{opts: opts, charts: &chartCache{dir: opts.CacheDir, entries: map[string]*chartEntry{}}}
+	return &Renderer{opts: opts, charts: &chartCache{dir: opts.CacheDir, dl: opts.Download, entries: map[string]*chartEntry{}}}
 }
 
 // Request is one release to render for one cluster.

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/hashicorp/go-multierror"
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-gitops/tandem/reconciler"
@@ -48,15 +46,8 @@ func validationFailed(s streams, problems []string) error {
 	return &exitError{code: exitFailure, err: fmt.Errorf("%d problem(s) found", len(problems))}
 }
 
-// flatten lists the independent errors inside a multierror (or lines of a joined error).
+// flatten lists the independent errors of an aggregate (errors.Join puts
+// one per line).
 func flatten(err error) []string {
-	var merr *multierror.Error
-	if errors.As(err, &merr) {
-		var out []string
-		for _, e := range merr.Errors {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
 	return strings.Split(err.Error(), "\n")
 }
