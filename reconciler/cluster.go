@@ -159,7 +159,7 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 	cr := &clusterRun{t: cn.t, c: c, log: log, uid: cn.uid, found: map[ReleaseKey]map[string]string{}}
 
 	if !r.opts.DryRun {
-		lease, err := cn.t.Lock(ctx, clusters.LockOptions{Holder: r.opts.Holder + "/" + c.Name, Wait: r.opts.LockTimeout, Duration: r.opts.LockDuration})
+		lease, err := cn.t.Lock(ctx, clusters.LockOptions{Holder: r.opts.Holder, Wait: r.opts.LockTimeout, Duration: r.opts.LockDuration})
 		if err != nil {
 			return fail(err)
 		}

@@ -27,8 +27,8 @@ type Options struct {
 	// LockDuration is the lease duration of the cluster lock.
 	LockDuration time.Duration
 	// Holder identifies this run in the lock (e.g. "ci@runner-7:4121"); the
-	// cluster name is appended, so that one process never holds two
-	// manifest clusters' locks under one name.
+	// lock appends the cluster and a random token, so that one process never
+	// holds two manifest clusters' locks under one identity.
 	Holder string
 	// RunID is a random token that marks the Helm revisions this run writes
 	// (label tandem.dev/run), so a later run can tell a revision left pending
