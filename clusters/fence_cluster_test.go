@@ -300,3 +300,64 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestUnlockWaitsForWritesInFlight: a released Lease can be taken at once,
+// so Unlock must not release it while a write it admitted may still land.
+// The proxy holds A's state write; Unlock, called meanwhile, keeps the
+// Lease until the write has finished, and only then releases it.
+func TestUnlockWaitsForWritesInFlight(t *testing.T) {
+	ctx, _, e := connect(t)
+	cs := adminClient(t, e)
+	freeLease(ctx, t, cs)
+	upstream, err := e.RESTConfig(testCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newFaultProxy(t, upstream)
+	a := connectVia(ctx, t, p)
+	l, err := a.Lock(ctx, LockOptions{Holder: "a@test", Duration: 8 * time.Second, RenewDeadline: 6 * time.Second, RetryPeriod: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalled := p.stallWhen(func(r *http.Request) bool {
+		return r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/configmaps/"+StateConfigMap)
+	})
+	wrote := make(chan error, 1)
+	go func() { wrote <- a.WriteState(ctx, State{Cluster: testCluster, Commit: "in flight"}) }()
+	<-stalled
+	unlocked := make(chan error, 1)
+	go func() { unlocked <- l.Unlock(ctx) }()
+	time.Sleep(time.Second)
+	select {
+	case err := <-unlocked:
+		t.Fatalf("Unlock() returned (%v) while a write was in flight", err)
+	default:
+	}
+	got, err := cs.CoordinationV1().Leases(SystemNamespace).Get(ctx, LeaseName, metav1.GetOptions{})
+	if err != nil || holderOf(got) != l.Holder() {
+		t.Errorf("with a write in flight the Lease holder is %q (%v), want still %q", holderOf(got), err, l.Holder())
+	}
+	p.unstall()
+	if err := <-wrote; err != nil {
+		t.Errorf("the write in flight: %v", err)
+	}
+	if err := <-unlocked; err != nil {
+		t.Errorf("Unlock() = %v", err)
+	}
+	var wroteAt, releasedAt time.Time
+	for _, r := range p.records() {
+		switch {
+		case r.Dropped:
+		case r.Method == http.MethodPatch && strings.HasSuffix(r.Path, "/configmaps/"+StateConfigMap):
+			wroteAt = r.At
+		case r.Method == http.MethodPut && strings.HasSuffix(r.Path, "/leases/"+LeaseName):
+			releasedAt = r.At // the last Lease write is the release
+		}
+	}
+	if wroteAt.IsZero() || !releasedAt.After(wroteAt) {
+		t.Errorf("state write forwarded at %v, Lease release at %v; want the release after the write", wroteAt, releasedAt)
+	}
+	if got, err := cs.CoordinationV1().Leases(SystemNamespace).Get(ctx, LeaseName, metav1.GetOptions{}); err != nil || holderOf(got) != "" {
+		t.Errorf("after Unlock the Lease holder is %q (%v), want released", holderOf(got), err)
+	}
+}
