@@ -160,10 +160,10 @@ type Lock struct {
 	unlocked atomic.Bool
 	taken    atomic.Bool // someone else holds the Lease now
 
-	// ended is cancelled, with a *FencedError as cause, when the lock is
-	// lost or unlocked; Context derives from it.
-	ended    context.Context
-	endCause context.CancelCauseFunc
+	// ended is closed when the lock is lost or unlocked; endErr, a
+	// *FencedError, is set before.
+	ended  chan struct{}
+	endErr error
 
 	// lease is the last Lease this lock wrote. The renewal goroutine owns it
 	// until done is closed; Unlock reads it after that.
@@ -385,18 +385,16 @@ func holderOf(l *coordinationv1.Lease) string {
 
 func (c *Cluster) startLock(ctx context.Context, id string, opts LockOptions, lease *coordinationv1.Lease, start time.Time) *Lock {
 	rctx, stop := context.WithCancel(ctx)
-	ended, endCause := context.WithCancelCause(context.WithoutCancel(ctx))
 	l := &Lock{
-		c:        c,
-		holder:   id,
-		opts:     opts,
-		term:     newTerm(start, opts.RenewDeadline),
-		lost:     make(chan struct{}),
-		stop:     stop,
-		done:     make(chan struct{}),
-		ended:    ended,
-		endCause: endCause,
-		lease:    lease,
+		c:      c,
+		holder: id,
+		opts:   opts,
+		term:   newTerm(start, opts.RenewDeadline),
+		lost:   make(chan struct{}),
+		stop:   stop,
+		done:   make(chan struct{}),
+		ended:  make(chan struct{}),
+		lease:  lease,
 	}
 	c.fence.arm(l.term)
 	c.log.Debug("locked", "holder", id)
@@ -420,11 +418,14 @@ func (l *Lock) Lost() <-chan struct{} { return l.lost }
 // fence refuses the writes of whatever does not stop (Helm's goroutines).
 func (l *Lock) Context(parent context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
-	stop := context.AfterFunc(l.ended, func() { cancel(context.Cause(l.ended)) })
-	return ctx, func() {
-		stop()
-		cancel(context.Canceled)
-	}
+	go func() {
+		select {
+		case <-l.ended:
+			cancel(l.endErr)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
 }
 
 // finish ends the lock's term for writes and cancels its contexts.
@@ -432,7 +433,8 @@ func (l *Lock) finish(reason string) bool {
 	if !l.term.end(errors.New(reason)) {
 		return false
 	}
-	l.endCause(&FencedError{Cluster: l.c.name, Reason: reason})
+	l.endErr = &FencedError{Cluster: l.c.name, Reason: reason}
+	close(l.ended)
 	return true
 }
 
