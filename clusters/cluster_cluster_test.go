@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sync/errgroup"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestRequestsCounted(t *testing.T) {
@@ -142,126 +140,4 @@ func TestStateRoundTrip(t *testing.T) {
 			t.Errorf("state %d round trip (-want +got):\n%s", i, diff)
 		}
 	}
-}
-
-func TestLock(t *testing.T) {
-	ctx, c, e := connect(t)
-	cs := adminClient(t, e)
-	leases := cs.CoordinationV1().Leases(SystemNamespace)
-	// Start from a released lease, whatever earlier runs left.
-	_ = leases.Delete(ctx, LeaseName, metav1.DeleteOptions{})
-
-	a, err := c.Lock(ctx, LockOptions{Holder: "a@test:1", Duration: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	t.Run("second locker waits then fails naming the holder", func(t *testing.T) {
-		_, err := c.Lock(ctx, LockOptions{Holder: "b@test:2", Wait: 2 * time.Second, Duration: 3 * time.Second})
-		var held *LockHeldError
-		if !errors.As(err, &held) || held.Holder != "a@test:1" || held.Cluster != "blue" || held.Since.IsZero() {
-			t.Fatalf("Lock(held) = %v, want *LockHeldError naming a@test:1 on blue", err)
-		}
-		if !strings.Contains(err.Error(), `locked by "a@test:1"`) {
-			t.Errorf("error %q does not name the holder", err)
-		}
-	})
-
-	t.Run("unlock releases", func(t *testing.T) {
-		if err := a.Unlock(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.Unlock(ctx); err != nil {
-			t.Errorf("second Unlock() = %v, want nil", err)
-		}
-		b, err := c.Lock(ctx, LockOptions{Holder: "b@test:2", Duration: 3 * time.Second})
-		if err != nil {
-			t.Fatalf("Lock() after Unlock = %v", err)
-		}
-		if err := b.Unlock(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
-
-	t.Run("expired lease is taken over, by exactly one of two racers", func(t *testing.T) {
-		l, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dead := "dead@test:9"
-		stale := metav1.NewMicroTime(time.Now().Add(-time.Hour))
-		secs := int32(10)
-		l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime, l.Spec.LeaseDurationSeconds = &dead, &stale, &stale, &secs
-		if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		transitions := *l.Spec.LeaseTransitions
-
-		locks := make([]*Lock, 2)
-		errs := make([]error, 2)
-		var wg sync.WaitGroup
-		for i := range 2 {
-			wg.Go(func() {
-				locks[i], errs[i] = c.Lock(ctx, LockOptions{Holder: fmt.Sprintf("racer@test:%d", i), Duration: 5 * time.Second})
-			})
-		}
-		wg.Wait()
-		var winners []*Lock
-		for i := range 2 {
-			var held *LockHeldError
-			switch {
-			case errs[i] == nil:
-				winners = append(winners, locks[i])
-			case errors.As(errs[i], &held) && strings.HasPrefix(held.Holder, "racer@test:"):
-			default:
-				t.Errorf("racer %d: %v", i, errs[i])
-			}
-		}
-		if len(winners) != 1 {
-			t.Fatalf("%d racers took the expired lease, want exactly 1", len(winners))
-		}
-		got, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if holderOf(got) != winners[0].holder || *got.Spec.LeaseTransitions != transitions+1 {
-			t.Errorf("lease holder %q transitions %d; want %q and %d", holderOf(got), *got.Spec.LeaseTransitions, winners[0].holder, transitions+1)
-		}
-		if err := winners[0].Unlock(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
-
-	t.Run("lost fires when the lease is stolen", func(t *testing.T) {
-		l, err := c.Lock(ctx, LockOptions{Holder: "victim@test:3", Duration: 3 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-l.Lost():
-			t.Fatal("Lost() closed right after Lock")
-		default:
-		}
-		cur, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		thief := "thief@test:4"
-		cur.Spec.HolderIdentity = &thief
-		if _, err := leases.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-l.Lost():
-		case <-time.After(time.Minute): // a bound against hanging, not a timing assertion
-			t.Fatal("Lost() not closed after the lease was stolen")
-		}
-		if err := l.Unlock(ctx); !errors.Is(err, ErrLockLost) {
-			t.Errorf("Unlock() after theft = %v, want ErrLockLost", err)
-		}
-		got, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
-		if err != nil || holderOf(got) != thief {
-			t.Errorf("after Unlock the lease holder is %q (%v), want the thief's", holderOf(got), err)
-		}
-	})
 }

@@ -252,7 +252,7 @@ func TestStateFits5000Releases(t *testing.T) {
 	if err := c.WriteState(ctx, want); err != nil {
 		t.Fatalf("WriteState(5000 releases): %v", err)
 	}
-	got, err := c.ReadState(ctx)
+	got, err := c.ReadStateOf(ctx, want.ManifestID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,10 @@ type conn struct {
 	err error
 }
 
+// connectTimeout bounds connecting to one cluster and reading its identity:
+// one slow API server must not hold up the others.
+const connectTimeout = 30 * time.Second
+
 // connectAll connects to every selected cluster in parallel and reads each
 // one's identity. Manifest clusters that turn out to be one API server (a
 // copy-pasted context, two contexts for one server) are all refused: the
@@ -40,13 +44,15 @@ func connectAll(ctx context.Context, selected []manifest.Cluster, connect Connec
 					conns[i].err = fmt.Errorf("cluster %q: connect: %w", c.Name, err)
 				}
 			}()
-			t, err := connect(ctx, c)
+			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			defer cancel()
+			t, err := connect(cctx, c)
 			if err != nil {
 				conns[i].err = err
 				return
 			}
 			conns[i].t = t
-			conns[i].uid, conns[i].err = t.Identity(ctx)
+			conns[i].uid, conns[i].err = t.Identity(cctx)
 		}()
 	}
 	wg.Wait()
@@ -153,7 +159,8 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 	}
 	if r.opts.ClusterTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.opts.ClusterTimeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, r.opts.ClusterTimeout,
+			fmt.Errorf("the cluster's run took longer than --cluster-timeout %s", r.opts.ClusterTimeout))
 		defer cancel()
 	}
 	cr := &clusterRun{t: cn.t, c: c, log: log, uid: cn.uid, found: map[ReleaseKey]map[string]string{}}
@@ -166,17 +173,19 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 		cr.lease = lease
 		locked := time.Now().UTC()
 		rep.LockedAt = &locked
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
 		stopWatch := make(chan struct{})
 		watched := make(chan struct{})
 		go func() {
 			defer close(watched)
 			select {
 			case <-lease.Lost():
-				log.Error("lost the cluster lock; stopping all writes to this cluster")
-				cancel()
+				if ctx.Err() == nil { // not just the run ending (timeout, interrupt)
+					log.Error("lost the cluster lock; stopping all writes to this cluster")
+				}
+				cancel(errLockLost)
 			case <-stopWatch:
 			}
 		}()
@@ -206,9 +215,19 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 	}
 	cr.checked = checkedByRelease(prev)
 
+	releases, err := cn.t.ListReleases(ctx, nil)
+	if err != nil {
+		return fail(fmt.Errorf("list releases: %w", err))
+	}
+	deployed := deployedFrom(releases)
+	if err := earlierRuns(ctx, cn.t, deployed); err != nil {
+		return fail(err)
+	}
+
 	live := false
+	offline := desired
 	if r.opts.Renderer != nil {
-		results, caps, err := renderCluster(ctx, r.m, r.opts.Renderer, r.opts.Selection, c, cn.t)
+		results, caps, err := renderCluster(ctx, r.m, r.opts.Renderer, r.opts.Selection, c, cn.t, existing(deployed))
 		cr.caps = caps
 		if err != nil {
 			return fail(fmt.Errorf("render with the cluster's capabilities and lookup: nothing applied: %w", err))
@@ -216,15 +235,13 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 		desired, live = desiredByCluster(r.m, results)[c.Name], true
 	}
 
-	releases, err := cn.t.ListReleases(ctx, nil)
-	if err != nil {
-		return fail(fmt.Errorf("list releases: %w", err))
-	}
 	popts := r.opts.Plan
 	popts.Now, popts.LeaseDuration, popts.RunID = time.Now(), r.opts.LockDuration, r.opts.RunID
 	popts.Healthy = healthyRevisions(prev)
-	plan := Plan(c, desired, deployedFrom(releases), popts)
-	if !live {
+	plan := Plan(c, desired, deployed, popts)
+	if live {
+		refuseUnreviewedObjects(&plan, offline)
+	} else {
 		refuseOfflineLookups(&plan)
 	}
 
@@ -236,10 +253,13 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 	cr.snap = cn.t.Snapshot()
 	rep.Releases = r.applyWaves(ctx, cr, plan)
 	rep.Pruned = r.pruneIfSafe(ctx, cr, plan, rep.Releases)
+	for _, u := range plan.Unowned {
+		rep.Pruned = append(rep.Pruned, ReleaseReport{Name: u.Name, Namespace: u.Namespace, Action: ActionPrune, Outcome: OutcomeSkipped, FromRevision: u.FromRevision, Error: u.Reason})
+	}
 	rep.Error = problems(rep, plan)
 
 	if cr.lost() {
-		rep.Error = joinProblems(rep.Error, "the cluster's lock was lost: stopped writing, state record not updated")
+		rep.Error = joinProblems(rep.Error, "stopped writing to the cluster ("+cancelCause(ctx, cr)+"); state record not updated")
 		return rep
 	}
 	if err := r.writeState(ctx, cr, rep, desired); err != nil {
@@ -247,6 +267,80 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 		rep.Error = joinProblems(rep.Error, fmt.Sprintf("write state record: %v", err))
 	}
 	return rep
+}
+
+// earlierRuns reads, for each pending release, the run labels of its other
+// revisions, so the plan can tell a revision a tandem run wrote from one a
+// Helm client wrote with labels copied from an earlier revision.
+func earlierRuns(ctx context.Context, t Target, deployed []Deployed) error {
+	for i := range deployed {
+		d := &deployed[i]
+		if !d.pending() || d.Labels[LabelRun] == "" {
+			continue
+		}
+		hist, err := t.History(ctx, d.Namespace, d.Name)
+		if err != nil {
+			return fmt.Errorf("release %s: history: %w", d.key(), err)
+		}
+		d.EarlierRuns = map[string]bool{}
+		for _, h := range hist {
+			if h.Revision != d.Revision && h.Labels[LabelRun] != "" {
+				d.EarlierRuns[h.Labels[LabelRun]] = true
+			}
+		}
+	}
+	return nil
+}
+
+// existing lists the releases Helm storage holds: Helm upgrades those, so
+// their templates see .Release.IsUpgrade.
+func existing(deployed []Deployed) map[ReleaseKey]bool {
+	out := make(map[ReleaseKey]bool, len(deployed))
+	for _, d := range deployed {
+		out[d.key()] = true
+	}
+	return out
+}
+
+// refuseUnreviewedObjects fails the steps of releases whose render with the
+// cluster (its capabilities and lookup) holds objects the offline render —
+// what `tandem diff --against` showed on the pull request — does not. A
+// chart could otherwise show reviewers one thing and, seeing the live
+// cluster, apply another (say, a ClusterRoleBinding only when a lookup finds
+// something). Objects only the offline render has (an install-only Secret
+// on an upgrade) are fine: the review saw more, not less. Objects are
+// compared by group, kind, namespace and name, so an API version chosen by
+// the cluster's version is not a difference.
+func refuseUnreviewedObjects(plan *ClusterPlan, offline []Desired) {
+	seen := map[ReleaseKey]map[objectKey]bool{}
+	for _, d := range offline {
+		ids := map[objectKey]bool{}
+		for _, o := range d.Result.Objects {
+			ids[objectKey{apiGroupOf(o.APIVersion), o.Kind, o.Namespace, o.Name}] = true
+		}
+		seen[d.key()] = ids
+	}
+	for i := range plan.Steps {
+		s := &plan.Steps[i]
+		if s.Error != "" || s.Action == ActionUnchanged || s.desired == nil {
+			continue
+		}
+		ids, ok := seen[s.desired.key()]
+		if !ok {
+			continue // not rendered offline (a caller that passed no offline results)
+		}
+		var extra []string
+		for _, o := range s.desired.Result.Objects {
+			if !ids[objectKey{apiGroupOf(o.APIVersion), o.Kind, o.Namespace, o.Name}] {
+				extra = append(extra, o.ID())
+			}
+		}
+		if len(extra) > 0 {
+			sort.Strings(extra)
+			s.Error = fmt.Sprintf("rendered with the cluster, it has objects the offline render (what a pull request's plan shows) does not: %s; nothing applied — declare the cluster's kubeVersion and apiVersions in tandem.yaml, or check the chart's lookup and .Capabilities conditions",
+				strings.Join(extra, ", "))
+		}
+	}
 }
 
 // refuseOfflineLookups fails the steps of releases whose templates called
@@ -349,8 +443,12 @@ func healthyRevisions(st *clusters.State) map[ReleaseKey]int {
 	if st == nil {
 		return out
 	}
+	// A record written before tandem recorded health (no manifest ID in
+	// it) wrote "ok" only after a health wait, or for a release that was
+	// unchanged since one: its ok outcomes are trusted.
+	legacy := st.ManifestID == ""
 	for _, r := range st.Releases {
-		if r.Healthy {
+		if r.Healthy || (legacy && r.Outcome == string(OutcomeOK)) {
 			out[ReleaseKey{r.Namespace, r.Name}] = r.Revision
 		}
 	}

@@ -65,7 +65,7 @@ func diffCluster(ctx context.Context, m *manifest.Manifest, c manifest.Cluster, 
 		return cd
 	}
 	if opts.Renderer != nil {
-		results, _, err := renderCluster(ctx, m, opts.Renderer, opts.Selection, c, t)
+		results, _, err := renderCluster(ctx, m, opts.Renderer, opts.Selection, c, t, nil)
 		if err != nil {
 			cd.Error = fmt.Sprintf("render with the cluster's capabilities and lookup: %v", err)
 			return cd

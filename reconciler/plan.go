@@ -44,6 +44,12 @@ type Deployed struct {
 	Updated time.Time
 	// Manifest is the revision's applied manifest, for a health check.
 	Manifest string
+	// EarlierRuns holds the tandem.dev/run labels of the release's other
+	// revisions (read only for pending releases). Helm copies a release's
+	// labels onto the revisions it writes — a person's `helm upgrade` or
+	// `helm rollback` included — so a run label seen on an earlier revision
+	// says nothing about who wrote this one.
+	EarlierRuns map[string]bool
 }
 
 func (d Deployed) key() ReleaseKey { return ReleaseKey{d.Namespace, d.Name} }
@@ -118,6 +124,9 @@ type ClusterPlan struct {
 	Prune   []Step        `json:"prune,omitempty"`
 	// PruneBlocked, when set, says why the planned prunes will not run.
 	PruneBlocked string `json:"pruneBlocked,omitempty"`
+	// Unowned are releases the manifest no longer names that tandem cannot
+	// prove are this manifest's (labelled before manifest IDs): left alone.
+	Unowned []Step `json:"unowned,omitempty"`
 }
 
 // PlanOptions are the policy knobs of Plan.
@@ -212,6 +221,14 @@ func Plan(cluster manifest.Cluster, desired []Desired, deployed []Deployed, opts
 			continue // another manifest's, or not tandem's: never pruned
 		}
 		owned++
+		if !want[d.key()] && d.legacy() {
+			// Installed by a tandem from before manifest IDs: it may be
+			// another team's. Wanted, it is relabelled; unwanted, it is
+			// reported and left.
+			p.Unowned = append(p.Unowned, Step{Name: d.Name, Namespace: d.Namespace, Action: ActionPrune, FromRevision: d.Revision,
+				Reason: "not pruned: installed by a tandem from before manifest IDs, so its manifest is unknown; uninstall it with helm if it is this manifest's"})
+			continue
+		}
 		if !want[d.key()] {
 			p.Prune = append(p.Prune, Step{Name: d.Name, Namespace: d.Namespace, Action: ActionPrune, FromRevision: d.Revision, Reason: "no longer in the manifest for this cluster"})
 		}
@@ -240,7 +257,7 @@ func Plan(cluster manifest.Cluster, desired []Desired, deployed []Deployed, opts
 // lease duration. A pending revision without tandem's run label may be a
 // person's `helm upgrade` or `helm rollback` in progress.
 func abandoned(cur Deployed, spec manifest.Release, opts PlanOptions) string {
-	if run := cur.Labels[LabelRun]; run != "" && opts.RunID != "" && run != opts.RunID {
+	if run := cur.Labels[LabelRun]; run != "" && opts.RunID != "" && run != opts.RunID && !cur.EarlierRuns[run] {
 		return "left by tandem run " + run + ", which no longer holds the cluster's lock"
 	}
 	limit := spec.TimeoutDuration() + opts.LeaseDuration
@@ -253,7 +270,7 @@ func abandoned(cur Deployed, spec manifest.Release, opts PlanOptions) string {
 // inProgress is the error of a pending revision that is not abandoned.
 func inProgress(cur Deployed, opts PlanOptions) string {
 	by := "a Helm client outside tandem (helm upgrade, helm rollback)"
-	if run := cur.Labels[LabelRun]; run != "" {
+	if run := cur.Labels[LabelRun]; run != "" && !cur.EarlierRuns[run] {
 		by = "tandem run " + run
 	}
 	since := ""

@@ -28,6 +28,11 @@ func at(d Deployed, t time.Time) Deployed { d.Updated = t; return d }
 
 func withRun(d Deployed, run string) Deployed { d.Labels[LabelRun] = run; return d }
 
+func copiedRun(d Deployed) Deployed {
+	d.EarlierRuns = map[string]bool{d.Labels[LabelRun]: true}
+	return d
+}
+
 func TestPlan(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	blue := manifest.Cluster{Name: "blue", Role: manifest.RoleActive}
@@ -95,6 +100,16 @@ func TestPlan(t *testing.T) {
 			opts:     PlanOptions{Now: now, LeaseDuration: 30 * time.Second, RunID: "run-b"},
 			steps: []Step{{Name: "web", Namespace: "ns", Action: ActionUpgrade, FromRevision: 6, Recover: "pending-upgrade",
 				Reason: "recovering a release stuck in pending-upgrade: left by tandem run run-a, which no longer holds the cluster's lock"}},
+			changes: true,
+		},
+		{
+			// Helm copies labels onto the revisions a person's helm upgrade/rollback writes.
+			name:     "a pending revision whose run label an earlier revision carries is a Helm client's, in progress",
+			desired:  []Desired{desiredRel("web", 0, "d1")},
+			deployed: []Deployed{copiedRun(withRun(at(owned("web", 6, "pending-rollback", "d1"), now.Add(-time.Minute)), "run-a"))},
+			opts:     PlanOptions{Now: now, LeaseDuration: 30 * time.Second, RunID: "run-b"},
+			steps: []Step{{Name: "web", Namespace: "ns", Action: ActionUpgrade, FromRevision: 6,
+				Error: "operation in progress (by a Helm client outside tandem (helm upgrade, helm rollback)): revision 6 is pending-rollback since 2026-12-01T11:59:00Z; tandem recovers it only once it is abandoned (older than the release timeout plus the lock's lease duration)"}},
 			changes: true,
 		},
 		{
@@ -226,6 +241,17 @@ func TestPlanManifestOwnership(t *testing.T) {
 	}
 	if len(p.Steps) != 1 || !strings.Contains(p.Steps[0].Error, `belongs to tandem manifest "team-b"`) {
 		t.Errorf("taking over team-b's release without adopt: %+v", p.Steps)
+	}
+
+	// An unwanted legacy release may be another team's: the default manifest does not prune it.
+	p = Plan(blue, nil, []Deployed{legacy, owned("a", 1, "deployed", "d"), owned("b", 1, "deployed", "d")}, PlanOptions{MaxPrune: 1, Healthy: healthy})
+	if len(p.Unowned) != 1 || p.Unowned[0].Name != "legacy" {
+		t.Errorf("unowned = %+v, want the legacy release reported", p.Unowned)
+	}
+	for _, s := range p.Prune {
+		if s.Name == "legacy" {
+			t.Errorf("the default manifest prunes a release of unknown manifest: %+v", p.Prune)
+		}
 	}
 
 	// The default manifest owns the legacy release: it keeps it, and records ownership once.

@@ -46,6 +46,12 @@ func (r *run) prune(ctx context.Context, cr *clusterRun, steps []Step) []Release
 	for i, s := range steps {
 		g.Go(func() error {
 			start := time.Now()
+			defer func() {
+				if err := recovered(recover()); err != nil {
+					out[i] = ReleaseReport{Name: s.Name, Namespace: s.Namespace, Action: ActionPrune, FromRevision: s.FromRevision,
+						Outcome: OutcomeFailed, Error: err.Error()}
+				}
+			}()
 			out[i] = ReleaseReport{Name: s.Name, Namespace: s.Namespace, Action: ActionPrune, FromRevision: s.FromRevision, Outcome: OutcomeOK}
 			r.emit(Event{Cluster: c.Name, Role: string(c.Role), Release: s.Name, Action: ActionPrune, Phase: "start", FromRevision: s.FromRevision})
 			ev := Event{Cluster: c.Name, Role: string(c.Role), Release: s.Name, Action: ActionPrune, Phase: "done", FromRevision: s.FromRevision}

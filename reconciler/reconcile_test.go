@@ -61,7 +61,7 @@ func (f *fakeTarget) Name() string { return f.name }
 func (f *fakeTarget) Capabilities(context.Context) (render.Capabilities, error) {
 	return render.Capabilities{}, nil
 }
-func (f *fakeTarget) Lookup() render.LookupProvider { return nil }
+func (f *fakeTarget) Lookup(string) render.LookupProvider { return nil }
 func (f *fakeTarget) Identity(context.Context) (string, error) {
 	if f.uid != "" {
 		return f.uid, nil

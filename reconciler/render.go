@@ -35,7 +35,8 @@ func Render(ctx context.Context, m *manifest.Manifest, r Renderer, sel Selection
 // with what the cluster says of itself (its version and API versions) and a
 // read-only live lookup, as Helm's own install would see them: what is then
 // planned, digested and applied is this render.
-func renderCluster(ctx context.Context, m *manifest.Manifest, r Renderer, sel Selection, c manifest.Cluster, t Target) ([]*render.Result, render.Capabilities, error) {
+// Releases in exists are rendered as Helm's upgrade renders them.
+func renderCluster(ctx context.Context, m *manifest.Manifest, r Renderer, sel Selection, c manifest.Cluster, t Target, exists map[ReleaseKey]bool) ([]*render.Result, render.Capabilities, error) {
 	caps, err := t.Capabilities(ctx)
 	if err != nil {
 		return nil, caps, fmt.Errorf("read capabilities: %w", err)
@@ -46,10 +47,9 @@ func renderCluster(ctx context.Context, m *manifest.Manifest, r Renderer, sel Se
 	if err != nil {
 		return nil, caps, err
 	}
-	lookup := t.Lookup()
 	for i := range reqs {
 		reqs[i].Capabilities = caps
-		reqs[i].Lookup = lookup
+		reqs[i].Lookup = t.Lookup(reqs[i].Namespace)
 	}
 	results, err := r.RenderAll(ctx, reqs)
 	return results, caps, err

@@ -319,7 +319,8 @@ func TestSafety5StateRecordNamesTheCluster(t *testing.T) {
 }
 
 // Item 7: a revision deployed but never seen healthy (the run was killed
-// during its health wait) is checked again; unhealthy, it is rolled back.
+// during its health wait) is checked again; unhealthy, the run fails and
+// says so, and nothing is written.
 func TestSafety7UnconfirmedRevisionIsVerified(t *testing.T) {
 	log := &opLog{}
 	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
@@ -340,8 +341,18 @@ func TestSafety7UnconfirmedRevisionIsVerified(t *testing.T) {
 	if worker.Outcome != OutcomeFailed || !strings.Contains(worker.Error, "never seen healthy") {
 		t.Errorf("worker %+v: want failed, never seen healthy", worker)
 	}
-	if log.index("blue rollback worker to 1") < 0 {
-		t.Errorf("the unhealthy unconfirmed revision was not rolled back: %v", log.ops)
+	if log.index("blue rollback worker to 1") >= 0 || log.index("blue markunhealthy worker") >= 0 {
+		t.Errorf("a revision that may have served for months was rolled back or marked on one failed check: %v", log.ops)
+	}
+	// Healthy again: the next run confirms it, and the one after skips the check.
+	delete(fakes["blue"].unhealthy, "worker")
+	if rep := reconcileFakes(t, m, fakes, ""); rep.Clusters[0].Failed() {
+		t.Fatalf("blue failed once worker was healthy: %s", rep.Clusters[0].Error)
+	}
+	before := len(log.ops)
+	reconcileFakes(t, m, fakes, "")
+	if log.index("blue healthy worker") >= before || len(log.ops) != before {
+		t.Errorf("a revision confirmed healthy was checked again: %v", log.ops[before:])
 	}
 }
 
@@ -416,5 +427,27 @@ func TestSafety3RenderWithTheClusterAndRefuseOfflineLookups(t *testing.T) {
 	}
 	if log2.index("blue install db") >= 0 || log2.index("green install db") >= 0 {
 		t.Errorf("a plan rendered without the cluster was applied to a release that calls lookup: %v", log2.ops)
+	}
+}
+
+// Item 3 (review): a render with the cluster that holds objects the offline
+// render — what the pull request showed — does not is refused.
+func TestSafety3LiveRenderMayNotAddObjects(t *testing.T) {
+	obj := func(kind, name string) render.Object {
+		return render.Object{APIVersion: "rbac.authorization.k8s.io/v1", Kind: kind, Name: name}
+	}
+	spec := manifest.Release{Name: "web", Namespace: "s"}
+	offline := []Desired{{Spec: spec, Result: &render.Result{Objects: []render.Object{obj("Role", "web"), obj("Secret", "initial")}}}}
+	live := &Desired{Spec: spec, Result: &render.Result{Objects: []render.Object{obj("Role", "web"), obj("ClusterRoleBinding", "root")}}}
+	plan := ClusterPlan{Steps: []Step{{Name: "web", Namespace: "s", Action: ActionUpgrade, desired: live}}}
+	refuseUnreviewedObjects(&plan, offline)
+	if !strings.Contains(plan.Steps[0].Error, "ClusterRoleBinding root") {
+		t.Errorf("step error %q: want the unreviewed ClusterRoleBinding named", plan.Steps[0].Error)
+	}
+	live.Result.Objects = live.Result.Objects[:1] // fewer objects than reviewed: fine
+	plan.Steps[0].Error = ""
+	refuseUnreviewedObjects(&plan, offline)
+	if plan.Steps[0].Error != "" {
+		t.Errorf("a live render with fewer objects was refused: %q", plan.Steps[0].Error)
 	}
 }

@@ -7,6 +7,12 @@ import (
 	"github.com/tandem-gitops/tandem/clusters"
 )
 
+// keepsHealthy reports whether an unchanged release that did not end ok is
+// still at the revision tandem last saw healthy.
+func keepsHealthy(rr ReleaseReport, old clusters.ReleaseState) bool {
+	return rr.Action == ActionUnchanged && old.Healthy && old.Revision == rr.Revision && rr.Revision > 0
+}
+
 // writeState records what this run did in the cluster's state record. A run
 // restricted with --release merges: the records of releases it did not
 // touch are kept. A release that was not applied keeps its last record, so
@@ -39,10 +45,12 @@ func (r *run) writeState(ctx context.Context, cr *clusterRun, rep ClusterReport,
 		records[k] = clusters.ReleaseState{Name: rr.Name, Namespace: rr.Namespace, Digest: digests[k],
 			Revision: rr.Revision, Outcome: string(rr.Outcome), Error: rr.Error, Duration: time.Duration(rr.Duration),
 			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0, Checked: cr.found[k],
-			// Only a step that ends ok has seen its revision healthy: an
+			// A step that ends ok has seen its revision healthy (an
 			// install or upgrade after its health wait, an unchanged
-			// release that was confirmed before or verified now.
-			Healthy: rr.Outcome == OutcomeOK && rr.RolledBackTo == 0}
+			// release confirmed before or verified now); an unchanged
+			// release keeps what was known of its revision even when its
+			// drift check failed.
+			Healthy: (rr.Outcome == OutcomeOK && rr.RolledBackTo == 0) || keepsHealthy(rr, prev[k])}
 	}
 	for _, p := range rep.Pruned {
 		if p.Outcome == OutcomeOK {

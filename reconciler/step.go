@@ -46,8 +46,9 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 			err := r.waitHealthy(vctx, cr, s, s.deployed, s.FromRevision, start, ev)
 			cancel()
 			if err != nil {
-				cause := fmt.Errorf("revision %d was never seen healthy, and is not now: %w", s.FromRevision, err)
-				return finish(OutcomeFailed, r.afterFailure(ctx, cr, s, spec, &rr, cause))
+				// Not rolled back: the revision may have served for months and
+				// be degraded for a moment. Reported, and checked again next run.
+				return finish(OutcomeFailed, fmt.Errorf("revision %d was never seen healthy by tandem, and is not healthy now (left as it is): %w", s.FromRevision, err))
 			}
 		}
 		if r.opts.DetectDrift || r.opts.CorrectDrift || spec.DriftCorrection {
@@ -176,9 +177,12 @@ func (r *run) afterFailure(ctx context.Context, cr *clusterRun, s Step, spec man
 	if spec.OnFailure == manifest.OnFailureKeep || s.Action == ActionInstall {
 		return markUnhealthy(cause)
 	}
-	hist, err := t.History(rctx, s.Namespace, s.Name)
+	// Helm may still be writing the revision this step started (its
+	// upgrade goes on after the step's deadline): roll back only once it has
+	// finished, or two Helm operations would race on the release.
+	hist, err := settledHistory(rctx, t, s.Namespace, s.Name)
 	if err != nil {
-		return fmt.Errorf("%w; rollback: history: %v", cause, err)
+		return fmt.Errorf("%w; not rolled back: %v", cause, err)
 	}
 	target := 0
 	for _, h := range hist {
@@ -204,6 +208,33 @@ func (r *run) afterFailure(ctx context.Context, cr *clusterRun, s Step, spec man
 	}
 	rr.RolledBackTo = target
 	return fmt.Errorf("%w — rolled back to revision %d", cause, target)
+}
+
+// settleWait is how long a rollback waits for Helm to finish the revision
+// it is rolling back.
+const settleWait = time.Minute
+
+// settledHistory returns the release's history once its latest revision is
+// no longer pending, waiting up to settleWait.
+func settledHistory(ctx context.Context, t Target, namespace, name string) ([]clusters.Release, error) {
+	deadline := time.Now().Add(settleWait)
+	for {
+		hist, err := t.History(ctx, namespace, name)
+		if err != nil {
+			return nil, fmt.Errorf("history: %w", err)
+		}
+		if len(hist) == 0 || !hist[len(hist)-1].Pending() {
+			return hist, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("Helm is still writing revision %d (%s) after %s", hist[len(hist)-1].Revision, hist[len(hist)-1].Status, settleWait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func describeWaiting(st []clusters.ObjectStatus) string {

@@ -22,8 +22,10 @@ type Target interface {
 	// Capabilities are the cluster's version and API versions, as
 	// templates see them in .Capabilities.
 	Capabilities(ctx context.Context) (render.Capabilities, error)
-	// Lookup serves templates' lookup function from the cluster, read only.
-	Lookup() render.LookupProvider
+	// Lookup serves templates' lookup function from the cluster, read only
+	// and confined to the release's namespace (a chart must not read, and
+	// show in a diff, another namespace's Secrets).
+	Lookup(namespace string) render.LookupProvider
 	ListReleases(ctx context.Context, labels map[string]string) ([]clusters.Release, error)
 	Install(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)
 	Upgrade(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)
@@ -88,7 +90,9 @@ func (t ClusterTarget) Capabilities(ctx context.Context) (render.Capabilities, e
 }
 
 // Lookup implements Target with the cluster's read-only lookup.
-func (t ClusterTarget) Lookup() render.LookupProvider { return t.Cluster.Lookup(lookupTimeout) }
+func (t ClusterTarget) Lookup(namespace string) render.LookupProvider {
+	return t.Cluster.Lookup(lookupTimeout)
+}
 
 // ReadState implements Target with the manifest's own state record.
 func (t ClusterTarget) ReadState(ctx context.Context, manifestID string) (*clusters.State, error) {

@@ -56,6 +56,14 @@ func (r *run) applyWaves(ctx context.Context, cr *clusterRun, plan ClusterPlan) 
 			g.Go(func() error {
 				st := states[ReleaseKey{s.Namespace, s.Name}]
 				defer close(st.done)
+				defer func() {
+					if err := recovered(recover()); err != nil {
+						cr.log.Error("panic", "release", ReleaseKey{s.Namespace, s.Name}.String(), "error", err)
+						st.ok = false
+						out[i] = ReleaseReport{Name: s.Name, Namespace: s.Namespace, Wave: s.Wave, Action: s.Action,
+							FromRevision: s.FromRevision, Outcome: OutcomeFailed, Error: err.Error()}
+					}
+				}()
 				if msg := waitNeeds(ctx, cr, r.m, s, states); msg != "" {
 					skip(i, msg)
 					return nil
@@ -96,11 +104,11 @@ func (r *run) safeStep(ctx context.Context, cr *clusterRun, s Step) (rr ReleaseR
 
 // cancelCause says why a cluster's context ended.
 func cancelCause(ctx context.Context, cr *clusterRun) string {
-	if cr.lost() {
-		return errLockLost.Error()
-	}
 	if err := context.Cause(ctx); err != nil {
 		return err.Error()
+	}
+	if cr.lost() {
+		return errLockLost.Error()
 	}
 	return "cancelled"
 }
