@@ -23,6 +23,10 @@ const DefaultLookupTimeout = 10 * time.Second
 // ErrReadOnly is returned by every Lookup method that would write or watch.
 var ErrReadOnly = errors.New("lookup is read-only: only get and list are allowed")
 
+// ErrOutsideNamespace is returned by a read of a namespaced kind in another
+// namespace than the Lookup's, or across all namespaces.
+var ErrOutsideNamespace = errors.New("lookups are confined to the release's namespace")
+
 // Lookup serves Helm's template function lookup from a cluster, as Helm's
 // own install does, so that a render made before an install sees what the
 // install would: the live Secret a chart keeps its generated password in.
@@ -30,7 +34,19 @@ var ErrReadOnly = errors.New("lookup is read-only: only get and list are allowed
 //
 // It reads only. A template is code from a chart repository, and Helm's own
 // provider hands it a client that could write; this one serves Get and List
-// and refuses everything else with ErrReadOnly. Each request is bounded by
+// and refuses everything else with ErrReadOnly.
+//
+// It reads only the release's namespace. Helm's provider reads whatever its
+// credentials can, and tandem's are a cluster admin's: a chart in a pull
+// request could copy kube-system's Secrets into a ConfigMap that `tandem
+// diff` then prints. A namespaced kind is served in the Lookup's namespace
+// only; a read in another namespace or across all of them is refused with
+// ErrOutsideNamespace before any request. Cluster-scoped kinds (Namespace,
+// StorageClass, CustomResourceDefinition...) are still served: charts read
+// them, and no built-in cluster-scoped kind holds secret data. A CRD of a
+// cluster-scoped kind that does would be readable; that is a known limit.
+//
+// Each request is bounded by
 // the Lookup's timeout (Helm's lookup passes context.Background()), and
 // kinds are resolved through the Cluster's shared RESTMapper, so lookups
 // cost no discovery of their own.
@@ -39,17 +55,31 @@ type Lookup struct {
 	mapper  meta.RESTMapper
 	dynamic dynamic.Interface
 	timeout time.Duration
+	// namespace is the only one namespaced reads may name; "" allows none.
+	namespace string
 }
 
 var _ engine.ClientProvider = (*Lookup)(nil)
 
-// Lookup returns a read-only lookup provider for this cluster whose every
-// request is bounded by timeout (0 means DefaultLookupTimeout).
-func (c *Cluster) Lookup(timeout time.Duration) *Lookup {
+// LookupIn returns a read-only lookup provider for a release in namespace:
+// namespaced kinds are read there and nowhere else, cluster-scoped kinds
+// anywhere. Every request is bounded by timeout (0 means
+// DefaultLookupTimeout).
+func (c *Cluster) LookupIn(namespace string, timeout time.Duration) *Lookup {
 	if timeout <= 0 {
 		timeout = DefaultLookupTimeout
 	}
-	return &Lookup{cluster: c.name, mapper: c.getter.mapper, dynamic: c.dynamic, timeout: timeout}
+	return &Lookup{cluster: c.name, mapper: c.getter.mapper, dynamic: c.dynamic, timeout: timeout, namespace: namespace}
+}
+
+// Lookup returns a read-only lookup provider confined to no namespace: it
+// serves cluster-scoped kinds and refuses every read of a namespaced one.
+//
+// Deprecated: use LookupIn with the release's namespace. Lookup once read
+// every namespace; it stays, refusing, only so that callers keep compiling
+// and safe until they move.
+func (c *Cluster) Lookup(timeout time.Duration) *Lookup {
+	return c.LookupIn("", timeout)
 }
 
 // GetClientFor returns a read-only client for the kind and whether the kind
@@ -65,8 +95,9 @@ func (l *Lookup) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableRes
 		return nil, false, fmt.Errorf("cluster %q: lookup %s: %w", l.cluster, what, err)
 	}
 	res := l.dynamic.Resource(m.Resource)
-	r := readOnly{cluster: l.cluster, what: what, timeout: l.timeout, all: res, ri: res}
-	return r, m.Scope.Name() == meta.RESTScopeNameNamespace, nil
+	namespaced := m.Scope.Name() == meta.RESTScopeNameNamespace
+	r := readOnly{cluster: l.cluster, what: what, timeout: l.timeout, all: res, ri: res, namespaced: namespaced, confine: l.namespace}
+	return r, namespaced, nil
 }
 
 // mapping resolves a kind within the timeout: on a miss the mapper
@@ -100,7 +131,9 @@ type readOnly struct {
 	timeout       time.Duration
 	all           dynamic.NamespaceableResourceInterface
 	ri            dynamic.ResourceInterface // all, or all.Namespace(ns)
-	ns            string
+	ns            string                    // "" is all namespaces
+	namespaced    bool
+	confine       string // Lookup.namespace
 }
 
 var _ dynamic.NamespaceableResourceInterface = readOnly{}
@@ -114,6 +147,9 @@ func (r readOnly) Get(ctx context.Context, name string, opts metav1.GetOptions, 
 	if len(subresources) > 0 {
 		return nil, r.refuse("get of a subresource")
 	}
+	if err := r.confined(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	obj, err := r.ri.Get(ctx, name, opts)
@@ -121,6 +157,9 @@ func (r readOnly) Get(ctx context.Context, name string, opts metav1.GetOptions, 
 }
 
 func (r readOnly) List(ctx context.Context, opts metav1.ListOptions) (*unstructured.UnstructuredList, error) {
+	if err := r.confined(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	list, err := r.ri.List(ctx, opts)
@@ -142,6 +181,24 @@ func (r readOnly) explain(err error, name string) error {
 		obj += name
 	}
 	return fmt.Errorf("cluster %q: lookup %s: %w", r.cluster, obj, err)
+}
+
+// confined refuses a read of a namespaced kind anywhere but the Lookup's
+// namespace. Helm's lookup reads a namespaced kind across all namespaces
+// when the template passes "", so no namespace is refused too. A
+// cluster-scoped kind has no namespace to confine.
+func (r readOnly) confined() error {
+	if !r.namespaced || (r.ns != "" && r.ns == r.confine) {
+		return nil
+	}
+	where := "all namespaces"
+	if r.ns != "" {
+		where = fmt.Sprintf("namespace %q", r.ns)
+	}
+	if r.confine == "" {
+		return fmt.Errorf("cluster %q: lookup %s in %s: %w, and this lookup was given none", r.cluster, r.what, where, ErrOutsideNamespace)
+	}
+	return fmt.Errorf("cluster %q: lookup %s in %s: %w %q", r.cluster, r.what, where, ErrOutsideNamespace, r.confine)
 }
 
 func (r readOnly) refuse(verb string) error {

@@ -81,7 +81,7 @@ func TestLookupKeepsLivePassword(t *testing.T) {
 	}
 	render := func() string {
 		t.Helper()
-		files, err := engine.RenderWithClientProvider(ch, vals, c.Lookup(0))
+		files, err := engine.RenderWithClientProvider(ch, vals, c.LookupIn(ns, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func TestLookupReadsOnly(t *testing.T) {
 	if _, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"}, Data: map[string]string{"a": "b"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	l := c.Lookup(0)
+	l := c.LookupIn(ns, 0)
 
 	cms, namespaced, err := l.GetClientFor("v1", "ConfigMap")
 	if err != nil {
@@ -205,7 +205,7 @@ func TestLookupTimeout(t *testing.T) {
 		})
 	}
 	_, c, _ := connect(t, func(o *Options) { o.WrapTransport = stall })
-	secrets, _, err := c.Lookup(300*time.Millisecond).GetClientFor("v1", "Secret")
+	secrets, _, err := c.LookupIn("default", 300*time.Millisecond).GetClientFor("v1", "Secret")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func fakeLookup(t *testing.T, objs ...runtime.Object) (*Lookup, *dynamicfake.Fak
 		map[schema.GroupVersionResource]string{secrets: "SecretList"}, objs...)
 	mapper := meta.NewDefaultRESTMapper(nil)
 	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "Secret"}, meta.RESTScopeNamespace)
-	return &Lookup{cluster: "blue", mapper: mapper, dynamic: client, timeout: time.Second}, client
+	return &Lookup{cluster: "blue", mapper: mapper, dynamic: client, timeout: time.Second, namespace: "ns"}, client
 }
 
 func TestLookupRefusesWrites(t *testing.T) {

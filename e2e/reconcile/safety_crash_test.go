@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -241,8 +242,20 @@ func TestCrashKill9(t *testing.T) {
 	}
 	t.Logf("crash test: %d runs started and killed at random (%d killed, %d finished before their kill), plus the install, one measured and one final run",
 		started, killed, finished)
-	t.Logf("crash test: %d pending-* revisions left by kills, %d of them recovered (marked failed) by a later run; the final run recovered %d; %d pending at the end",
-		len(pendingSeen), len(recovered), foundPending, countPending(h, t))
+	var fates []string
+	for k := range pendingSeen {
+		fate := h.revisionStatus(t, k.cluster, k.id, k.rev)
+		switch {
+		case recovered[k]:
+			fate = "recovered (marked failed)"
+		case fate == "":
+			fate = "gone (Helm's history limit)"
+		}
+		fates = append(fates, fmt.Sprintf("%s %s@%d: %s", k.cluster, k.id, k.rev, fate))
+	}
+	slices.Sort(fates)
+	t.Logf("crash test: %d pending-* revisions left by kills, %d of them recovered (marked failed) by a later run; the final run recovered %d; %d pending at the end:\n%s",
+		len(pendingSeen), len(recovered), foundPending, countPending(h, t), strings.Join(fates, "\n"))
 	t.Logf("crash test: latest revision per release min %d, max %d (bound: runs that started it, at most %d); %d rollbacks",
 		minRev, maxRev, started+3, totalRollbacks)
 }
