@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"fmt"
 	"testing"
 )
 
@@ -10,7 +11,9 @@ import (
 // the values the render before per-cluster capabilities and lookup (client-
 // only action.Install, Helm's v1.20.0 defaults) produced: rendering with
 // tandem's own recipe and the new default Kubernetes version must not make
-// every release look changed.
+// every release look changed. Neither may rendering a release as an
+// upgrade: Request.Upgrade enters no digest, and these charts render the
+// same objects for an install and an upgrade.
 func TestDigestUnchangedForChartsWithoutCapabilitiesOrLookup(t *testing.T) {
 	tests := []struct {
 		chart  string
@@ -30,21 +33,24 @@ func TestDigestUnchangedForChartsWithoutCapabilitiesOrLookup(t *testing.T) {
 	}
 	r := New(DefaultOptions())
 	for _, tt := range tests {
-		t.Run(tt.chart+"/"+string(tt.role), func(t *testing.T) {
-			res, err := r.Render(context.Background(), Request{
-				Cluster: "c1", Release: "rel", Namespace: "shop", Chart: ChartSource{Dir: exampleDir(t, tt.chart)},
-				Values:  []ValuesLayer{{Source: "set", Set: map[string]any{"image.tag": "9.9.9"}}},
-				Overlay: Overlay{Release: "rel", Cluster: "c1", Role: tt.role, ScaleToZero: true, DNSPrefix: prefix, ActiveWeight: 100},
+		for _, upgrade := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/%s/upgrade=%t", tt.chart, tt.role, upgrade), func(t *testing.T) {
+				res, err := r.Render(context.Background(), Request{
+					Cluster: "c1", Release: "rel", Namespace: "shop", Chart: ChartSource{Dir: exampleDir(t, tt.chart)},
+					Values:  []ValuesLayer{{Source: "set", Set: map[string]any{"image.tag": "9.9.9"}}},
+					Overlay: Overlay{Release: "rel", Cluster: "c1", Role: tt.role, ScaleToZero: true, DNSPrefix: prefix, ActiveWeight: 100},
+					Upgrade: upgrade,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Digest != tt.digest {
+					t.Errorf("digest %s, want %s", res.Digest, tt.digest)
+				}
+				if res.UsedLookup {
+					t.Error("UsedLookup set for a chart that does not call lookup")
+				}
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Digest != tt.digest {
-				t.Errorf("digest %s, want %s", res.Digest, tt.digest)
-			}
-			if res.UsedLookup {
-				t.Error("UsedLookup set for a chart that does not call lookup")
-			}
-		})
+		}
 	}
 }

@@ -94,8 +94,10 @@ func objectsBySource(t *testing.T, manifest string) []map[string]any {
 // recipe to `helm template --kube-version/--api-versions` for charts that
 // read .Capabilities, and for one with everything the recipe must reproduce:
 // hooks (a test hook among them), NOTES.txt in the chart and a subchart,
-// several kinds in one template out of install order, an empty document.
-// Hooks are compared too: helm template prints them after the manifest.
+// several kinds in one template out of install order, an empty document;
+// and to `helm template --is-upgrade` for a chart that renders an object on
+// install only (Request.Upgrade). Hooks are compared too: helm template
+// prints them after the manifest.
 func TestRenderWithCapabilitiesEqualsHelmTemplate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the helm CLI built from the tools module")
@@ -106,16 +108,19 @@ func TestRenderWithCapabilitiesEqualsHelmTemplate(t *testing.T) {
 	}
 	helm := filepath.Join(tools, "helm")
 	tests := []struct {
-		chart string
-		flags []string
-		caps  Capabilities
+		chart   string
+		flags   []string
+		caps    Capabilities
+		upgrade bool
 	}{
-		{"hooks", []string{"--kube-version", "1.31.0"}, Capabilities{KubeVersion: "1.31.0"}},
-		{"cronjob", []string{"--kube-version", "v1.20.0"}, Capabilities{KubeVersion: "v1.20.0"}},
-		{"cronjob", []string{"--kube-version", "v1.33.1"}, Capabilities{KubeVersion: "v1.33.1"}},
-		{"kubeversion", []string{"--kube-version", "1.30.0"}, Capabilities{KubeVersion: "1.30.0"}},
+		{"hooks", []string{"--kube-version", "1.31.0"}, Capabilities{KubeVersion: "1.31.0"}, false},
+		{"cronjob", []string{"--kube-version", "v1.20.0"}, Capabilities{KubeVersion: "v1.20.0"}, false},
+		{"cronjob", []string{"--kube-version", "v1.33.1"}, Capabilities{KubeVersion: "v1.33.1"}, false},
+		{"kubeversion", []string{"--kube-version", "1.30.0"}, Capabilities{KubeVersion: "1.30.0"}, false},
 		{"apiversions", []string{"--kube-version", "1.30.0", "--api-versions", "monitoring.coreos.com/v1", "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"},
-			Capabilities{KubeVersion: "1.30.0", APIVersions: []string{"monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor"}}},
+			Capabilities{KubeVersion: "1.30.0", APIVersions: []string{"monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor"}}, false},
+		{"installonly", []string{"--kube-version", "1.30.0"}, Capabilities{KubeVersion: "1.30.0"}, false},
+		{"installonly", []string{"--kube-version", "1.30.0", "--is-upgrade"}, Capabilities{KubeVersion: "1.30.0"}, true},
 	}
 	for _, tt := range tests {
 		for _, role := range []Role{RoleActive, RoleStandby} {
@@ -139,7 +144,7 @@ func TestRenderWithCapabilitiesEqualsHelmTemplate(t *testing.T) {
 				}
 				res, err := New(DefaultOptions()).Render(context.Background(), Request{
 					Cluster: "c1", Release: "rel", Namespace: "shop", Chart: ChartSource{Dir: dir},
-					Overlay: overlay, Capabilities: tt.caps,
+					Overlay: overlay, Capabilities: tt.caps, Upgrade: tt.upgrade,
 				})
 				if err != nil {
 					t.Fatal(err)

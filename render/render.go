@@ -71,6 +71,13 @@ type Request struct {
 	// nothing, as in `helm template`; Result.UsedLookup says whether that
 	// mattered.
 	Lookup LookupProvider
+	// Upgrade says the release exists in the cluster, so Helm will upgrade
+	// it: templates see .Release.IsUpgrade, as Helm's upgrade does, where
+	// an install's see .Release.IsInstall. A chart may render other objects
+	// for each (an initial-admin Secret on install only), and Planned
+	// refuses a plan that names other objects than Helm renders when it
+	// applies it.
+	Upgrade bool
 }
 
 // Result is a rendered release for one cluster.

@@ -23,7 +23,8 @@ type rendered struct {
 // template is the `helm template` recipe (a client-only, dry-run
 // action.Install) with two differences: templates see the request's
 // capabilities instead of Helm's v1.20.0 defaults, and lookup is served by
-// the request's provider and recorded. action.Install offers neither a
+// the request's provider and recorded. A request for a release that exists
+// renders as `helm template --is-upgrade` does. action.Install offers neither a
 // lookup provider nor a way to learn that lookup was called, so this runs
 // the steps of its client-only path itself, with Helm's exported pieces and
 // in the same order (Install.RunWithContext, Configuration.renderResources
@@ -51,8 +52,18 @@ func (r *Renderer) template(_ context.Context, req Request, ch *chart.Chart, val
 	if err := chartutil.ProcessDependenciesWithMerge(ch, vals); err != nil {
 		return rendered{}, fmt.Errorf("template: %w", err)
 	}
+	// Helm's install renders with IsInstall and its upgrade with IsUpgrade
+	// (action.Upgrade.prepareUpgrade); a plan must see what the operation
+	// that applies it will, or Planned refuses a chart that renders an
+	// object on install only.
+	//
+	// Revision stays 1 where Helm's upgrade has the new revision number: a
+	// revision in the rendered content would change the digest every run,
+	// and no release would ever be a no-op. Known limit: a chart that prints
+	// .Release.Revision is planned, and (Planned substituting the plan)
+	// applied, with 1; its hooks, which Helm renders itself, see the real one.
 	top, err := chartutil.ToRenderValuesWithSchemaValidation(ch, vals, chartutil.ReleaseOptions{
-		Name: req.Release, Namespace: req.Namespace, Revision: 1, IsInstall: true,
+		Name: req.Release, Namespace: req.Namespace, Revision: 1, IsInstall: !req.Upgrade, IsUpgrade: req.Upgrade,
 	}, caps, false)
 	if err != nil {
 		return rendered{}, fmt.Errorf("template: %w", err)
