@@ -64,18 +64,18 @@ func diffCluster(ctx context.Context, m *manifest.Manifest, c manifest.Cluster, 
 		cd.Error = err.Error()
 		return cd
 	}
+	live, err := t.ListReleases(ctx, nil)
+	if err != nil {
+		cd.Error = fmt.Sprintf("list releases: %v", err)
+		return cd
+	}
 	if opts.Renderer != nil {
-		results, _, err := renderCluster(ctx, m, opts.Renderer, opts.Selection, c, t, nil)
+		results, _, err := renderCluster(ctx, m, opts.Renderer, opts.Selection, c, t, existing(deployedFrom(live)))
 		if err != nil {
 			cd.Error = fmt.Sprintf("render with the cluster's capabilities and lookup: %v", err)
 			return cd
 		}
 		desired = desiredByCluster(m, results)[c.Name]
-	}
-	live, err := t.ListReleases(ctx, nil)
-	if err != nil {
-		cd.Error = fmt.Sprintf("list releases: %v", err)
-		return cd
 	}
 	byKey := map[ReleaseKey]clusters.Release{}
 	for _, l := range live {

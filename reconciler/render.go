@@ -50,6 +50,7 @@ func renderCluster(ctx context.Context, m *manifest.Manifest, r Renderer, sel Se
 	for i := range reqs {
 		reqs[i].Capabilities = caps
 		reqs[i].Lookup = t.Lookup(reqs[i].Namespace)
+		reqs[i].Upgrade = exists[ReleaseKey{reqs[i].Namespace, reqs[i].Release}]
 	}
 	results, err := r.RenderAll(ctx, reqs)
 	return results, caps, err

@@ -410,6 +410,18 @@ func TestSafety3RenderWithTheClusterAndRefuseOfflineLookups(t *testing.T) {
 			t.Errorf("%s/%s applied digest %q, want the live render's", r.Namespace, r.Name, got)
 		}
 	}
+	for _, q := range lr.reqs {
+		if q.Upgrade {
+			t.Errorf("%s/%s rendered as an upgrade before it existed", q.Namespace, q.Release)
+		}
+	}
+	lr.reqs = nil
+	Reconcile(context.Background(), m, offline, connect, opts)
+	for _, q := range lr.reqs {
+		if !q.Upgrade {
+			t.Errorf("%s/%s on %s rendered as an install although Helm will upgrade it", q.Namespace, q.Release, q.Cluster)
+		}
+	}
 
 	// Without a live render, releases that used lookup are refused.
 	log2 := &opLog{}

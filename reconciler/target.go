@@ -91,7 +91,7 @@ func (t ClusterTarget) Capabilities(ctx context.Context) (render.Capabilities, e
 
 // Lookup implements Target with the cluster's read-only lookup.
 func (t ClusterTarget) Lookup(namespace string) render.LookupProvider {
-	return t.Cluster.Lookup(lookupTimeout)
+	return t.Cluster.LookupIn(namespace, lookupTimeout)
 }
 
 // ReadState implements Target with the manifest's own state record.

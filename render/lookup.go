@@ -21,7 +21,7 @@ import (
 
 // LookupProvider serves the templates' lookup function: it is Helm's
 // engine.ClientProvider, named here so that callers need not import Helm.
-// clusters.(*Cluster).Lookup returns a read-only one backed by a live cluster.
+// clusters.(*Cluster).LookupIn returns a read-only one backed by a live cluster, confined to the release's namespace.
 type LookupProvider = engine.ClientProvider
 
 // recordingLookup notes whether the templates called lookup, and serves the
