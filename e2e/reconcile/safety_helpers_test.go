@@ -65,9 +65,8 @@ func idLine(id string) string {
 	return "id: " + id + "\n"
 }
 
-// twoClusters is the clusters section every safety manifest uses: the
-// shared state record names the clusters, so every manifest on them must
-// call them blue and green.
+// twoClusters is the clusters section every safety manifest uses: blue
+// (Active) and green (Standby), the local clusters' kubeconfig contexts.
 const twoClusters = `clusters:
   - name: blue
     role: active
