@@ -3,9 +3,8 @@ package comment
 import (
 	"context"
 	"errors"
-	"net"
+	"github.com/tandem-gitops/tandem/internal/silentserver"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -13,33 +12,7 @@ import (
 // silentServer accepts connections and never answers, the way an API behind
 // a stuck proxy does. It returns its base URL.
 func silentServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return "http://" + silentserver.Start(t)
 }
 
 // TestUpsertTimesOut covers issue 8 item 11 (HTTP to GitHub/GitLab): an API

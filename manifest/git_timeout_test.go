@@ -3,9 +3,8 @@ package manifest_test
 import (
 	"context"
 	"errors"
-	"net"
+	"github.com/tandem-gitops/tandem/internal/silentserver"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,33 +14,7 @@ import (
 // silentServer accepts connections and never answers, like a git server
 // behind a stuck proxy. It returns its address.
 func silentServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln.Addr().String()
+	return silentserver.Start(t)
 }
 
 // TestFetchTimesOut covers issue 8 item 11 (git fetch): a git server that

@@ -3,11 +3,10 @@ package render
 import (
 	"crypto/rand"
 	"fmt"
-	"net"
+	"github.com/tandem-gitops/tandem/internal/silentserver"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -15,33 +14,7 @@ import (
 // silentServer accepts connections and never answers, like a chart
 // repository behind a stuck proxy. It returns its base URL.
 func silentServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return "http://" + silentserver.Start(t)
 }
 
 // repoServer serves a chart repository whose index lists chart "web" 1.0.0
