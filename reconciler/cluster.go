@@ -302,15 +302,17 @@ func existing(deployed []Deployed) map[ReleaseKey]bool {
 	return out
 }
 
-// refuseUnreviewedObjects fails the steps of releases whose render with the
-// cluster (its capabilities and lookup) holds objects the offline render —
-// what `tandem diff --against` showed on the pull request — does not. A
-// chart could otherwise show reviewers one thing and, seeing the live
-// cluster, apply another (say, a ClusterRoleBinding only when a lookup finds
-// something). Objects only the offline render has (an install-only Secret
-// on an upgrade) are fine: the review saw more, not less. Objects are
-// compared by group, kind, namespace and name, so an API version chosen by
-// the cluster's version is not a difference.
+// refuseUnreviewedObjects fails the steps of releases whose templates call
+// lookup and whose render with the cluster holds objects the offline render
+// — what `tandem diff --against` showed on the pull request, where lookup
+// finds nothing — does not. A chart could otherwise show reviewers one thing
+// and, reading the live cluster, apply another (say, a ClusterRoleBinding
+// only when a lookup finds something). Objects only the offline render has
+// are fine: the review saw more, not less. Objects are compared by group,
+// kind, namespace and name. Releases that do not call lookup are not held to
+// this: their differences come from capabilities (a CRD the cluster serves,
+// its version), which tandem.yaml declares and a reviewer sees, and holding
+// them to it would freeze every such chart until tandem.yaml lists each CRD.
 func refuseUnreviewedObjects(plan *ClusterPlan, offline []Desired) {
 	seen := map[ReleaseKey]map[objectKey]bool{}
 	for _, d := range offline {
@@ -322,7 +324,7 @@ func refuseUnreviewedObjects(plan *ClusterPlan, offline []Desired) {
 	}
 	for i := range plan.Steps {
 		s := &plan.Steps[i]
-		if s.Error != "" || s.Action == ActionUnchanged || s.desired == nil {
+		if s.Error != "" || s.Action == ActionUnchanged || s.desired == nil || !s.desired.Result.UsedLookup {
 			continue
 		}
 		ids, ok := seen[s.desired.key()]
@@ -337,7 +339,7 @@ func refuseUnreviewedObjects(plan *ClusterPlan, offline []Desired) {
 		}
 		if len(extra) > 0 {
 			sort.Strings(extra)
-			s.Error = fmt.Sprintf("rendered with the cluster, it has objects the offline render (what a pull request's plan shows) does not: %s; nothing applied — declare the cluster's kubeVersion and apiVersions in tandem.yaml, or check the chart's lookup and .Capabilities conditions",
+			s.Error = fmt.Sprintf("its templates call lookup, and rendered with the cluster it has objects the offline render (what a pull request's plan shows) does not: %s; nothing applied — check the chart's lookup conditions, or declare the cluster's kubeVersion and apiVersions in tandem.yaml",
 				strings.Join(extra, ", "))
 		}
 	}
@@ -373,6 +375,9 @@ func (r *run) dryRunReport(rep *ClusterReport, plan ClusterPlan) {
 			o = OutcomeSkipped
 		}
 		rep.Pruned = append(rep.Pruned, ReleaseReport{Name: s.Name, Namespace: s.Namespace, Action: ActionPrune, Outcome: o, FromRevision: s.FromRevision})
+	}
+	for _, u := range plan.Unowned {
+		rep.Pruned = append(rep.Pruned, ReleaseReport{Name: u.Name, Namespace: u.Namespace, Action: ActionPrune, Outcome: OutcomeSkipped, FromRevision: u.FromRevision, Error: u.Reason})
 	}
 	if plan.PruneBlocked != "" {
 		bad = append(bad, plan.PruneBlocked)

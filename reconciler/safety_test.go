@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -358,10 +359,15 @@ func TestSafety7UnconfirmedRevisionIsVerified(t *testing.T) {
 
 // liveRenderer is a fake renderer that renders "live": it records the
 // capabilities it was given and stamps them into the digest.
-type liveRenderer struct{ reqs []render.Request }
+type liveRenderer struct {
+	mu   sync.Mutex
+	reqs []render.Request // guarded by mu: clusters render concurrently
+}
 
 func (l *liveRenderer) RenderAll(_ context.Context, reqs []render.Request) ([]*render.Result, error) {
+	l.mu.Lock()
 	l.reqs = append(l.reqs, reqs...)
+	l.mu.Unlock()
 	out := make([]*render.Result, len(reqs))
 	for i, q := range reqs {
 		out[i] = &render.Result{Cluster: q.Cluster, Release: q.Release, Namespace: q.Namespace, Digest: "live-" + q.Capabilities.KubeVersion, UsedLookup: true}
@@ -450,7 +456,7 @@ func TestSafety3LiveRenderMayNotAddObjects(t *testing.T) {
 	}
 	spec := manifest.Release{Name: "web", Namespace: "s"}
 	offline := []Desired{{Spec: spec, Result: &render.Result{Objects: []render.Object{obj("Role", "web"), obj("Secret", "initial")}}}}
-	live := &Desired{Spec: spec, Result: &render.Result{Objects: []render.Object{obj("Role", "web"), obj("ClusterRoleBinding", "root")}}}
+	live := &Desired{Spec: spec, Result: &render.Result{UsedLookup: true, Objects: []render.Object{obj("Role", "web"), obj("ClusterRoleBinding", "root")}}}
 	plan := ClusterPlan{Steps: []Step{{Name: "web", Namespace: "s", Action: ActionUpgrade, desired: live}}}
 	refuseUnreviewedObjects(&plan, offline)
 	if !strings.Contains(plan.Steps[0].Error, "ClusterRoleBinding root") {
@@ -461,5 +467,42 @@ func TestSafety3LiveRenderMayNotAddObjects(t *testing.T) {
 	refuseUnreviewedObjects(&plan, offline)
 	if plan.Steps[0].Error != "" {
 		t.Errorf("a live render with fewer objects was refused: %q", plan.Steps[0].Error)
+	}
+}
+
+// slowUpgrade is a Helm upgrade that outlives the step's deadline.
+type slowUpgrade struct{ *fakeTarget }
+
+func (s slowUpgrade) Upgrade(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error) {
+	if req.Name == "worker" {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.fakeTarget.Upgrade(ctx, req)
+}
+
+// Item 5 of the review: when Helm's upgrade outlives the step's deadline,
+// Helm goes on applying in the background; a rollback would race it.
+func TestSafetyNoRollbackWhileHelmMayStillApply(t *testing.T) {
+	log := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
+	m := testManifest()
+	reconcileFakes(t, m, fakes, "")
+	m.Releases[3].Timeout = "200ms"
+	results := testResults(m)
+	for _, r := range results {
+		if r.Release == "worker" {
+			r.Digest = "changed"
+		}
+	}
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) { return slowUpgrade{fakes[c.Name]}, nil }
+	opts := DefaultOptions()
+	opts.DetectDrift = false
+	rep := Reconcile(context.Background(), m, results, connect, opts)
+	if !strings.Contains(rep.Clusters[0].Error, "not rolled back: Helm may still be applying") {
+		t.Errorf("blue error %q", rep.Clusters[0].Error)
+	}
+	if log.index("blue rollback worker to 1") >= 0 {
+		t.Errorf("rolled back while Helm may still be applying: %v", log.ops)
 	}
 }

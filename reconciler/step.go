@@ -104,6 +104,14 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 		rel, err = t.Upgrade(ctx, req)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			// Helm gave up waiting, but its apply goes on in the background
+			// (it marks the revision failed at once and keeps writing): a
+			// rollback now would race it. The next run finds the revision
+			// failed (and upgrades) or deployed but never seen healthy
+			// (and checks it).
+			return finish(OutcomeFailed, fmt.Errorf("%s: %w — not rolled back: Helm may still be applying this revision; the next run checks it", s.Action, err))
+		}
 		return finish(OutcomeFailed, r.afterFailure(ctx, cr, s, spec, &rr, fmt.Errorf("%s: %w", s.Action, err)))
 	}
 	rr.Revision = rel.Revision
