@@ -60,8 +60,11 @@ func (r *Renderer) template(_ context.Context, req Request, ch *chart.Chart, val
 	// Revision stays 1 where Helm's upgrade has the new revision number: a
 	// revision in the rendered content would change the digest every run,
 	// and no release would ever be a no-op. Known limit: a chart that prints
-	// .Release.Revision is planned, and (Planned substituting the plan)
-	// applied, with 1; its hooks, which Helm renders itself, see the real one.
+	// .Release.Revision in a value is planned, and (Planned substituting the
+	// plan) applied, with 1; its hooks, which Helm renders itself, see the
+	// real one. One that puts it in an object's name (a migration Job per
+	// revision) names other objects than Helm's render, and Planned refuses
+	// its upgrades.
 	top, err := chartutil.ToRenderValuesWithSchemaValidation(ch, vals, chartutil.ReleaseOptions{
 		Name: req.Release, Namespace: req.Namespace, Revision: 1, IsInstall: !req.Upgrade, IsUpgrade: req.Upgrade,
 	}, caps, false)
