@@ -72,16 +72,6 @@ func (c *Cluster) LookupIn(namespace string, timeout time.Duration) *Lookup {
 	return &Lookup{cluster: c.name, mapper: c.getter.mapper, dynamic: c.dynamic, timeout: timeout, namespace: namespace}
 }
 
-// Lookup returns a read-only lookup provider confined to no namespace: it
-// serves cluster-scoped kinds and refuses every read of a namespaced one.
-//
-// Deprecated: use LookupIn with the release's namespace. Lookup once read
-// every namespace; it stays, refusing, only so that callers keep compiling
-// and safe until they move.
-func (c *Cluster) Lookup(timeout time.Duration) *Lookup {
-	return c.LookupIn("", timeout)
-}
-
 // GetClientFor returns a read-only client for the kind and whether the kind
 // is namespaced. A kind the cluster does not serve is an error, as in Helm.
 func (l *Lookup) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableResourceInterface, bool, error) {

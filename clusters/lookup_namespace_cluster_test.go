@@ -45,7 +45,7 @@ func TestLookupConfinedToReleaseNamespace(t *testing.T) {
 		_ = admin.CoreV1().Secrets("kube-system").Delete(context.Background(), stolen, metav1.DeleteOptions{})
 	})
 
-	confined, unconfined := c.LookupIn(ns, 0), c.Lookup(0)
+	confined, unconfined := c.LookupIn(ns, 0), c.LookupIn("", 0)
 	get := func(namespace, name string) func(context.Context, dynamic.NamespaceableResourceInterface) error {
 		return func(ctx context.Context, ri dynamic.NamespaceableResourceInterface) error {
 			_, err := ri.Namespace(namespace).Get(ctx, name, metav1.GetOptions{})

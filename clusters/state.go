@@ -100,19 +100,6 @@ type ReleaseState struct {
 	Healthy bool `json:"healthy,omitempty"`
 }
 
-// Release returns the record of the release namespace/name, if s has one.
-func (s *State) Release(namespace, name string) (ReleaseState, bool) {
-	if s == nil {
-		return ReleaseState{}, false
-	}
-	for _, r := range s.Releases {
-		if r.Namespace == namespace && r.Name == name {
-			return r, true
-		}
-	}
-	return ReleaseState{}, false
-}
-
 // StateConfigMapFor is the state record of the manifest with this ID: each
 // manifest sharing a cluster keeps its own. The default manifest ("" or
 // "default") keeps StateConfigMap, where every record was before manifests

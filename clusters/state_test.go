@@ -60,23 +60,6 @@ func TestStateJSONAddedFields(t *testing.T) {
 	}
 }
 
-func TestStateRelease(t *testing.T) {
-	s := &State{Releases: []ReleaseState{
-		{Name: "redis", Namespace: "team-a", Revision: 1},
-		{Name: "redis", Namespace: "team-b", Revision: 2},
-	}}
-	if r, ok := s.Release("team-b", "redis"); !ok || r.Revision != 2 {
-		t.Errorf("Release(team-b, redis) = %+v, %v; want revision 2", r, ok)
-	}
-	if _, ok := s.Release("team-c", "redis"); ok {
-		t.Error("Release(team-c, redis) found a release")
-	}
-	var none *State
-	if _, ok := none.Release("team-a", "redis"); ok {
-		t.Error("nil State's Release found a release")
-	}
-}
-
 // realisticState is a state record of n releases as a large cluster would
 // hold them: distinct names across namespaces, 40-hex digests, four checked
 // objects each with its resourceVersion, and drift on every tenth release.

@@ -253,9 +253,7 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 	cr.snap = cn.t.Snapshot()
 	rep.Releases = r.applyWaves(ctx, cr, plan)
 	rep.Pruned = r.pruneIfSafe(ctx, cr, plan, rep.Releases)
-	for _, u := range plan.Unowned {
-		rep.Pruned = append(rep.Pruned, ReleaseReport{Name: u.Name, Namespace: u.Namespace, Action: ActionPrune, Outcome: OutcomeSkipped, FromRevision: u.FromRevision, Error: u.Reason})
-	}
+	rep.Pruned = append(rep.Pruned, skippedPrunes(plan.Unowned, "")...)
 	rep.Error = problems(rep, plan)
 
 	if cr.lost() {
@@ -318,7 +316,7 @@ func refuseUnreviewedObjects(plan *ClusterPlan, offline []Desired) {
 	for _, d := range offline {
 		ids := map[objectKey]bool{}
 		for _, o := range d.Result.Objects {
-			ids[objectKey{apiGroupOf(o.APIVersion), o.Kind, o.Namespace, o.Name}] = true
+			ids[objectKeyOf(o)] = true
 		}
 		seen[d.key()] = ids
 	}
@@ -333,7 +331,7 @@ func refuseUnreviewedObjects(plan *ClusterPlan, offline []Desired) {
 		}
 		var extra []string
 		for _, o := range s.desired.Result.Objects {
-			if !ids[objectKey{apiGroupOf(o.APIVersion), o.Kind, o.Namespace, o.Name}] {
+			if !ids[objectKeyOf(o)] {
 				extra = append(extra, o.ID())
 			}
 		}
@@ -376,9 +374,7 @@ func (r *run) dryRunReport(rep *ClusterReport, plan ClusterPlan) {
 		}
 		rep.Pruned = append(rep.Pruned, ReleaseReport{Name: s.Name, Namespace: s.Namespace, Action: ActionPrune, Outcome: o, FromRevision: s.FromRevision})
 	}
-	for _, u := range plan.Unowned {
-		rep.Pruned = append(rep.Pruned, ReleaseReport{Name: u.Name, Namespace: u.Namespace, Action: ActionPrune, Outcome: OutcomeSkipped, FromRevision: u.FromRevision, Error: u.Reason})
-	}
+	rep.Pruned = append(rep.Pruned, skippedPrunes(plan.Unowned, "")...)
 	if plan.PruneBlocked != "" {
 		bad = append(bad, plan.PruneBlocked)
 	}

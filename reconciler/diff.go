@@ -157,7 +157,7 @@ func objectsOf(r *render.Result) (map[objectKey]map[string]any, error) {
 		if md, ok := obj["metadata"].(map[string]any); ok && o.Namespace != "" {
 			md["namespace"] = o.Namespace // Helm leaves it to the install; the diff names it
 		}
-		out[objectKey{apiGroupOf(o.APIVersion), o.Kind, o.Namespace, o.Name}] = obj
+		out[objectKeyOf(o)] = obj
 	}
 	return out, nil
 }

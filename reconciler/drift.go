@@ -183,6 +183,11 @@ type objectDrift struct {
 
 func (k objectKey) String() string { return k.group + "/" + k.kind + "/" + k.namespace + "/" + k.name }
 
+// objectKeyOf is keyOf for a rendered object.
+func objectKeyOf(o render.Object) objectKey {
+	return objectKey{apiGroupOf(o.APIVersion), o.Kind, o.Namespace, o.Name}
+}
+
 func keyOf(u *unstructured.Unstructured) objectKey {
 	return objectKey{apiGroupOf(u.GetAPIVersion()), u.GetKind(), u.GetNamespace(), u.GetName()}
 }
@@ -255,7 +260,7 @@ func liveDrift(ctx context.Context, t Target, snap *clusters.Snapshot, c manifes
 func ignorePaths(c manifest.Cluster, d Desired) map[objectKey][]string {
 	out := map[objectKey][]string{}
 	for _, o := range d.Result.Objects {
-		k := objectKey{apiGroupOf(o.APIVersion), o.Kind, o.Namespace, o.Name}
+		k := objectKeyOf(o)
 		for _, r := range d.Spec.Ignore {
 			if (r.Kind == "" || r.Kind == o.Kind) && (r.Name == "" || r.Name == o.Name) {
 				out[k] = append(out[k], r.Paths...)

@@ -29,13 +29,23 @@ func (r *run) pruneIfSafe(ctx context.Context, cr *clusterRun, plan ClusterPlan,
 		why = "not pruned: " + cancelCause(ctx, cr)
 	}
 	if why != "" {
-		out := make([]ReleaseReport, 0, len(plan.Prune))
-		for _, s := range plan.Prune {
-			out = append(out, ReleaseReport{Name: s.Name, Namespace: s.Namespace, Action: ActionPrune, Outcome: OutcomeSkipped, FromRevision: s.FromRevision, Error: why})
-		}
-		return out
+		return skippedPrunes(plan.Prune, why)
 	}
 	return r.prune(ctx, cr, plan.Prune)
+}
+
+// skippedPrunes reports prunes that did not run; why "" takes each step's
+// own reason (the unowned legacy releases).
+func skippedPrunes(steps []Step, why string) []ReleaseReport {
+	out := make([]ReleaseReport, 0, len(steps))
+	for _, s := range steps {
+		msg := why
+		if msg == "" {
+			msg = s.Reason
+		}
+		out = append(out, ReleaseReport{Name: s.Name, Namespace: s.Namespace, Action: ActionPrune, Outcome: OutcomeSkipped, FromRevision: s.FromRevision, Error: msg})
+	}
+	return out
 }
 
 func (r *run) prune(ctx context.Context, cr *clusterRun, steps []Step) []ReleaseReport {

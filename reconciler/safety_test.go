@@ -506,3 +506,40 @@ func TestSafetyNoRollbackWhileHelmMayStillApply(t *testing.T) {
 		t.Errorf("rolled back while Helm may still be applying: %v", log.ops)
 	}
 }
+
+// slowHealth never turns healthy before its context ends.
+type slowHealth struct{ *fakeTarget }
+
+func (s slowHealth) WaitHealthy(ctx context.Context, manifest string, opts clusters.WaitOptions) ([]clusters.ObjectStatus, error) {
+	if manifest == "worker" {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.fakeTarget.WaitHealthy(ctx, manifest, opts)
+}
+
+// Item 11: when --cluster-timeout ends the run, nothing more is written to
+// the cluster — the release is not rolled back — and the error says why.
+func TestSafety11ClusterTimeoutWritesNothingMore(t *testing.T) {
+	log := &opLog{}
+	fakes := map[string]*fakeTarget{"blue": newFake("blue", log), "green": newFake("green", log)}
+	m := testManifest()
+	reconcileFakes(t, m, fakes, "")
+	results := testResults(m)
+	for _, r := range results {
+		if r.Release == "worker" {
+			r.Digest = "changed"
+		}
+	}
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) { return slowHealth{fakes[c.Name]}, nil }
+	opts := DefaultOptions()
+	opts.DetectDrift = false
+	opts.ClusterTimeout = 300 * time.Millisecond
+	rep := Reconcile(context.Background(), m, results, connect, opts)
+	if !strings.Contains(rep.Clusters[0].Error, "--cluster-timeout") {
+		t.Errorf("blue error %q does not name the cluster timeout", rep.Clusters[0].Error)
+	}
+	if log.index("blue rollback worker to 1") >= 0 || log.index("blue markunhealthy worker") >= 0 {
+		t.Errorf("wrote to blue after its run was stopped: %v", log.ops)
+	}
+}

@@ -170,6 +170,11 @@ func (r *run) afterFailure(ctx context.Context, cr *clusterRun, s Step, spec man
 	if cr.lost() {
 		return fmt.Errorf("%w; %v: nothing more written (no rollback)", cause, errLockLost)
 	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// The run was stopped (--cluster-timeout, an interrupt), not just
+		// this release's own deadline: write nothing more.
+		return fmt.Errorf("%w; run stopped (%v): not rolled back, the next run checks it", cause, err)
+	}
 	t := cr.t
 	// The release's own deadline may have passed: act on a fresh one.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)

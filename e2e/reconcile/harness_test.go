@@ -100,22 +100,36 @@ func (h *harness) start(t *testing.T, dir string, args ...string) *process {
 	p.cmd = exec.Command(h.bin, p.args...)
 	p.cmd.Env = append(os.Environ(), h.tandemEnv()...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	if err := p.cmd.Start(); err != nil {
+	startBackground(t, p.cmd, p.done, &p.err)
+	return p
+}
+
+// startBackground starts cmd; when it exits, *err is set and done closed.
+// The test's cleanup kills it if it is still running.
+func startBackground(t *testing.T, cmd *exec.Cmd, done chan struct{}, err *error) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
+		*err = cmd.Wait()
+		close(done)
 	}()
 	t.Cleanup(func() {
 		select {
-		case <-p.done:
+		case <-done:
 		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
+			_ = cmd.Process.Kill()
+			<-done
 		}
 	})
-	return p
+}
+
+// helmCommand is the stock helm CLI against one cluster, with its homes in
+// the test's own directory so it never touches $HOME.
+func (h *harness) helmCommand(ctx context.Context, cluster string, args ...string) *exec.Cmd {
+	cmd := h.helmCommand(ctx, cluster, args...)
+	return cmd
 }
 
 func (p *process) exited() bool {
@@ -280,13 +294,7 @@ func (h *harness) helm(t *testing.T, cluster string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	args = append(args, "--kubeconfig", h.env.Kubeconfig(), "--kube-context", cluster)
-	cmd := exec.CommandContext(ctx, h.env.Tool("helm"), args...)
-	cmd.Env = append(os.Environ(),
-		"HELM_CACHE_HOME="+filepath.Join(h.helmHome, "cache"),
-		"HELM_CONFIG_HOME="+filepath.Join(h.helmHome, "config"),
-		"HELM_DATA_HOME="+filepath.Join(h.helmHome, "data"),
-	)
+	cmd := h.helmCommand(ctx, cluster, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

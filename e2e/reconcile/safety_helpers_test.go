@@ -239,30 +239,10 @@ type helmProcess struct {
 // the test's cleanup kills it if it still runs.
 func (h *harness) startHelm(t *testing.T, cluster string, args ...string) *helmProcess {
 	t.Helper()
-	args = append(args, "--kubeconfig", h.env.Kubeconfig(), "--kube-context", cluster)
 	p := &helmProcess{args: args, done: make(chan struct{})}
-	p.cmd = exec.Command(h.env.Tool("helm"), args...)
-	p.cmd.Env = append(os.Environ(),
-		"HELM_CACHE_HOME="+filepath.Join(h.helmHome, "cache"),
-		"HELM_CONFIG_HOME="+filepath.Join(h.helmHome, "config"),
-		"HELM_DATA_HOME="+filepath.Join(h.helmHome, "data"),
-	)
+	p.cmd = h.helmCommand(context.Background(), cluster, args...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.output, &p.output
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	startBackground(t, p.cmd, p.done, &p.err)
 	return p
 }
 
