@@ -128,7 +128,13 @@ func startBackground(t *testing.T, cmd *exec.Cmd, done chan struct{}, err *error
 // helmCommand is the stock helm CLI against one cluster, with its homes in
 // the test's own directory so it never touches $HOME.
 func (h *harness) helmCommand(ctx context.Context, cluster string, args ...string) *exec.Cmd {
-	cmd := h.helmCommand(ctx, cluster, args...)
+	args = append(args, "--kubeconfig", h.env.Kubeconfig(), "--kube-context", cluster)
+	cmd := exec.CommandContext(ctx, h.env.Tool("helm"), args...)
+	cmd.Env = append(os.Environ(),
+		"HELM_CACHE_HOME="+filepath.Join(h.helmHome, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(h.helmHome, "config"),
+		"HELM_DATA_HOME="+filepath.Join(h.helmHome, "data"),
+	)
 	return cmd
 }
 
