@@ -12,7 +12,6 @@ import (
 	"github.com/tandem-gitops/tandem/cmd/tandem/internal/diffview"
 	"github.com/tandem-gitops/tandem/manifest"
 	"github.com/tandem-gitops/tandem/reconciler"
-	"github.com/tandem-gitops/tandem/render"
 )
 
 type diffFlags struct {
@@ -50,7 +49,7 @@ With --exit-code: exit 0 no differences, 2 differences, 1 error.`,
 			var rep *reconciler.DiffReport
 			var err error
 			if f.against != "" {
-				rep, err = f.diffAgainst(ctx)
+				rep, err = f.diffAgainst(ctx, g, s)
 			} else {
 				rep, err = f.diffLive(ctx, g, s)
 			}
@@ -100,62 +99,58 @@ func (f *diffFlags) diffLive(ctx context.Context, g *globalFlags, s streams) (*r
 	if err != nil {
 		return nil, err
 	}
-	renderer := render.New(renderOptions())
-	results, err := reconciler.Render(ctx, m, renderer, f.selection())
-	if err != nil {
-		return nil, err
-	}
 	opts := reconciler.DefaultDiffOptions()
 	opts.Selection = f.selection()
-	opts.Renderer = renderer // each cluster as it is: its capabilities and lookup, as reconcile applies
-	return reconciler.DiffLive(ctx, m, results, connector(g, s, 50, 100), opts, rev.Commit), nil
+	return g.pipeline(s, 50, 100).DiffLive(ctx, m, opts, rev.Commit)
 }
 
-// diffAgainst renders the manifest at f.against and at the current source and compares them.
-func (f *diffFlags) diffAgainst(ctx context.Context) (*reconciler.DiffReport, error) {
+// diffAgainst loads the manifest at f.against and at the current source and
+// compares them.
+func (f *diffFlags) diffAgainst(ctx context.Context, g *globalFlags, s streams) (*reconciler.DiffReport, error) {
 	to, toRev, err := f.source.load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var from *manifest.Manifest
-	var fromCommit string
+	from, fromCommit, cleanup, err := f.loadAgainst(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	return g.pipeline(s, 50, 100).DiffAgainst(ctx, from, to, f.selection(), fromCommit, toRev.Commit)
+}
+
+// loadAgainst loads the manifest at f.against: from the remote with --repo,
+// else exported from the local repository into a temporary directory that
+// cleanup removes.
+func (f *diffFlags) loadAgainst(ctx context.Context) (*manifest.Manifest, string, func(), error) {
 	if f.source.repo != "" {
 		old := f.source
 		old.ref = f.against
 		m, rev, err := old.load(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("manifest at %s: %w", f.against, err)
+			return nil, "", nil, fmt.Errorf("manifest at %s: %w", f.against, err)
 		}
-		from, fromCommit = m, rev.Commit
-	} else {
-		tmp, err := os.MkdirTemp("", "tandem-against-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(tmp)
-		dir := f.source.dir
-		if dir == "" {
-			dir = "."
-		}
-		dest := filepath.Join(tmp, "manifest")
-		fromCommit, err = manifest.ExportRevision(dir, f.against, dest)
-		if err != nil {
-			return nil, err
-		}
-		from, err = manifest.Load(dest, manifest.DefaultLoadOptions())
-		if err != nil {
-			return nil, fmt.Errorf("manifest at %s: %w", f.against, err)
-		}
+		return m, rev.Commit, func() {}, nil
 	}
-	r := render.New(renderOptions())
-	sel := f.selection()
-	fromResults, err := reconciler.Render(ctx, from, r, sel)
+	tmp, err := os.MkdirTemp("", "tandem-against-")
 	if err != nil {
-		return nil, fmt.Errorf("render the manifest at %s: %w", f.against, err)
+		return nil, "", nil, err
 	}
-	toResults, err := reconciler.Render(ctx, to, r, sel)
+	cleanup := func() { _ = os.RemoveAll(tmp) }
+	dir := f.source.dir
+	if dir == "" {
+		dir = "."
+	}
+	dest := filepath.Join(tmp, "manifest")
+	commit, err := manifest.ExportRevision(dir, f.against, dest)
 	if err != nil {
-		return nil, err
+		cleanup()
+		return nil, "", nil, err
 	}
-	return reconciler.DiffAgainst(from, fromResults, to, toResults, fromCommit, toRev.Commit)
+	m, err := manifest.Load(dest, manifest.DefaultLoadOptions())
+	if err != nil {
+		cleanup()
+		return nil, "", nil, fmt.Errorf("manifest at %s: %w", f.against, err)
+	}
+	return m, commit, cleanup, nil
 }

@@ -22,21 +22,65 @@ import (
 	"github.com/tandem-gitops/tandem/render"
 )
 
-type reconcileFlags struct {
-	source         sourceFlags
-	clusters       []string
-	releases       []string
-	dryRun         bool
+// applyFlags are the settings of a run that writes to clusters, shared by
+// reconcile and serve.
+type applyFlags struct {
 	concurrency    int
 	maxPrune       float64
 	allowMassPrune bool
 	lockTimeout    time.Duration
 	lockDuration   time.Duration
 	qps            float32
+	burst          int
 	detectDrift    bool
 	correctDrift   bool
-	burst          int
 	clusterTimeout time.Duration
+}
+
+func (f *applyFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.IntVar(&f.concurrency, "concurrency", 4, "releases of one wave applied at once per cluster")
+	fl.Float64Var(&f.maxPrune, "max-prune", 25, "refuse to prune more than this percentage of a cluster's tandem-owned releases")
+	fl.BoolVar(&f.allowMassPrune, "allow-mass-prune", false, "lift --max-prune")
+	fl.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another tandem holding a cluster's lock")
+	fl.DurationVar(&f.lockDuration, "lock-duration", 30*time.Second, "lease duration of the cluster lock; a crashed run's lock expires after this")
+	fl.BoolVar(&f.detectDrift, "detect-drift", true, "compare unchanged releases with the cluster and report drifted objects (one dry run per object)")
+	fl.BoolVar(&f.correctDrift, "correct-drift", false, "put drifted objects back to the desired state, without a new Helm revision")
+	fl.DurationVar(&f.clusterTimeout, "cluster-timeout", time.Hour, "bound everything done on one cluster in this run (0: no bound beyond each release's timeout)")
+	fl.Float32Var(&f.qps, "kube-qps", 50, "client-side API requests per second per cluster")
+	fl.IntVar(&f.burst, "kube-burst", 100, "client-side API request burst per cluster")
+}
+
+func (f *applyFlags) check() error {
+	if f.maxPrune < 0 || f.maxPrune > 100 {
+		return fmt.Errorf("--max-prune must be a percentage between 0 and 100, not %v", f.maxPrune)
+	}
+	return nil
+}
+
+// options are the reconciler's options for one run; each run gets its own
+// RunID and lock holder.
+func (f *applyFlags) options() reconciler.Options {
+	opts := reconciler.DefaultOptions()
+	opts.Plan.MaxPrune = f.maxPrune / 100
+	opts.Plan.AllowMassPrune = f.allowMassPrune
+	opts.Concurrency = f.concurrency
+	opts.LockTimeout = f.lockTimeout
+	opts.LockDuration = f.lockDuration
+	opts.DetectDrift = f.detectDrift
+	opts.CorrectDrift = f.correctDrift
+	opts.RunID = newRunID()
+	opts.Holder = holderID(opts.RunID)
+	opts.ClusterTimeout = f.clusterTimeout
+	return opts
+}
+
+type reconcileFlags struct {
+	source   sourceFlags
+	apply    applyFlags
+	clusters []string
+	releases []string
+	dryRun   bool
 }
 
 func newReconcileCmd(g *globalFlags, s streams) *cobra.Command {
@@ -55,45 +99,26 @@ healthy, 1 on any failure.`,
 			if g.output != "" && g.output != "text" && g.output != "json" {
 				return fmt.Errorf("unknown output format %q (want text or json)", g.output)
 			}
-			if f.maxPrune < 0 || f.maxPrune > 100 {
-				return fmt.Errorf("--max-prune must be a percentage between 0 and 100, not %v", f.maxPrune)
+			if err := f.apply.check(); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			m, rev, err := f.source.load(ctx)
 			if err != nil {
 				return err
 			}
-			sel := reconciler.Selection{Clusters: f.clusters, Releases: f.releases}
-			// First everything offline, as CI can (a manifest that does not
-			// render reaches no cluster); then each cluster renders again
-			// with its own capabilities and lookup, and that is applied.
-			renderer := render.New(renderOptions())
-			results, err := reconciler.Render(ctx, m, renderer, sel)
-			if err != nil {
-				return fmt.Errorf("nothing applied: %w", err)
-			}
-			opts := reconciler.DefaultOptions()
-			opts.Selection = sel
-			opts.Plan.MaxPrune = f.maxPrune / 100
-			opts.Plan.AllowMassPrune = f.allowMassPrune
-			opts.Concurrency = f.concurrency
+			opts := f.apply.options()
+			opts.Selection = reconciler.Selection{Clusters: f.clusters, Releases: f.releases}
 			opts.DryRun = f.dryRun
-			opts.LockTimeout = f.lockTimeout
-			opts.LockDuration = f.lockDuration
-			opts.DetectDrift = f.detectDrift
-			opts.CorrectDrift = f.correctDrift
-			opts.RunID = newRunID()
-			opts.Holder = holderID(opts.RunID)
-			opts.ClusterTimeout = f.clusterTimeout
-			opts.Renderer = renderer
 			opts.Commit, opts.Ref = rev.Commit, rev.Ref
 			opts.Logger = g.logger(s)
-			p := newProgress(s.Err)
-			opts.Progress = p.event
+			opts.Progress = newProgress(s.Err).event
 
-			fmt.Fprintf(s.Err, "tandem reconcile  manifest %s%s  clusters %s%s\n", rev.short(), refSuffix(rev), clusterList(m, sel), dryRunSuffix(f.dryRun))
-			report := reconciler.Reconcile(ctx, m, results, connector(g, s, f.qps, f.burst), opts)
-
+			fmt.Fprintf(s.Err, "tandem reconcile  manifest %s%s  clusters %s%s\n", rev.short(), refSuffix(rev), clusterList(m, opts.Selection), dryRunSuffix(f.dryRun))
+			report, err := g.pipeline(s, f.apply.qps, f.apply.burst).Reconcile(ctx, m, opts)
+			if err != nil {
+				return err
+			}
 			if g.output == "json" {
 				enc := json.NewEncoder(s.Out)
 				enc.SetIndent("", "  ")
@@ -110,21 +135,19 @@ healthy, 1 on any failure.`,
 		},
 	}
 	f.source.register(cmd)
+	f.apply.register(cmd)
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.clusters, "cluster", nil, "only these clusters (repeatable)")
 	fl.StringSliceVar(&f.releases, "release", nil, "only these releases (repeatable; disables pruning)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "plan and report, change nothing")
-	fl.IntVar(&f.concurrency, "concurrency", 4, "releases of one wave applied at once per cluster")
-	fl.Float64Var(&f.maxPrune, "max-prune", 25, "refuse to prune more than this percentage of a cluster's tandem-owned releases")
-	fl.BoolVar(&f.allowMassPrune, "allow-mass-prune", false, "lift --max-prune")
-	fl.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another tandem holding a cluster's lock")
-	fl.DurationVar(&f.lockDuration, "lock-duration", 30*time.Second, "lease duration of the cluster lock; a crashed run's lock expires after this")
-	fl.BoolVar(&f.detectDrift, "detect-drift", true, "compare unchanged releases with the cluster and report drifted objects (one dry run per object)")
-	fl.BoolVar(&f.correctDrift, "correct-drift", false, "put drifted objects back to the desired state, without a new Helm revision")
-	fl.DurationVar(&f.clusterTimeout, "cluster-timeout", time.Hour, "bound everything done on one cluster in this run (0: no bound beyond each release's timeout)")
-	fl.Float32Var(&f.qps, "kube-qps", 50, "client-side API requests per second per cluster")
-	fl.IntVar(&f.burst, "kube-burst", 100, "client-side API request burst per cluster")
 	return cmd
+}
+
+// pipeline builds the load-render-apply pipeline every command runs: a
+// renderer with tandem's chart cache and a connector to the kubeconfig's
+// clusters.
+func (g *globalFlags) pipeline(s streams, qps float32, burst int) *reconciler.Pipeline {
+	return &reconciler.Pipeline{Renderer: render.New(renderOptions()), Connect: connector(g, s, qps, burst)}
 }
 
 // connector opens clusters from the kubeconfig; the only place concrete

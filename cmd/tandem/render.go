@@ -35,7 +35,7 @@ exactly as helm template would, plus tandem's Active/Standby overlay, and prints
 			if err != nil {
 				return err
 			}
-			results, err := reconciler.Render(ctx, m, render.New(renderOptions()), reconciler.Selection{Clusters: f.clusters, Releases: f.releases})
+			results, err := g.pipeline(s, 50, 100).Render(ctx, m, reconciler.Selection{Clusters: f.clusters, Releases: f.releases})
 			if err != nil {
 				return err
 			}

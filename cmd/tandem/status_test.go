@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tandem-gitops/tandem/reconciler"
 )
 
 // deadKubeconfig writes a kubeconfig whose contexts blue and green point at
@@ -63,7 +65,7 @@ func TestStatusUnreachableExitsOne(t *testing.T) {
 				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitFailure, errOut)
 			}
 			if format == "json" {
-				var rows []clusterStatus
+				var rows []reconciler.ClusterStatus
 				decodeJSON(t, out, &rows)
 				if len(rows) != 2 {
 					t.Fatalf("want a row per cluster, got %d:\n%s", len(rows), out)

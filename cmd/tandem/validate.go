@@ -5,9 +5,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/tandem-gitops/tandem/reconciler"
-	"github.com/tandem-gitops/tandem/render"
 )
 
 func newValidateCmd(g *globalFlags, s streams) *cobra.Command {
@@ -22,16 +19,12 @@ func newValidateCmd(g *globalFlags, s streams) *cobra.Command {
 			if err != nil {
 				return validationFailed(s, problemsOf(err))
 			}
-			results, err := reconciler.Render(ctx, m, render.New(renderOptions()), reconciler.Selection{})
+			v, err := g.pipeline(s, 50, 100).Validate(ctx, m)
 			if err != nil {
 				return validationFailed(s, flatten(err))
 			}
-			objects := 0
-			for _, r := range results {
-				objects += len(r.Objects)
-			}
 			fmt.Fprintf(s.Out, "ok: manifest %s: %d clusters, %d releases, %d renders, %d objects\n",
-				rev.short(), len(m.Clusters), len(m.Releases), len(results), objects)
+				rev.short(), v.Clusters, v.Releases, v.Renders, v.Objects)
 			return nil
 		},
 	}
