@@ -49,6 +49,41 @@ type Overlay struct {
 	DNSPrefix string
 	// ActiveWeight is the record weight on Active clusters; Standby clusters get 0.
 	ActiveWeight int
+	// Knobs, when set, replace what Role and ScaleToZero decide: a
+	// switchover phase is a role in between (workloads up but DNS weight
+	// still 0, say). nil keeps the plain Active/Standby overlay, byte for
+	// byte what it was before knobs existed.
+	Knobs *Knobs
+}
+
+// Knobs are the three things the overlay turns on a cluster: whether
+// workloads run, the DNS record weight, and whether CronJobs are suspended.
+// Plain Active is {Weight: ActiveWeight}; plain Standby with scale-to-zero
+// is {ScaleDown: true, SuspendCronJobs: true, Weight: 0}.
+type Knobs struct {
+	// ScaleDown sets Deployments, StatefulSets and ReplicaSets to zero
+	// replicas (keeping the rendered count in AnnotationActiveCount) and
+	// pauses KEDA ScaledObjects at zero.
+	ScaleDown bool `json:"scaleDown"`
+	// SuspendCronJobs sets suspend: true on CronJobs.
+	SuspendCronJobs bool `json:"suspendCronJobs"`
+	// Weight is the ExternalDNS weight of every DNS record.
+	Weight int `json:"weight"`
+}
+
+// Effective returns the knobs the overlay applies: Knobs when set, else
+// those of the plain role.
+func (o Overlay) Effective() Knobs {
+	if o.Knobs != nil {
+		return *o.Knobs
+	}
+	switch o.Role {
+	case RoleActive:
+		return Knobs{Weight: o.ActiveWeight}
+	case RoleStandby:
+		return Knobs{ScaleDown: o.ScaleToZero, SuspendCronJobs: o.ScaleToZero}
+	}
+	return Knobs{}
 }
 
 var _ postrender.PostRenderer = Overlay{}
@@ -86,12 +121,7 @@ func (o Overlay) Run(in *bytes.Buffer) (*bytes.Buffer, error) {
 	return out, nil
 }
 
-func (o Overlay) weight() string {
-	if o.Role == RoleActive {
-		return strconv.Itoa(o.ActiveWeight)
-	}
-	return "0"
-}
+func (o Overlay) weight() string { return strconv.Itoa(o.Effective().Weight) }
 
 // apply mutates one object in place.
 func (o Overlay) apply(obj map[string]any) error {
@@ -120,11 +150,9 @@ func (o Overlay) apply(obj map[string]any) error {
 		}
 	}
 
-	if o.Role != RoleStandby || !o.ScaleToZero {
-		return nil
-	}
+	k := o.Effective()
 	switch {
-	case group == "apps" && (kind == "Deployment" || kind == "StatefulSet" || kind == "ReplicaSet"):
+	case k.ScaleDown && group == "apps" && (kind == "Deployment" || kind == "StatefulSet" || kind == "ReplicaSet"):
 		spec := ensureMap(obj, "spec")
 		replicas := int64(1) // the API server's default when the chart omits it
 		if v, ok := spec["replicas"]; ok && v != nil {
@@ -136,9 +164,9 @@ func (o Overlay) apply(obj map[string]any) error {
 		}
 		spec["replicas"] = int64(0)
 		setMeta(obj, "annotations", AnnotationActiveCount, strconv.FormatInt(replicas, 10))
-	case group == "batch" && kind == "CronJob":
+	case k.SuspendCronJobs && group == "batch" && kind == "CronJob":
 		ensureMap(obj, "spec")["suspend"] = true
-	case group == "keda.sh" && kind == "ScaledObject":
+	case k.ScaleDown && group == "keda.sh" && kind == "ScaledObject":
 		setMeta(obj, "annotations", AnnotationKEDAPaused, "0")
 	}
 	return nil
