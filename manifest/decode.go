@@ -291,6 +291,12 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 		return // leave the zero value; validation says whether the field was required
 	}
 	switch v.Kind() {
+	case reflect.Pointer:
+		// An optional field whose omission differs from its zero value
+		// (dns.drainSeconds: 0 is a choice, absent is the default).
+		p := reflect.New(v.Type().Elem())
+		d.decode(path, n, p.Elem())
+		v.Set(p)
 	case reflect.Struct:
 		d.decodeStruct(path, n, v)
 	case reflect.Slice:

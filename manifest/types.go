@@ -1,5 +1,7 @@
 package manifest
 
+import "time"
+
 // FileName is the manifest file at the root of a manifest repository.
 const FileName = "tandem.yaml"
 
@@ -47,7 +49,9 @@ const (
 const (
 	DefaultAnnotationPrefix = "external-dns.alpha.kubernetes.io/"
 	DefaultActiveWeight     = 100
-	DefaultTimeout          = "5m"
+	// DefaultDrainSeconds is how long a switchover waits after the source's DNS weight goes to 0.
+	DefaultDrainSeconds = 60
+	DefaultTimeout      = "5m"
 	// DefaultID is the ID of a manifest that declares none.
 	DefaultID = "default"
 )
@@ -107,6 +111,22 @@ type DNS struct {
 	AnnotationPrefix string `json:"annotationPrefix,omitempty"`
 	// ActiveWeight is the record weight on Active clusters, 1..255; defaults to DefaultActiveWeight.
 	ActiveWeight int `json:"activeWeight,omitempty"`
+	// DrainSeconds is how long a switchover waits after setting the source
+	// cluster's DNS weight to 0 before it moves the singletons and scales
+	// the source down, 0..3600; nil means DefaultDrainSeconds (Load leaves
+	// it nil, so that an omitted field stays omitted; read it with Drain). It must
+	// cover the records' TTL (resolvers keep answering with the old weights
+	// until it expires) plus the load balancer's deregistration delay
+	// (connections already open keep going to the source until then).
+	DrainSeconds *int `json:"drainSeconds,omitempty"`
+}
+
+// Drain is the switchover's drain wait: DrainSeconds, or DefaultDrainSeconds.
+func (d DNS) Drain() time.Duration {
+	if d.DrainSeconds == nil {
+		return DefaultDrainSeconds * time.Second
+	}
+	return time.Duration(*d.DrainSeconds) * time.Second
 }
 
 // Repository is a chart repository (https:// index or oci://).

@@ -29,6 +29,7 @@ const (
 	releaseNameRules  = "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
 	maxActiveWeight   = 255
 	minActiveWeight   = 1
+	maxDrainSeconds   = 3600
 	defaultPrefixHelp = "e.g. " + DefaultAnnotationPrefix
 )
 
@@ -157,6 +158,10 @@ func (v *validator) dns() {
 	_, set := v.d.lines["dns.activeWeight"]
 	if w := v.m.DNS.ActiveWeight; (set || w != 0) && (w < minActiveWeight || w > maxActiveWeight) {
 		v.d.addAt("dns.activeWeight", "must be within %d..%d, got %d", minActiveWeight, maxActiveWeight, w)
+	}
+	if p := v.m.DNS.DrainSeconds; p != nil && (*p < 0 || *p > maxDrainSeconds) {
+		s := *p
+		v.d.addAt("dns.drainSeconds", "must be within 0..%d seconds, got %d (it must cover the records' TTL plus the load balancer's deregistration delay)", maxDrainSeconds, s)
 	}
 	if p := v.m.DNS.AnnotationPrefix; !validAnnotationPrefix(p) {
 		v.d.addAt("dns.annotationPrefix", "%q must be a DNS subdomain followed by \"/\" (%s)", p, defaultPrefixHelp)
