@@ -157,6 +157,9 @@ type fetcher struct {
 	secrets []string // blotted out of every error
 	dir     string   // this URL's cache
 	repo    *git.Repository
+	// cacheOnly makes resolve fail with errNotCached instead of going to the network
+	// (FetchCommit).
+	cacheOnly bool
 }
 
 func (f *fetcher) fetch(ctx context.Context) (Checkout, error) {
@@ -327,6 +330,9 @@ func (f *fetcher) resolve(ctx context.Context) (string, *object.Commit, error) {
 		if c, err := f.localCommit(ref); err == nil {
 			return ref, c, nil
 		}
+	}
+	if f.cacheOnly {
+		return "", nil, errNotCached
 	}
 	remote, err := f.repo.Remote("origin")
 	if err != nil {
