@@ -48,7 +48,10 @@ const (
 // restarted daemon know where things stand. The JSON field names are a
 // stored format: they may be added to, never renamed.
 type State struct {
-	Cluster   string         `json:"cluster"`
+	Cluster string `json:"cluster"`
+	// Role is the role in effect on the cluster: the one its objects were
+	// last rendered for. A switchover changes it only once it completes, so
+	// while one is under way (Switchover) it is the role before it.
 	Role      string         `json:"role"`
 	Commit    string         `json:"commit"`
 	Ref       string         `json:"ref,omitempty"`
@@ -71,6 +74,33 @@ type State struct {
 	// "group/version/Kind", CRDs included) last discovered on the cluster,
 	// for the same reason as KubeVersion.
 	APIVersions []string `json:"apiVersions,omitempty"`
+	// Switchover is the switchover under way on this cluster (recorded in
+	// the state record of every cluster it involves), nil when none.
+	Switchover *SwitchoverState `json:"switchover,omitempty"`
+}
+
+// SwitchoverState is where a switchover stands, so that a run killed in any
+// phase is resumed there and `tandem status` can show it.
+type SwitchoverState struct {
+	// From are the clusters going from Active to Standby, To those going
+	// from Standby to Active.
+	From []string `json:"from"`
+	To   []string `json:"to"`
+	// Commit is the manifest commit the phase was applied from.
+	Commit string `json:"commit"`
+	// Phase is the phase under way or last done (1..5), PhaseName its name;
+	// PhaseDone says it finished.
+	Phase     int    `json:"phase"`
+	PhaseName string `json:"phaseName"`
+	PhaseDone bool   `json:"phaseDone,omitempty"`
+	// Blocked says why the switchover stopped (a release not healthy on
+	// the target), empty while it runs.
+	Blocked string `json:"blocked,omitempty"`
+	// Skipped lists phases (or halves of one) not applied because a
+	// cluster could not be reached, e.g. "3 close blue: unreachable".
+	Skipped   []string  `json:"skipped,omitempty"`
+	StartedAt time.Time `json:"startedAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // ReleaseState is one release's part of State.
