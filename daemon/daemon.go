@@ -18,8 +18,10 @@ type Source interface {
 	// the remote (ls-remote), or a look at a local working tree.
 	Head(ctx context.Context) (string, error)
 	// Load makes the commit available (fetching only what the cache lacks)
-	// and loads and validates its manifest.
-	Load(ctx context.Context, commit string) (*manifest.Manifest, error)
+	// and loads and validates its manifest. It returns the commit it
+	// loaded, which may be newer than the one asked for when the cache
+	// lacked it and the ref had moved on.
+	Load(ctx context.Context, commit string) (*manifest.Manifest, string, error)
 	// Ref names the followed branch or directory, for reports.
 	Ref() string
 	// Volatile says Head cannot see every change (a working tree edited
@@ -77,9 +79,7 @@ type Daemon struct {
 
 	mu sync.Mutex // guards st and the fields below
 	st Status
-	// applied is the manifest of the last good commit, resynced while
-	// later commits are bad.
-	applied     *manifest.Manifest
+	// appliedSHA is the last good commit, resynced while later ones are bad.
 	appliedSHA  string
 	lastRun     time.Time
 	failures    int // consecutive runs with a failed cluster
@@ -180,7 +180,7 @@ func (d *Daemon) cycle(ctx context.Context, trigger string) {
 	d.st.CommitSeen, d.st.LastPoll, d.st.LastPollError = head, now, ""
 	moved := head != seen
 	bad := d.st.Rejected != nil && d.st.Rejected.Commit == head
-	resync := d.applied != nil && now.Sub(d.lastRun) >= d.opts.Resync
+	resync := d.appliedSHA != "" && now.Sub(d.lastRun) >= d.opts.Resync
 	retry := d.failures > 0 && !now.Before(d.nextRetry)
 	first := !d.sawFirstRun
 	d.mu.Unlock()
@@ -208,36 +208,37 @@ func (d *Daemon) cycle(ctx context.Context, trigger string) {
 	d.apply(ctx, m, commit, trigger)
 }
 
-// load loads head; when head is bad it falls back to the last good commit
-// (a resync) or returns nil.
+// load loads head; when head is bad it loads the last good commit again if
+// a resync is due (the clusters stay at the last good commit, and drift is
+// still corrected), else returns nil.
 func (d *Daemon) load(ctx context.Context, head, trigger string) (*manifest.Manifest, string) {
 	d.mu.Lock()
 	bad := d.st.Rejected != nil && d.st.Rejected.Commit == head && !d.src.Volatile()
-	good, goodSHA := d.applied, d.appliedSHA
+	goodSHA := d.appliedSHA
+	resync := goodSHA != "" && time.Since(d.lastRun) >= d.opts.Resync
 	d.mu.Unlock()
 	if !bad {
 		start := time.Now()
-		m, err := d.src.Load(ctx, head)
+		m, commit, err := d.src.Load(ctx, head)
 		d.opts.Metrics.fetched(time.Since(start))
 		if err == nil {
-			return m, head
+			return m, commit
 		}
 		if ctx.Err() != nil {
 			return nil, ""
 		}
 		d.reject(head, trigger, err)
 	}
-	if good == nil {
-		return nil, ""
-	}
-	// The clusters stay at the last good commit; its resync still runs.
-	d.mu.Lock()
-	resync := time.Since(d.lastRun) >= d.opts.Resync
-	d.mu.Unlock()
 	if !resync {
 		return nil, ""
 	}
-	return good, goodSHA
+	// Loaded again, not kept: its checkout may have been pruned since.
+	m, commit, err := d.src.Load(ctx, goodSHA)
+	if err != nil {
+		d.log.Warn("resync of the last good commit failed to load", "commit", short(goodSHA), "err", err)
+		return nil, ""
+	}
+	return m, commit
 }
 
 func (d *Daemon) reject(commit, trigger string, err error) {
@@ -279,7 +280,7 @@ func (d *Daemon) apply(ctx context.Context, m *manifest.Manifest, commit, trigge
 	d.lastRun = time.Now()
 	d.sawFirstRun = true
 	if err == nil && rep != nil {
-		d.applied, d.appliedSHA = m, commit
+		d.appliedSHA = commit
 	}
 	if failed || err != nil {
 		d.failures++

@@ -42,14 +42,14 @@ func (s *fakeSource) Head(context.Context) (string, error) {
 	return s.head, nil
 }
 
-func (s *fakeSource) Load(_ context.Context, commit string) (*manifest.Manifest, error) {
+func (s *fakeSource) Load(_ context.Context, commit string) (*manifest.Manifest, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.loads = append(s.loads, commit)
 	if s.bad[commit] {
-		return nil, fmt.Errorf("tandem.yaml: releases[0].replicaz: unknown field")
+		return nil, "", fmt.Errorf("tandem.yaml: releases[0].replicaz: unknown field")
 	}
-	return &manifest.Manifest{ID: "default", Clusters: []manifest.Cluster{{Name: "blue", Role: manifest.RoleActive}, {Name: "green", Role: manifest.RoleStandby}}}, nil
+	return &manifest.Manifest{ID: "default", Clusters: []manifest.Cluster{{Name: "blue", Role: manifest.RoleActive}, {Name: "green", Role: manifest.RoleStandby}}}, commit, nil
 }
 
 func (s *fakeSource) Ref() string    { return "main" }

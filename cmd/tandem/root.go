@@ -113,6 +113,7 @@ applies them to all clusters in parallel as real Helm releases.`,
 		newStatusCmd(g, s),
 		newDiffCmd(g, s),
 		newCommentCmd(g, s),
+		newServeCmd(g, s),
 	)
 	return root
 }
