@@ -334,9 +334,11 @@ func (f *sourceFlags) describe() string {
 // gitSource follows a branch of a remote repository.
 type gitSource struct{ opts manifest.GitOptions }
 
-func (g *gitSource) Head(ctx context.Context) (string, error) { return manifest.RemoteHead(ctx, g.opts) }
-func (g *gitSource) Ref() string                               { return g.opts.Ref }
-func (g *gitSource) Volatile() bool                            { return false }
+func (g *gitSource) Head(ctx context.Context) (string, error) {
+	return manifest.RemoteHead(ctx, g.opts)
+}
+func (g *gitSource) Ref() string    { return g.opts.Ref }
+func (g *gitSource) Volatile() bool { return false }
 
 func (g *gitSource) Load(ctx context.Context, commit string) (*manifest.Manifest, string, error) {
 	co, err := manifest.FetchCommit(ctx, g.opts, commit)
