@@ -61,6 +61,9 @@ type Options struct {
 	// cluster, it would rotate what the chart keeps through lookup, so it
 	// fails instead.
 	Renderer Renderer
+	// OnSwitchover, if set, receives the report of the switchover a run
+	// made because the roles in git differ from the roles in effect.
+	OnSwitchover func(*SwitchoverReport)
 }
 
 // DefaultOptions returns the CLI defaults.
@@ -111,6 +114,14 @@ func Reconcile(ctx context.Context, m *manifest.Manifest, results []*render.Resu
 	// Connect to every cluster first: two manifest clusters that are one
 	// API server must be refused before anything is written to either.
 	conns := connectAll(ctx, selected, connect)
+
+	// Roles changed in git: the switchover first, phase by phase, holding
+	// the locks of every cluster it involves; then, once it completed, the
+	// plain reconcile below applies the rest of the commit.
+	if !opts.DryRun && r.switchoverFirst(ctx, report, selected, conns) {
+		report.Duration = Duration(time.Since(start))
+		return report
+	}
 
 	report.Clusters = make([]ClusterReport, len(selected))
 	var wg sync.WaitGroup // a plain group: one unreachable cluster must not cancel the others

@@ -1,0 +1,506 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandem-gitops/tandem/clusters"
+	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+// SwitchoverReport is what a switchover did, as data.
+type SwitchoverReport struct {
+	From   []string `json:"from"`
+	To     []string `json:"to"`
+	Commit string   `json:"commit"`
+	// ResumedAt is the phase this run started at when an earlier run had
+	// recorded progress (0: started from the beginning).
+	ResumedAt int           `json:"resumedAt,omitempty"`
+	Phases    []PhaseReport `json:"phases"`
+	// Completed says every phase is done on every cluster.
+	Completed bool `json:"completed"`
+	// Blocked says why it stopped, e.g. "switchover blocked in phase 1:
+	// release shop/web not healthy on green: …"; Error any other failure.
+	Blocked string `json:"blocked,omitempty"`
+	Error   string `json:"error,omitempty"`
+	// Serving is when the targets served with full weight (end of phase 2), from the start.
+	Serving  Duration  `json:"servingAfter,omitempty"`
+	Started  time.Time `json:"started"`
+	Duration Duration  `json:"duration"`
+}
+
+// PhaseReport is one phase of a SwitchoverReport.
+type PhaseReport struct {
+	Number int    `json:"number"`
+	Name   string `json:"name"`
+	// Skipped says why the phase was not applied (its cluster unreachable).
+	Skipped  string            `json:"skipped,omitempty"`
+	Steps    []PhaseStepReport `json:"steps"`
+	Duration Duration          `json:"duration"`
+}
+
+// PhaseStepReport is one cluster's part of a phase.
+type PhaseStepReport struct {
+	Cluster  string          `json:"cluster"`
+	Releases []ReleaseReport `json:"releases"`
+	Skipped  string          `json:"skipped,omitempty"`
+	Error    string          `json:"error,omitempty"`
+}
+
+// Failed reports whether the switchover did not complete.
+func (r *SwitchoverReport) Failed() bool { return !r.Completed }
+
+// swCluster is one cluster a switchover involves.
+type swCluster struct {
+	c    manifest.Cluster // with its role in git
+	t    Target
+	uid  string
+	err  error // why it cannot be used (unreachable, lock held)
+	prev *clusters.State
+	ctx  context.Context // cancelled when its lock is lost
+	lock Lease
+	stop func()
+}
+
+func (x *swCluster) ok() bool { return x.err == nil }
+
+// inEffect reads the roles in effect from the clusters' state records.
+// An unreadable cluster that git makes Standby is taken as still Active
+// (the worst case: serving and running CronJobs), so its phases are
+// reported as skipped rather than assumed done.
+func inEffectRoles(ctx context.Context, m *manifest.Manifest, selected []manifest.Cluster, conns []conn) (Roles, map[string]*clusters.State) {
+	roles, states := Roles{}, map[string]*clusters.State{}
+	var unknown []manifest.Cluster
+	for i, c := range selected {
+		if conns[i].err != nil {
+			unknown = append(unknown, c)
+			continue
+		}
+		st, err := conns[i].t.ReadState(ctx, m.ID)
+		if err != nil {
+			unknown = append(unknown, c)
+			continue
+		}
+		states[c.Name] = st
+		if st != nil && st.Role != "" {
+			roles[c.Name] = manifest.Role(st.Role)
+		}
+	}
+	if PlanSwitchover(m, roles) == nil && !anySwitchover(states) {
+		return roles, states
+	}
+	for _, c := range unknown {
+		if c.Role == manifest.RoleStandby {
+			roles[c.Name] = manifest.RoleActive
+		}
+	}
+	return roles, states
+}
+
+func anySwitchover(states map[string]*clusters.State) bool {
+	for _, st := range states {
+		if st != nil && st.Switchover != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// resumePhase is where a switchover resumes: after the furthest phase any
+// involved cluster's record shows done, or at the furthest one under way.
+// Never earlier: a phase is the state after it, so running an earlier one
+// again would undo a later one (close the target again).
+func resumePhase(p *SwitchoverPlan, states map[string]*clusters.State) int {
+	next := 1
+	for _, name := range p.Involved() {
+		st := states[name]
+		if st == nil || st.Switchover == nil || !slices.Equal(st.Switchover.From, p.From) || !slices.Equal(st.Switchover.To, p.To) {
+			continue
+		}
+		n := st.Switchover.Phase
+		if st.Switchover.PhaseDone {
+			n++
+		}
+		next = max(next, n)
+	}
+	return next
+}
+
+// staleSwitchover says, for a run whose roles in git equal the roles in
+// effect, whether a record holds a switchover in another direction (its
+// commit was reverted) that went past phase 1: the clusters are then half
+// way and a plain reconcile would close the only open one. Until phase 1
+// nothing served from the target, and the plain reconcile scales it down.
+func staleSwitchover(states map[string]*clusters.State) string {
+	for name, st := range states {
+		if st != nil && st.Switchover != nil && st.Switchover.Phase >= PhaseOpen {
+			return fmt.Sprintf("cluster %s's state record shows the switchover %s → %s in phase %d (%s), and tandem.yaml no longer asks for it: set the roles of that switchover again to finish it, then switch back",
+				name, strings.Join(st.Switchover.From, ","), strings.Join(st.Switchover.To, ","), st.Switchover.Phase, st.Switchover.PhaseName)
+		}
+	}
+	return ""
+}
+
+// runSwitchover locks every involved cluster and runs the phases from
+// where an earlier run left off. The locks are released before it returns.
+func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []manifest.Cluster, conns []conn) *SwitchoverReport {
+	start := time.Now()
+	rep := &SwitchoverReport{From: p.From, To: p.To, Commit: r.opts.Commit, Started: start.UTC()}
+	defer func() { rep.Duration = Duration(time.Since(start)) }()
+	if len(p.Blocked) > 0 {
+		rep.Blocked = "switchover " + p.Title() + " cannot run: " + strings.Join(p.Blocked, "; ")
+		return rep
+	}
+	if r.opts.Renderer == nil {
+		rep.Error = "a switchover renders each phase with the cluster: no renderer given"
+		return rep
+	}
+	byName := map[string]*swCluster{}
+	var xs []*swCluster
+	for i, c := range selected {
+		if !slices.Contains(p.Involved(), c.Name) {
+			continue
+		}
+		x := &swCluster{c: c, t: conns[i].t, uid: conns[i].uid, err: conns[i].err, ctx: ctx}
+		byName[c.Name], xs = x, append(xs, x)
+	}
+	for _, name := range p.Involved() {
+		if byName[name] == nil {
+			rep.Error = fmt.Sprintf("switchover %s: cluster %s is not part of this run: a switchover needs every cluster whose role changes", p.Title(), name)
+			return rep
+		}
+	}
+	// Lock every reachable involved cluster, all held to the end.
+	var wg sync.WaitGroup
+	for _, x := range xs {
+		if !x.ok() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x.err = r.lockSwitchover(ctx, x)
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, x := range xs {
+			if x.stop != nil {
+				x.stop()
+			}
+		}
+	}()
+	for _, name := range p.To {
+		if x := byName[name]; !x.ok() {
+			rep.Error = fmt.Sprintf("switchover %s: target %s: %v; nothing changed", p.Title(), name, x.err)
+			return rep
+		}
+	}
+	states := map[string]*clusters.State{}
+	for _, x := range xs {
+		if x.ok() {
+			states[x.c.Name] = x.prev
+		}
+	}
+	first := resumePhase(p, states)
+	if first > 1 {
+		rep.ResumedAt = first
+	}
+	sw := clusters.SwitchoverState{From: p.From, To: p.To, Commit: r.opts.Commit, StartedAt: start.UTC()}
+	for _, st := range states {
+		if st != nil && st.Switchover != nil && slices.Equal(st.Switchover.From, p.From) && slices.Equal(st.Switchover.To, p.To) {
+			sw.StartedAt = st.Switchover.StartedAt
+		}
+	}
+	var down []string // sources that cannot be reached
+	for _, name := range p.From {
+		if x := byName[name]; !x.ok() {
+			down = append(down, fmt.Sprintf("%s: %v", name, x.err))
+		}
+	}
+	for _, ph := range p.Phases {
+		if ph.Number < first {
+			continue
+		}
+		pr := PhaseReport{Number: ph.Number, Name: ph.Name}
+		phStart := time.Now()
+		if ph.Number >= PhaseClose && len(down) > 0 {
+			// The disaster case: the target serves; what touches the source waits for it.
+			pr.Skipped = "source unreachable: " + strings.Join(down, "; ")
+			sw.Skipped = append(sw.Skipped, fmt.Sprintf("%d %s: %s", ph.Number, ph.Name, pr.Skipped))
+			rep.Phases = append(rep.Phases, pr)
+			r.emit(Event{Phase: "switchover", Message: fmt.Sprintf("phase %d %s: skipped: %s", ph.Number, ph.Name, pr.Skipped)})
+			continue
+		}
+		sw.Phase, sw.PhaseName, sw.PhaseDone = ph.Number, ph.Name, false
+		if err := r.recordSwitchover(ctx, xs, sw, nil); err != nil {
+			rep.Error = fmt.Sprintf("switchover %s: phase %d %s: %v", p.Title(), ph.Number, ph.Name, err)
+			rep.Phases = append(rep.Phases, pr)
+			return rep
+		}
+		r.emit(Event{Phase: "switchover", Message: fmt.Sprintf("phase %d %s: started", ph.Number, ph.Name)})
+		var failed string
+		for _, st := range ph.Steps {
+			x := byName[st.Cluster]
+			sr := PhaseStepReport{Cluster: st.Cluster}
+			sr.Releases, sr.Error = r.switchoverStep(x, p, ph, st)
+			pr.Steps = append(pr.Steps, sr)
+			if sr.Error != "" {
+				failed = sr.Error
+				break // phase 4: the target's CronJobs never resume after the source's failed to suspend
+			}
+		}
+		if failed == "" && ph.DrainSeconds > 0 {
+			r.emit(Event{Phase: "switchover", Message: fmt.Sprintf("phase %d %s: draining %d s", ph.Number, ph.Name, ph.DrainSeconds)})
+			select {
+			case <-time.After(time.Duration(ph.DrainSeconds) * time.Second):
+			case <-ctx.Done():
+				failed = "drain wait interrupted: " + context.Cause(ctx).Error()
+			}
+		}
+		pr.Duration = Duration(time.Since(phStart))
+		rep.Phases = append(rep.Phases, pr)
+		if failed != "" {
+			msg := fmt.Sprintf("switchover %s stopped in phase %d (%s): %s", p.Title(), ph.Number, ph.Name, failed)
+			if ph.Number == PhaseWarm {
+				msg = fmt.Sprintf("switchover blocked in phase 1: %s; %s keeps serving, untouched — fix and re-run to resume, or revert the commit to scale %s back down",
+					failed, strings.Join(p.From, ", "), strings.Join(p.To, ", "))
+			}
+			rep.Blocked = msg
+			sw.Blocked = msg
+			_ = r.recordSwitchover(ctx, xs, sw, pr.Steps)
+			r.emit(Event{Phase: "switchover", Message: msg})
+			return rep
+		}
+		sw.PhaseDone = true
+		if err := r.recordSwitchover(ctx, xs, sw, pr.Steps); err != nil {
+			rep.Error = fmt.Sprintf("switchover %s: phase %d %s: %v", p.Title(), ph.Number, ph.Name, err)
+			return rep
+		}
+		if ph.Number == PhaseOpen {
+			rep.Serving = Duration(time.Since(start))
+		}
+		r.emit(Event{Phase: "switchover", Message: fmt.Sprintf("phase %d %s: done %.1fs", ph.Number, ph.Name, time.Duration(pr.Duration).Seconds())})
+	}
+	if len(down) > 0 {
+		if err := r.recordSwitchover(ctx, xs, sw, nil); err != nil {
+			r.opts.Logger.Warn("switchover: skipped phases not recorded", "error", err)
+		}
+		rep.Error = fmt.Sprintf("switchover %s: %s serves; phases %d–%d skipped until the source can be reached (%s): its weight is never raised again, it becomes Standby when it is back",
+			p.Title(), strings.Join(p.To, ", "), PhaseClose, PhaseCount, strings.Join(down, "; "))
+		return rep
+	}
+	rep.Completed = true
+	return rep
+}
+
+// lockSwitchover takes a cluster's lock for the whole switchover and reads
+// its state record under it.
+func (r *run) lockSwitchover(ctx context.Context, x *swCluster) error {
+	lease, err := x.t.Lock(ctx, clusters.LockOptions{Holder: r.opts.Holder, Wait: r.opts.LockTimeout, Duration: r.opts.LockDuration})
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-lease.Lost():
+			cancel(errLockLost)
+		case <-done:
+		}
+	}()
+	x.ctx, x.lock = cctx, lease
+	x.stop = func() {
+		close(done)
+		cancel(nil)
+		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer ucancel()
+		if err := lease.Unlock(uctx); err != nil {
+			r.opts.Logger.Warn("unlock failed", "cluster", x.c.Name, "error", err)
+		}
+	}
+	prev, err := x.t.ReadState(cctx, r.m.ID)
+	if err != nil {
+		return fmt.Errorf("read state record: %w", err)
+	}
+	if prev != nil && prev.Cluster != "" && prev.Cluster != x.c.Name {
+		return fmt.Errorf("this cluster's state record says it is manifest cluster %q; nothing written", prev.Cluster)
+	}
+	x.prev = prev
+	return nil
+}
+
+// switchoverStep renders a phase step's releases with the cluster's
+// capabilities and the phase's knobs, plans them against Helm storage (a
+// release already at the phase's content is unchanged: every phase is
+// idempotent) and applies them with the reconcile's own step machinery:
+// real Helm revisions, health waits, rollback on failure.
+func (r *run) switchoverStep(x *swCluster, p *SwitchoverPlan, ph Phase, st PhaseStep) ([]ReleaseReport, string) {
+	ctx := x.ctx
+	c := x.c
+	c.Role = st.Role
+	if len(st.Releases) == 0 {
+		return nil, ""
+	}
+	live, err := x.t.ListReleases(ctx, nil)
+	if err != nil {
+		return nil, fmt.Sprintf("cluster %s: list releases: %v", c.Name, err)
+	}
+	deployed := deployedFrom(live)
+	if err := earlierRuns(ctx, x.t, deployed); err != nil {
+		return nil, fmt.Sprintf("cluster %s: %v", c.Name, err)
+	}
+	caps, err := x.t.Capabilities(ctx)
+	if err != nil {
+		return nil, fmt.Sprintf("cluster %s: read capabilities: %v", c.Name, err)
+	}
+	exists := existing(deployed)
+	var reqs []render.Request
+	var specs []manifest.Release
+	for _, pr := range st.Releases {
+		rel, ok := r.m.Resolve(pr.key().String())
+		if !ok {
+			return nil, fmt.Sprintf("release %s: not in the manifest", pr.key())
+		}
+		req, err := renderRequest(r.m, x.c, rel)
+		if err != nil {
+			return nil, err.Error()
+		}
+		req.Overlay = phaseOverlay(r.m, p, x.c, rel, ph.Number)
+		req.Capabilities, req.Lookup, req.Upgrade = caps, x.t.Lookup(req.Namespace), exists[pr.key()]
+		reqs, specs = append(reqs, req), append(specs, rel)
+	}
+	results, err := r.opts.Renderer.RenderAll(ctx, reqs)
+	if err != nil {
+		return nil, fmt.Sprintf("cluster %s: render phase %d: %v", c.Name, ph.Number, err)
+	}
+	desired := make([]Desired, len(results))
+	for i, res := range results {
+		desired[i] = Desired{Spec: specs[i], Result: res}
+	}
+	popts := r.opts.Plan
+	popts.NoPrune, popts.ManifestID = true, r.m.ID
+	popts.Now, popts.LeaseDuration, popts.RunID = time.Now(), r.opts.LockDuration, r.opts.RunID
+	popts.Healthy = healthyRevisions(x.prev)
+	plan := Plan(c, desired, deployed, popts)
+	plan.Prune = nil
+
+	sub := &run{m: r.m, opts: r.opts, gates: &gates{byRelease: map[ReleaseKey]*gate{}}}
+	sub.opts.DetectDrift, sub.opts.CorrectDrift = false, false
+	cr := &clusterRun{t: x.t, c: c, log: r.opts.Logger.With("cluster", c.Name), uid: x.uid, prev: x.prev, caps: caps,
+		lease: x.lock, snap: x.t.Snapshot(), checked: map[ReleaseKey]map[string]string{}, found: map[ReleaseKey]map[string]string{}}
+	out := sub.applyWaves(ctx, cr, plan)
+	var bad []string
+	for _, rr := range out {
+		if rr.Outcome != OutcomeOK {
+			bad = append(bad, fmt.Sprintf("release %s/%s not healthy on %s: %s", rr.Namespace, rr.Name, c.Name, rr.Error))
+		}
+	}
+	x.digests(desired)
+	return out, strings.Join(bad, "; ")
+}
+
+// digests remembers what each release was rendered to in this phase.
+func (x *swCluster) digests(desired []Desired) {
+	if x.prev == nil {
+		return
+	}
+	d := map[ReleaseKey]string{}
+	for _, de := range desired {
+		d[de.key()] = de.Result.Digest
+	}
+	for i := range x.prev.Releases {
+		rs := &x.prev.Releases[i]
+		if v, ok := d[ReleaseKey{rs.Namespace, rs.Name}]; ok {
+			rs.Digest = v
+		}
+	}
+}
+
+// recordSwitchover writes the switchover's progress into the state record
+// of every reachable involved cluster, with what the phase's steps did to
+// their releases; the rest of each record is kept.
+func (r *run) recordSwitchover(ctx context.Context, xs []*swCluster, sw clusters.SwitchoverState, steps []PhaseStepReport) error {
+	sw.UpdatedAt = time.Now().UTC()
+	var errs []string
+	for _, x := range xs {
+		if !x.ok() {
+			continue
+		}
+		st := clusters.State{Cluster: x.c.Name, Role: string(inverse(x.c.Role)), ClusterUID: x.uid, ManifestID: manifestID(r.m.ID), AppliedAt: time.Now().UTC()}
+		if x.prev != nil {
+			st = *x.prev
+			st.Releases = slices.Clone(x.prev.Releases)
+		}
+		for _, s := range steps {
+			if s.Cluster != x.c.Name {
+				continue
+			}
+			for _, rr := range s.Releases {
+				rs := clusters.ReleaseState{Name: rr.Name, Namespace: rr.Namespace, Revision: rr.Revision, Outcome: string(rr.Outcome),
+					Error: rr.Error, Duration: time.Duration(rr.Duration), Healthy: rr.Outcome == OutcomeOK && rr.RolledBackTo == 0}
+				i := slices.IndexFunc(st.Releases, func(o clusters.ReleaseState) bool { return o.Name == rr.Name && o.Namespace == rr.Namespace })
+				if i < 0 {
+					st.Releases = append(st.Releases, rs)
+					continue
+				}
+				rs.Digest = st.Releases[i].Digest
+				st.Releases[i] = rs
+			}
+		}
+		s := sw
+		st.Switchover = &s
+		if err := context.Cause(x.ctx); err != nil {
+			errs = append(errs, fmt.Sprintf("cluster %s: %v", x.c.Name, err))
+			continue
+		}
+		wctx, cancel := context.WithTimeout(x.ctx, 30*time.Second)
+		err := x.t.WriteState(wctx, st)
+		cancel()
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		x.prev = &st
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("record the phase: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// inverse is the role a cluster had before a switchover gave it role.
+func inverse(role manifest.Role) manifest.Role {
+	if role == manifest.RoleActive {
+		return manifest.RoleStandby
+	}
+	return manifest.RoleActive
+}
+
+// Switchover runs the switchover that the roles in git ask for, if any,
+// and nothing else: the drill and tests use it; Reconcile runs it first
+// whenever roles change, then the plain reconcile. It returns nil when no
+// cluster's role in effect differs from git.
+func Switchover(ctx context.Context, m *manifest.Manifest, connect Connector, opts Options) *SwitchoverReport {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 1
+	}
+	r := &run{m: m, opts: opts, gates: &gates{byRelease: map[ReleaseKey]*gate{}}}
+	conns := connectAll(ctx, m.Clusters, connect)
+	roles, _ := inEffectRoles(ctx, m, m.Clusters, conns)
+	p := PlanSwitchover(m, roles)
+	if p == nil {
+		return nil
+	}
+	return r.runSwitchover(ctx, p, m.Clusters, conns)
+}

@@ -1,0 +1,83 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tandem-gitops/tandem/manifest"
+)
+
+// switchoverFirst is Reconcile's hook: when the roles in git differ from
+// the roles in effect (the clusters' state records), it runs the
+// switchover before anything else. It returns true when the run must stop
+// there (the switchover did not complete, or cannot run), with report
+// filled; false when the plain reconcile should follow (no role change, or
+// the switchover completed: the plain reconcile then applies the rest of
+// the commit and records the new roles).
+func (r *run) switchoverFirst(ctx context.Context, report *Report, selected []manifest.Cluster, conns []conn) bool {
+	roles, states := inEffectRoles(ctx, r.m, selected, conns)
+	p := PlanSwitchover(r.m, roles)
+	if p == nil {
+		if msg := staleSwitchover(states); msg != "" {
+			failAll(report, r, selected, msg)
+			return true
+		}
+		return false
+	}
+	if len(selected) < len(r.m.Clusters) {
+		// The other side of the switchover is not in this run: applying
+		// the new role to one cluster alone could close the only open one.
+		failAll(report, r, selected, fmt.Sprintf("the roles in git differ from those in effect (switchover %s): a switchover needs every cluster in the run, not --cluster", p.Title()))
+		return true
+	}
+	if len(r.opts.Selection.Releases) > 0 {
+		failAll(report, r, selected, fmt.Sprintf("the roles in git differ from those in effect (switchover %s): a switchover needs a run of every release, not --release", p.Title()))
+		return true
+	}
+	sw := r.runSwitchover(ctx, p, selected, conns)
+	if r.opts.OnSwitchover != nil {
+		r.opts.OnSwitchover(sw)
+	}
+	if sw.Completed {
+		return false
+	}
+	msg := sw.Blocked
+	if msg == "" {
+		msg = sw.Error
+	}
+	report.Clusters = make([]ClusterReport, len(selected))
+	for i, c := range selected {
+		cr := ClusterReport{Name: c.Name, Role: string(c.Role), Commit: r.opts.Commit, Releases: []ReleaseReport{}, FinishedAt: time.Now().UTC()}
+		for _, ph := range sw.Phases {
+			for _, st := range ph.Steps {
+				if st.Cluster == c.Name {
+					cr.Releases = append(cr.Releases, st.Releases...)
+				}
+			}
+		}
+		switch {
+		case conns[i].err != nil:
+			cr.Error = conns[i].err.Error() + "; " + msg
+		case slices.Contains(p.Involved(), c.Name):
+			cr.Error = msg
+		default:
+			cr.Error = "not reconciled: " + msg
+		}
+		if conns[i].t != nil {
+			cr.Requests = conns[i].t.Requests()
+		}
+		cr.count()
+		report.Clusters[i] = cr
+	}
+	return true
+}
+
+func failAll(report *Report, r *run, selected []manifest.Cluster, msg string) {
+	report.Clusters = make([]ClusterReport, len(selected))
+	for i, c := range selected {
+		report.Clusters[i] = ClusterReport{Name: c.Name, Role: string(c.Role), Commit: r.opts.Commit, Releases: []ReleaseReport{},
+			Error: msg, FinishedAt: time.Now().UTC()}
+	}
+}
