@@ -31,6 +31,8 @@ func imports(t *testing.T) map[string][]string {
 }
 
 // TestHouseArrows: the leaves import no tandem package but internal ones;
+// the daemon (cmd -> daemon -> reconciler) only the reconciler and the
+// manifest types, the webhook handler nothing of tandem;
 // Helm lives in render/ and clusters/ (and the chart copy they share);
 // client-go in clusters/ only, but for the one interface Helm's lookup API
 // makes render name.
@@ -49,6 +51,10 @@ func TestHouseArrows(t *testing.T) {
 				t.Errorf("%s imports %s: the leaves (manifest, render, clusters) never import each other or the reconciler", pkg, target)
 			case pkg == "reconciler" && tandem && strings.HasPrefix(target, "cmd"):
 				t.Errorf("reconciler imports %s: arrows point from cmd to the reconciler", target)
+			case pkg == "daemon" && tandem && target != "reconciler" && target != "manifest" && !strings.HasPrefix(target, "internal/"):
+				t.Errorf("daemon imports %s: the daemon drives the reconciler's pipeline; concrete parts come in from cmd", target)
+			case pkg == "webhook" && tandem:
+				t.Errorf("webhook imports %s: it verifies HTTP requests and needs nothing of tandem", target)
 			case strings.HasPrefix(imp, "helm.sh/") && pkg != "render" && pkg != "clusters" && !strings.HasPrefix(pkg, "internal/helmchart") && !strings.HasPrefix(pkg, "hack/"):
 				t.Errorf("%s imports %s: Helm lives in render/ and clusters/ only", pkg, imp)
 			case strings.HasPrefix(imp, "k8s.io/client-go") && pkg != "clusters" && !strings.HasPrefix(pkg, "e2e/") &&
