@@ -1,0 +1,10 @@
+// Package switchover holds the end-to-end tests of the switchover: they build
+// the tandem binary, run it against two real local clusters (blue, green) with a
+// private git copy of examples/manifest (green running every release, a short
+// dns.drainSeconds), flip the roles with `tandem switchover --to`, run `tandem
+// reconcile`, and sample the live objects of both clusters every 100 ms for the
+// whole switchover: for every DNS name some weight is up, a cluster with a weight
+// up has its workloads available, no CronJob is unsuspended on both clusters.
+//
+// It contains tests only and must not be imported.
+package switchover

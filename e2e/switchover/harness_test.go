@@ -1,0 +1,187 @@
+package switchover_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tandem-gitops/tandem/clusters"
+	"github.com/tandem-gitops/tandem/e2e/e2etest"
+	"github.com/tandem-gitops/tandem/e2e/localcluster"
+)
+
+// runTimeout bounds one tandem run.
+const runTimeout = 4 * time.Minute
+
+type harness struct {
+	env   *localcluster.Env
+	bin   string
+	cache string
+	kube  map[string]kubernetes.Interface
+	repo  *e2etest.ManifestRepo
+}
+
+// newHarness copies examples/manifest with green running every release
+// (a switchover needs the target to run what the source runs), a 1 s
+// drain, and converges both clusters to it: blue Active, green Standby.
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	env := suite.Env(t)
+	h := &harness{env: env, bin: tandem.Path(t), cache: t.TempDir(), kube: map[string]kubernetes.Interface{}}
+	for _, name := range env.Names() {
+		cfg, err := env.RESTConfig(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.kube[name], err = kubernetes.NewForConfig(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.repo = e2etest.CopyExample(t)
+	h.repo.Replace(t, "tandem.yaml", "    releases: [platform, example]\n", "")
+	h.repo.Replace(t, "tandem.yaml", "  activeWeight: 100\n", "  activeWeight: 100\n  drainSeconds: 1\n")
+	h.repo.Commit(t, "green runs every release; 1 s drain")
+	// An earlier test may have left either role in effect: converge to
+	// whatever the state records say first, by setting the roles to them.
+	if st := h.state(t, "green"); st != nil && st.Role == "active" {
+		h.switchTo(t, "green")
+	}
+	if res := h.reconcile(t, "--allow-mass-prune"); res.Code != 0 {
+		t.Fatalf("converging: exit %d\n%s", res.Code, res.Stderr)
+	}
+	return h
+}
+
+func (h *harness) tandemEnv() []string {
+	return []string{"KUBECONFIG=" + h.env.Kubeconfig(), "TANDEM_CACHE_DIR=" + h.cache}
+}
+
+func (h *harness) reconcileArgs(args []string) []string {
+	return append([]string{"reconcile", "--manifest-dir", h.repo.Dir, "-o", "json", "--lock-duration", "6s", "--detect-drift=false"}, args...)
+}
+
+func (h *harness) reconcile(t *testing.T, args ...string) e2etest.Result {
+	t.Helper()
+	return e2etest.Run(t, h.bin, runTimeout, h.tandemEnv(), h.reconcileArgs(args)...)
+}
+
+// switchTo runs `tandem switchover --to name` and commits the edit.
+func (h *harness) switchTo(t *testing.T, name string) {
+	t.Helper()
+	res := e2etest.Run(t, h.bin, time.Minute, h.tandemEnv(), "switchover", "--to", name, "--manifest-dir", h.repo.Dir)
+	if res.Code != 0 {
+		t.Fatalf("tandem switchover --to %s: exit %d\n%s", name, res.Code, res.Stderr)
+	}
+	h.repo.Commit(t, "switch over to "+name)
+}
+
+// state reads a cluster's state record as tandem stores it (format 2).
+func (h *harness) state(t *testing.T, cluster string) *clusters.State {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cm, err := h.kube[cluster].CoreV1().ConfigMaps(clusters.SystemNamespace).Get(ctx, clusters.StateConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(cm.BinaryData[clusters.StateGzipKey]))
+	if err != nil {
+		t.Fatalf("%s: state record: %v", cluster, err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st clusters.State
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
+
+// process is a tandem run in the background.
+type process struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	done           chan struct{}
+	err            error
+}
+
+func (h *harness) start(t *testing.T, args ...string) *process {
+	t.Helper()
+	p := &process{done: make(chan struct{})}
+	p.cmd = exec.Command(h.bin, h.reconcileArgs(args)...)
+	p.cmd.Env = append(os.Environ(), h.tandemEnv()...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *process) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Fatal(err)
+	}
+	<-p.done
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// roles are what the state records say is in effect, "blue=active green=standby".
+func (h *harness) roles(t *testing.T) string {
+	t.Helper()
+	var parts []string
+	for _, c := range []string{"blue", "green"} {
+		role := "-"
+		if st := h.state(t, c); st != nil {
+			role = st.Role
+			if st.Switchover != nil {
+				role += "(switchover)"
+			}
+		}
+		parts = append(parts, c+"="+role)
+	}
+	return strings.Join(parts, " ")
+}
+
+// helmRevisions is the latest revision of a release in Helm's storage (the Secrets helm history reads).
+func (h *harness) helmRevisions(t *testing.T, cluster, namespace, name string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := h.kube[cluster].CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{LabelSelector: "owner=helm,name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(list.Items)
+}
