@@ -126,6 +126,14 @@ func (r *remote) PushBranch(t *testing.T, branch, message string) string {
 	return r.h.git.PushDir(t, r.name, branch, r.Dir, message)
 }
 
+// Remove deletes a file of the working copy.
+func (r *remote) Remove(t *testing.T, rel string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(r.Dir, filepath.FromSlash(rel))); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // setExampleReplicas sets the example release's replicaCount in
 // values/example.yaml (a values change of one release that reaches both
 // clusters: replicas on blue, the recorded active count on green).
