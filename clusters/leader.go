@@ -20,9 +20,9 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
-// Leadership among tandem serve's replicas uses client-go's leaderelection as it is, unlike
-// the per-cluster writer Lock (lock.go), because it guards something else: which replica polls
-// git and starts runs. Every run still takes each cluster's writer Lock, whose fence keeps a
+// Leadership among tandem serve's replicas runs on client-go's leaderelection, unlike the
+// per-cluster writer Lock (lock.go), because it guards something else: which replica polls git
+// and starts runs. Every run still takes each cluster's writer Lock, whose fence keeps a
 // former leader's late writes out, so leadership only has to be exclusive in the usual case and
 // handed over quickly, which is what leaderelection does. What Elect adds around it:
 //   - the Lease requests pass this Cluster's fence (they are marked as lease traffic) and each
@@ -36,7 +36,8 @@ import (
 //     after that renewal, and cancels the work only after trying to release the Lease, which
 //     through a dead connection takes another request timeout: later than another replica may
 //     take over (LeaseDuration after it saw that renewal). With the deadline here the work
-//     stops LeaseDuration-RenewDeadline (5s by default) before anyone can take over;
+//     is cancelled at least LeaseDuration-RenewDeadline (5s by default) before anyone can take
+//     over, and has that long to return;
 //   - OnNewLeader is called from one goroutine, in order, and never after Elect returned.
 //
 // The remaining assumption is the one every lease makes: the two replicas' clocks run at about
