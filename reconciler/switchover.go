@@ -399,8 +399,11 @@ func (r *run) switchoverStep(x *swCluster, p *SwitchoverPlan, ph Phase, st Phase
 	out := sub.applyWaves(ctx, cr, plan)
 	var bad []string
 	for _, rr := range out {
-		if rr.Outcome != OutcomeOK {
+		switch rr.Outcome {
+		case OutcomeFailed:
 			bad = append(bad, fmt.Sprintf("release %s/%s not healthy on %s: %s", rr.Namespace, rr.Name, c.Name, rr.Error))
+		case OutcomeSkipped:
+			bad = append(bad, fmt.Sprintf("release %s/%s not applied on %s (%s)", rr.Namespace, rr.Name, c.Name, rr.Error))
 		}
 	}
 	x.digests(desired)
