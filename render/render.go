@@ -29,6 +29,10 @@ type Options struct {
 	// Download bounds remote chart downloads; zero fields take
 	// DefaultDownloadOptions.
 	Download DownloadOptions
+	// Isolation, when set, runs Helm's template engine in worker processes,
+	// so that a render past Timeout, or whose ctx is done, is killed rather
+	// than left running (see Isolation). nil renders in this process.
+	Isolation *Isolation
 }
 
 // DefaultOptions returns the options tandem's commands use.
@@ -42,6 +46,9 @@ func DefaultOptions() Options {
 type Renderer struct {
 	opts   Options
 	charts *chartCache
+	// workerStarted, when set (by tests), is called with the pid of every
+	// render worker started.
+	workerStarted func(pid int)
 }
 
 // New returns a Renderer.
@@ -130,7 +137,14 @@ func (o Object) ID() string {
 
 // Render renders one release for one cluster.
 func (r *Renderer) Render(ctx context.Context, req Request) (*Result, error) {
-	res, err := r.render(ctx, req)
+	pool := r.workers()
+	defer pool.close()
+	return r.renderIn(ctx, req, pool)
+}
+
+// renderIn renders with pool's workers, or in process when pool is nil.
+func (r *Renderer) renderIn(ctx context.Context, req Request, pool *workerPool) (*Result, error) {
+	res, err := r.render(ctx, req, pool)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: release %q: %w", req.Cluster, req.Release, err)
 	}
@@ -143,22 +157,25 @@ func (r *Renderer) Render(ctx context.Context, req Request) (*Result, error) {
 func (r *Renderer) RenderAll(ctx context.Context, reqs []Request) ([]*Result, error) {
 	results := make([]*Result, len(reqs))
 	errs := make([]error, len(reqs))
+	// One set of workers for the whole call, at most one per concurrent render.
+	pool := r.workers()
 	g := new(errgroup.Group)
 	g.SetLimit(r.opts.Concurrency)
 	for i, req := range reqs {
 		g.Go(func() error {
-			results[i], errs[i] = r.Render(ctx, req)
+			results[i], errs[i] = r.renderIn(ctx, req, pool)
 			return nil
 		})
 	}
 	_ = g.Wait()
+	pool.close()
 	// errors.Join prints one failure per line, each naming its cluster and
 	// release (Render wraps them), the way tandem's commands print every
 	// aggregated error; errors.Is and errors.As still reach each one.
 	return results, errors.Join(append(errs, Conflicts(results))...)
 }
 
-func (r *Renderer) render(ctx context.Context, req Request) (*Result, error) {
+func (r *Renderer) render(ctx context.Context, req Request, pool *workerPool) (*Result, error) {
 	ch, err := r.charts.get(req.Chart)
 	if err != nil {
 		return nil, err
@@ -168,29 +185,9 @@ func (r *Renderer) render(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("values: %w", err)
 	}
 
-	type out struct {
-		rendered
-		err error
-	}
-	done := make(chan out, 1)
-	// Helm's template engine cannot be interrupted; on a deadline the render
-	// goroutine is abandoned and the caller gets an error at once.
-	go func() {
-		rd, err := r.template(ctx, req, ch, vals)
-		done <- out{rd, err}
-	}()
-	timer := time.NewTimer(r.opts.Timeout)
-	defer timer.Stop()
-	var o out
-	select {
-	case o = <-done:
-	case <-timer.C:
-		return nil, fmt.Errorf("render did not finish within %s (a runaway template loop?)", r.opts.Timeout)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if o.err != nil {
-		return nil, o.err
+	o, err := r.templateWithin(ctx, req, ch, vals, pool)
+	if err != nil {
+		return nil, err
 	}
 
 	objs, err := ParseObjects(o.manifest, req.Namespace)
@@ -212,6 +209,36 @@ func (r *Renderer) render(ctx context.Context, req Request) (*Result, error) {
 	}
 	res.Digest = digest(res)
 	return res, nil
+}
+
+// templateWithin runs template within the render's timeout: in a worker
+// of pool, or, without one, on a goroutine of this process.
+func (r *Renderer) templateWithin(ctx context.Context, req Request, ch *chart.Chart, vals map[string]any, pool *workerPool) (rendered, error) {
+	if pool != nil {
+		return pool.template(ctx, req, ch, vals)
+	}
+	type out struct {
+		rendered
+		err error
+	}
+	done := make(chan out, 1)
+	// Helm's template engine cannot be interrupted; on a deadline the render
+	// goroutine is abandoned, still running, and the caller gets an error at
+	// once. Options.Isolation kills it instead.
+	go func() {
+		rd, err := r.template(ctx, req, ch, vals)
+		done <- out{rd, err}
+	}()
+	timer := time.NewTimer(r.opts.Timeout)
+	defer timer.Stop()
+	select {
+	case o := <-done:
+		return o.rendered, o.err
+	case <-timer.C:
+		return rendered{}, fmt.Errorf("render did not finish within %s (a runaway template loop?)", r.opts.Timeout)
+	case <-ctx.Done():
+		return rendered{}, ctx.Err()
+	}
 }
 
 // ClusterScoped reports whether kind is one of the well-known kinds that have
