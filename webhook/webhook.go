@@ -31,8 +31,9 @@ type Options struct {
 	Branch string
 
 	// MaxBodyBytes is the largest body accepted; larger gets 413 and is never
-	// read past MaxBodyBytes+1 bytes. Default 1 MiB (GitHub caps its payloads
-	// at 25 MB, but a push with a normal number of commits is a few KiB).
+	// read past MaxBodyBytes+1 bytes. Default 1 MiB: a push payload is a few
+	// to tens of KiB (GitHub lists at most 20 commits), though GitHub's own
+	// cap is 25 MB.
 	MaxBodyBytes int64
 
 	// MaxInFlight is how many requests may be reading or checking a body at
