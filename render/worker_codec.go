@@ -93,13 +93,13 @@ const (
 	tagUint64
 	tagFloat32
 	tagFloat64
-	tagNumber     // json.Number
-	tagMap        // map[string]any
-	tagValues     // chartutil.Values
-	tagList       // []any
-	tagStrings    // []string
-	tagStringMap  // map[string]string
-	tagMaps       // []map[string]any
+	tagNumber    // json.Number
+	tagMap       // map[string]any
+	tagValues    // chartutil.Values
+	tagList      // []any
+	tagStrings   // []string
+	tagStringMap // map[string]string
+	tagMaps      // []map[string]any
 )
 
 // value encodes a values tree: the types YAML, JSON, Helm's strvals and
@@ -487,7 +487,10 @@ func (d *decoder) chart() *chart.Chart {
 	if n := d.length(1); n >= 0 {
 		deps := make([]*chart.Chart, n)
 		for i := range deps {
-			deps[i] = d.chart()
+			if deps[i] = d.chart(); deps[i] == nil {
+				d.fail(errors.New("a dependency is missing"))
+				return nil
+			}
 		}
 		c.SetDependencies(deps...)
 	}
