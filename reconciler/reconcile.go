@@ -61,9 +61,6 @@ type Options struct {
 	// cluster, it would rotate what the chart keeps through lookup, so it
 	// fails instead.
 	Renderer Renderer
-	// OnSwitchover, if set, receives the report of the switchover a run
-	// made because the roles in git differ from the roles in effect.
-	OnSwitchover func(*SwitchoverReport)
 }
 
 // DefaultOptions returns the CLI defaults.

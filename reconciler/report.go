@@ -27,6 +27,9 @@ type Report struct {
 	Started  time.Time       `json:"started"`
 	Duration Duration        `json:"duration"`
 	Clusters []ClusterReport `json:"clusters"`
+	// Switchover is the switchover this run made because the roles in git
+	// differ from the roles in effect; nil when roles did not change.
+	Switchover *SwitchoverReport `json:"switchover,omitempty"`
 }
 
 // ClusterReport is one cluster's part of a Report.

@@ -37,9 +37,7 @@ func (r *run) switchoverFirst(ctx context.Context, report *Report, selected []ma
 		return true
 	}
 	sw := r.runSwitchover(ctx, p, selected, conns)
-	if r.opts.OnSwitchover != nil {
-		r.opts.OnSwitchover(sw)
-	}
+	report.Switchover = sw
 	if sw.Completed {
 		return false
 	}

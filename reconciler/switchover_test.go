@@ -65,12 +65,11 @@ func reconcileSwitchover(t *testing.T, m *manifest.Manifest, fakes map[string]*f
 	opts := DefaultOptions()
 	opts.DetectDrift = false
 	opts.Renderer = knobRenderer{}
-	var sw *SwitchoverReport
-	opts.OnSwitchover = func(r *SwitchoverReport) { sw = r }
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	results, _ := knobRenderer{}.RenderAll(ctx, mustRequests(t, m))
-	return Reconcile(ctx, m, results, connect, opts), sw
+	rep := Reconcile(ctx, m, results, connect, opts)
+	return rep, rep.Switchover
 }
 
 func mustRequests(t *testing.T, m *manifest.Manifest) []render.Request {

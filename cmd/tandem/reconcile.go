@@ -241,6 +241,10 @@ func (p *progress) event(e reconciler.Event) {
 		line = fmt.Sprintf("%-7s wave %d  %-14s FAILED    %s", e.Cluster, e.Wave, e.Release, e.Message)
 	case "skipped":
 		line = fmt.Sprintf("%-7s wave %d  %-14s skipped   %s", e.Cluster, e.Wave, e.Release, e.Message)
+	case "switchover":
+		// The switchover's own steps (phase started, draining, done,
+		// skipped, blocked); its releases report as any release does.
+		line = "switchover  " + e.Message
 	default:
 		return
 	}
@@ -268,6 +272,9 @@ func seconds(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) 
 
 func writeReconcileSummary(w io.Writer, r *reconciler.Report) {
 	fmt.Fprintln(w)
+	if sw := r.Switchover; sw != nil {
+		fmt.Fprintln(w, switchoverSummary(sw))
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLUSTER\tROLE\tCOMMIT\tINSTALLED\tUPGRADED\tUNCHANGED\tPRUNED\tFAILED\tSKIPPED\tDRIFTED\tAPI CALLS\tTIME")
 	for _, c := range r.Clusters {
@@ -313,4 +320,31 @@ func shortSHA(c string) string {
 		return "-"
 	}
 	return c
+}
+
+// switchoverSummary is one line per switchover: its phases with their
+// times, and how it ended.
+func switchoverSummary(sw *reconciler.SwitchoverReport) string {
+	var parts []string
+	for _, ph := range sw.Phases {
+		if ph.Skipped != "" {
+			parts = append(parts, fmt.Sprintf("%s skipped", ph.Name))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", ph.Name, seconds(time.Duration(ph.Duration))))
+	}
+	head := fmt.Sprintf("switchover %s → %s", strings.Join(sw.From, ","), strings.Join(sw.To, ","))
+	if sw.ResumedAt > 0 {
+		head += fmt.Sprintf(" (resumed at phase %d)", sw.ResumedAt)
+	}
+	end := fmt.Sprintf("completed in %s", seconds(time.Duration(sw.Duration)))
+	switch {
+	case sw.Blocked != "":
+		end = sw.Blocked
+	case sw.Error != "":
+		end = sw.Error
+	case sw.Serving > 0:
+		end += fmt.Sprintf(", serving on %s after %s", strings.Join(sw.To, ","), seconds(time.Duration(sw.Serving)))
+	}
+	return head + "   " + strings.Join(parts, " · ") + "\n" + end + "\n"
 }
