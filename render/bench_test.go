@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // BenchmarkRender measures a whole reconcile's render: a fresh Renderer per
@@ -153,4 +155,65 @@ func syntheticRequests(tb testing.TB, n int) []Request {
 		}
 	}
 	return reqs
+}
+
+// BenchmarkRenderIsolation measures what Options.Isolation costs: each
+// manifest renders in process (the baseline), then isolated with workers
+// reused across one RenderAll (how the Renderer runs them), then isolated
+// with a worker per release (Render called once per request, what reuse
+// saves). The isolated runs report "slowdown-x", their time over the
+// baseline's in the same run. Workers are this test binary (see TestMain);
+// a race-enabled build makes them much slower.
+//
+//	go test -run '^$' -bench BenchmarkRenderIsolation -benchmem ./render/
+func BenchmarkRenderIsolation(b *testing.B) {
+	manifests := []struct {
+		name string
+		reqs func(testing.TB) []Request
+	}{
+		{"examples", exampleRequests},
+		{"synthetic-100", func(tb testing.TB) []Request { return syntheticRequests(tb, 100) }},
+	}
+	for _, m := range manifests {
+		b.Run(m.name, func(b *testing.B) {
+			reqs := m.reqs(b)
+			var baselineSum float64
+			var baselineRuns int
+			for _, mode := range []string{"in-process", "isolated", "isolated-worker-per-release"} {
+				b.Run(mode, func(b *testing.B) {
+					opts := DefaultOptions()
+					if mode != "in-process" {
+						opts = isolated(b, "serve")
+					}
+					ctx := context.Background()
+					b.ReportAllocs()
+					for b.Loop() {
+						r := New(opts)
+						var err error
+						if mode == "isolated-worker-per-release" {
+							g := new(errgroup.Group)
+							g.SetLimit(r.opts.Concurrency)
+							for _, req := range reqs {
+								g.Go(func() error { _, err := r.Render(ctx, req); return err })
+							}
+							err = g.Wait()
+						} else {
+							_, err = r.RenderAll(ctx, reqs)
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+					b.ReportMetric(perOp/1e6/float64(len(reqs)), "ms/render")
+					if mode == "in-process" {
+						baselineSum += perOp
+						baselineRuns++
+					} else if baselineRuns > 0 {
+						b.ReportMetric(perOp/(baselineSum/float64(baselineRuns)), "slowdown-x")
+					}
+				})
+			}
+		})
+	}
 }
