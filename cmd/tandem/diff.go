@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -47,9 +48,10 @@ With --exit-code: exit 0 no differences, 2 differences, 1 error.`,
 			}
 			ctx := cmd.Context()
 			var rep *reconciler.DiffReport
+			var sw *reconciler.SwitchoverPlan
 			var err error
 			if f.against != "" {
-				rep, err = f.diffAgainst(ctx, g, s)
+				rep, sw, err = f.diffAgainst(ctx, g, s)
 			} else {
 				rep, err = f.diffLive(ctx, g, s)
 			}
@@ -58,14 +60,29 @@ With --exit-code: exit 0 no differences, 2 differences, 1 error.`,
 			}
 			switch g.output {
 			case "json":
-				err = diffview.JSON(s.Out, rep)
+				if sw != nil {
+					err = writeJSON(s.Out, diffWithSwitchover{DiffReport: rep, Switchover: sw})
+				} else {
+					err = diffview.JSON(s.Out, rep)
+				}
 			case "markdown":
 				opts := diffview.DefaultMarkdownOptions()
 				if f.maxBytes > 0 {
 					opts.MaxBytes = f.maxBytes
 				}
-				_, err = io.WriteString(s.Out, diffview.Markdown(rep, opts))
+				var plan string
+				if sw != nil {
+					// After the report (its first line is the comment's marker), within its size limit.
+					plan = "\n" + switchoverMarkdown(sw)
+					opts.MaxBytes = max(opts.MaxBytes-len(plan), 1)
+				}
+				_, err = io.WriteString(s.Out, diffview.Markdown(rep, opts)+plan)
 			default:
+				if sw != nil {
+					if _, err = io.WriteString(s.Out, switchoverText(sw)+"\n"); err != nil {
+						return err
+					}
+				}
 				err = diffview.Text(s.Out, rep)
 			}
 			if err != nil {
@@ -104,19 +121,50 @@ func (f *diffFlags) diffLive(ctx context.Context, g *globalFlags, s streams) (*r
 	return g.pipeline(s, 50, 100).DiffLive(ctx, m, opts, rev.Commit)
 }
 
+// diffWithSwitchover is `diff --against -o json` when the roles change:
+// the diff report's fields, and the switchover plan beside them.
+type diffWithSwitchover struct {
+	*reconciler.DiffReport
+	Switchover *reconciler.SwitchoverPlan `json:"switchover,omitempty"`
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
 // diffAgainst loads the manifest at f.against and at the current source and
-// compares them.
-func (f *diffFlags) diffAgainst(ctx context.Context, g *globalFlags, s streams) (*reconciler.DiffReport, error) {
+// compares them. When the two give clusters different roles, it also plans
+// the switchover the change makes (nil otherwise): a role change is shown
+// as the phases that will run, not as two clusters' objects flipping at once.
+func (f *diffFlags) diffAgainst(ctx context.Context, g *globalFlags, s streams) (*reconciler.DiffReport, *reconciler.SwitchoverPlan, error) {
 	to, toRev, err := f.source.load(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	from, fromCommit, cleanup, err := f.loadAgainst(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer cleanup()
-	return g.pipeline(s, 50, 100).DiffAgainst(ctx, from, to, f.selection(), fromCommit, toRev.Commit)
+	p := g.pipeline(s, 50, 100)
+	rep, err := p.DiffAgainst(ctx, from, to, f.selection(), fromCommit, toRev.Commit)
+	if err != nil {
+		return nil, nil, err
+	}
+	base := reconciler.Roles{}
+	for name, role := range reconciler.GitRoles(from) {
+		if _, ok := to.Cluster(name); ok {
+			base[name] = role
+		}
+	}
+	sw, err := reconciler.RenderSwitchover(ctx, to, p.Renderer, base)
+	if err != nil {
+		return nil, nil, fmt.Errorf("plan the switchover from %s: %w", shortSHA(fromCommit), err)
+	}
+	return rep, sw, nil
 }
 
 // loadAgainst loads the manifest at f.against: from the remote with --repo,
