@@ -42,10 +42,9 @@ tidy: ## go mod tidy
 DEMO_KUBECONFIG := $(CURDIR)/.cache/clusters/kubeconfig
 
 .PHONY: demo
-demo: build clusters-up ## Start local clusters blue and green, reconcile examples/manifest into both, print status
+demo: build clusters-up ## Start local clusters blue and green and run tandem serve on examples/manifest: push a commit, signed webhook, both clusters updated
 	$(BIN) validate --manifest-dir examples/manifest
-	KUBECONFIG=$(DEMO_KUBECONFIG) $(BIN) reconcile --manifest-dir examples/manifest
-	KUBECONFIG=$(DEMO_KUBECONFIG) $(BIN) status --manifest-dir examples/manifest
+	$(GO) run ./hack/demo --tandem $(BIN) --kubeconfig $(DEMO_KUBECONFIG) --manifest examples/manifest
 	@echo
 	@echo "The clusters keep running. Look around with:  export KUBECONFIG=$(DEMO_KUBECONFIG); kubectl --context green get deploy -A"
 	@echo "Stop them with:  make clusters-down"

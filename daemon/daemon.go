@@ -258,6 +258,9 @@ func (d *Daemon) apply(ctx context.Context, m *manifest.Manifest, commit, trigge
 	opts.Commit, opts.Ref = commit, d.src.Ref()
 	log := d.log.With("commit", short(commit))
 	opts.Logger = log
+	if opts.Progress == nil {
+		opts.Progress = logProgress(log)
+	}
 	start := time.Now()
 	run := &Run{Commit: commit, Trigger: trigger, Started: start}
 	d.update(func(s *Status) { r := *run; s.Running = &r })
@@ -348,4 +351,22 @@ func short(c string) string {
 		return c[:12]
 	}
 	return c
+}
+
+// logProgress logs a run's release events: each release's end at info,
+// failures and skips at warn, waits at debug.
+func logProgress(log *slog.Logger) func(reconciler.Event) {
+	return func(e reconciler.Event) {
+		attrs := []any{"cluster", e.Cluster, "release", e.Release, "action", string(e.Action)}
+		switch e.Phase {
+		case "done":
+			log.Info("release done", append(attrs, "revision", e.Revision, "duration", e.Duration.Round(time.Millisecond).String())...)
+		case "failed", "skipped", "cluster":
+			log.Warn("release "+e.Phase, append(attrs, "message", e.Message)...)
+		case "switchover":
+			log.Info("switchover", "cluster", e.Cluster, "message", e.Message)
+		case "waiting":
+			log.Debug("release waiting", append(attrs, "message", e.Message)...)
+		}
+	}
 }

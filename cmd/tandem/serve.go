@@ -133,11 +133,7 @@ func (f *serveFlags) run(ctx context.Context, g *globalFlags, s streams) error {
 	opts := daemon.DefaultOptions()
 	opts.Interval, opts.Resync = f.interval, f.resync
 	opts.Logger, opts.Metrics = log, metrics
-	opts.RunOptions = func() reconciler.Options {
-		o := f.apply.options()
-		o.Progress = logProgress(log)
-		return o
-	}
+	opts.RunOptions = f.apply.options
 	connect := reconciler.ConnectOnce(connector(g, s, f.apply.qps, f.apply.burst))
 	d := daemon.New(f.source.daemonSource(log), &freshRenders{connect: connect}, opts)
 
@@ -297,22 +293,6 @@ func (p *freshRenders) Status(ctx context.Context, m *manifest.Manifest, sel rec
 // serveRenderOptions are the render options of the daemon.
 func serveRenderOptions() render.Options {
 	return renderOptions()
-}
-
-// logProgress logs a run's release events: starts and ends at info,
-// failures at warn.
-func logProgress(log *slog.Logger) func(reconciler.Event) {
-	return func(e reconciler.Event) {
-		attrs := []any{"cluster", e.Cluster, "release", e.Release, "action", string(e.Action)}
-		switch e.Phase {
-		case "done":
-			log.Info("release done", append(attrs, "revision", e.Revision, "duration", e.Duration.Round(time.Millisecond).String())...)
-		case "failed", "skipped", "cluster":
-			log.Warn("release "+e.Phase, append(attrs, "message", e.Message)...)
-		case "waiting":
-			log.Debug("release waiting", append(attrs, "message", e.Message)...)
-		}
-	}
 }
 
 // daemonSource is the source serve follows.
