@@ -212,9 +212,23 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 	if first > 1 {
 		rep.ResumedAt = first
 	}
+	r.runPhases(ctx, p, xs, first, rep, nil)
+	return rep
+}
+
+// runPhases runs p's phases from first on the clusters xs, locked by the
+// caller, recording each phase in their state records and filling rep.
+// after, if set, runs once each phase is done (the drill checks the
+// invariants there).
+func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs []*swCluster, first int, rep *SwitchoverReport, after func(phase int)) {
+	start := rep.Started
+	byName := map[string]*swCluster{}
+	for _, x := range xs {
+		byName[x.c.Name] = x
+	}
 	sw := clusters.SwitchoverState{From: p.From, To: p.To, Commit: r.opts.Commit, StartedAt: start.UTC()}
-	for _, st := range states {
-		if st != nil && st.Switchover != nil && slices.Equal(st.Switchover.From, p.From) && slices.Equal(st.Switchover.To, p.To) {
+	for _, x := range xs {
+		if st := x.prev; x.ok() && st != nil && st.Switchover != nil && slices.Equal(st.Switchover.From, p.From) && slices.Equal(st.Switchover.To, p.To) {
 			sw.StartedAt = st.Switchover.StartedAt
 		}
 	}
@@ -242,7 +256,7 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 		if err := r.recordSwitchover(ctx, xs, sw, nil); err != nil {
 			rep.Error = fmt.Sprintf("switchover %s: phase %d %s: %v", p.Title(), ph.Number, ph.Name, err)
 			rep.Phases = append(rep.Phases, pr)
-			return rep
+			return
 		}
 		r.emit(Event{Phase: "switchover", Message: fmt.Sprintf("phase %d %s: started", ph.Number, ph.Name)})
 		var failed string
@@ -276,15 +290,18 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 			sw.Blocked = msg
 			_ = r.recordSwitchover(ctx, xs, sw, pr.Steps)
 			r.emit(Event{Phase: "switchover", Message: msg})
-			return rep
+			return
 		}
 		sw.PhaseDone = true
 		if err := r.recordSwitchover(ctx, xs, sw, pr.Steps); err != nil {
 			rep.Error = fmt.Sprintf("switchover %s: phase %d %s: %v", p.Title(), ph.Number, ph.Name, err)
-			return rep
+			return
 		}
 		if ph.Number == PhaseOpen {
 			rep.Serving = Duration(time.Since(start))
+		}
+		if after != nil {
+			after(ph.Number)
 		}
 		r.emit(Event{Phase: "switchover", Message: fmt.Sprintf("phase %d %s: done %.1fs", ph.Number, ph.Name, time.Duration(pr.Duration).Seconds())})
 	}
@@ -294,10 +311,10 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 		}
 		rep.Error = fmt.Sprintf("switchover %s: %s serves; phases %d–%d skipped until the source can be reached (%s): its weight is never raised again, it becomes Standby when it is back",
 			p.Title(), strings.Join(p.To, ", "), PhaseClose, PhaseCount, strings.Join(down, "; "))
-		return rep
+		return
 	}
 	rep.Completed = true
-	return rep
+	return
 }
 
 // lockSwitchover takes a cluster's lock for the whole switchover and reads

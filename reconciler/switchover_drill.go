@@ -1,0 +1,331 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandem-gitops/tandem/clusters"
+	"github.com/tandem-gitops/tandem/manifest"
+)
+
+// DrillReport is what a drill did, as data: the switchover there and back
+// with each phase's time, the invariant checks, and whether it passed.
+// Its JSON is `tandem drill -o json`'s schema.
+type DrillReport struct {
+	Commit string   `json:"commit"`
+	From   []string `json:"from"` // Active in git, Standby during the drill
+	To     []string `json:"to"`   // Standby in git, Active during the drill
+	// There is the switchover to the Standby, Back the one back to the
+	// roles in git; Return, after a failure There, the way back to them.
+	There  *SwitchoverReport `json:"there,omitempty"`
+	Back   *SwitchoverReport `json:"back,omitempty"`
+	Return *SwitchoverReport `json:"return,omitempty"`
+	// ServingAfter is how long after the start the target served with full weight.
+	ServingAfter Duration `json:"servingAfter,omitempty"`
+	// Checks counts the invariant checks made on the live objects between
+	// phases; Violations lists the ones that failed.
+	Checks     int      `json:"invariantChecks"`
+	Violations []string `json:"violations,omitempty"`
+	Passed     bool     `json:"passed"`
+	Error      string   `json:"error,omitempty"`
+	// RolesInGit says the clusters are back at the roles in git (false when
+	// a failure left a switchover for the next reconcile to finish).
+	RolesInGit bool      `json:"rolesInGit"`
+	Started    time.Time `json:"started"`
+	Duration   Duration  `json:"duration"`
+}
+
+// Drill rehearses a switchover: from the same commit, it switches the
+// clusters in to over to Active and back, holding every involved cluster's
+// lock from the first phase to the last (a daemon waits), checking the
+// invariants on the live objects after each phase. On any failure it
+// returns the clusters to the roles in git. tandem.yaml is not touched:
+// the roles are overridden in memory. It refuses to start while the roles
+// in effect differ from git or a switchover is under way.
+func Drill(ctx context.Context, m *manifest.Manifest, connect Connector, to []string, opts Options) *DrillReport {
+	start := time.Now()
+	rep := &DrillReport{Commit: opts.Commit, Started: start.UTC(), To: slices.Clone(to)}
+	defer func() { rep.Duration = Duration(time.Since(start)) }()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 1
+	}
+	if opts.Renderer == nil {
+		rep.Error = "a drill renders each phase with the cluster: no renderer given"
+		return rep
+	}
+	there, err := withRoles(m, to)
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	pThere := PlanSwitchover(there, GitRoles(m))
+	if pThere == nil {
+		rep.Error = fmt.Sprintf("nothing to drill: %s already Active in %s", strings.Join(to, ", "), manifest.FileName)
+		return rep
+	}
+	rep.From = pThere.From
+	if len(pThere.Blocked) > 0 {
+		rep.Error = "the switchover " + pThere.Title() + " cannot run: " + strings.Join(pThere.Blocked, "; ")
+		return rep
+	}
+	conns := connectAll(ctx, m.Clusters, connect)
+	r := &run{m: m, opts: opts, gates: &gates{byRelease: map[ReleaseKey]*gate{}}}
+	var xs []*swCluster
+	for i, c := range m.Clusters {
+		if !slices.Contains(pThere.Involved(), c.Name) {
+			continue
+		}
+		if conns[i].err != nil {
+			rep.Error = fmt.Sprintf("a drill needs every cluster it involves: %v", conns[i].err)
+			return rep
+		}
+		xs = append(xs, &swCluster{c: c, t: conns[i].t, uid: conns[i].uid, ctx: ctx})
+	}
+	var wg sync.WaitGroup
+	for _, x := range xs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x.err = r.lockSwitchover(ctx, x)
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, x := range xs {
+			if x.stop != nil {
+				x.stop()
+			}
+		}
+	}()
+	for _, x := range xs {
+		switch {
+		case !x.ok():
+			rep.Error = fmt.Sprintf("cluster %s: %v; nothing changed", x.c.Name, x.err)
+		case x.prev == nil || x.prev.Role != string(x.c.Role):
+			rep.Error = fmt.Sprintf("cluster %s: the role in effect is not %s's role in git (%s): reconcile first; nothing changed", x.c.Name, manifest.FileName, x.c.Role)
+		case x.prev.Switchover != nil:
+			rep.Error = fmt.Sprintf("cluster %s: a switchover is under way (%s → %s, phase %d): reconcile to finish it first; nothing changed",
+				x.c.Name, strings.Join(x.prev.Switchover.From, ","), strings.Join(x.prev.Switchover.To, ","), x.prev.Switchover.Phase)
+		}
+		if rep.Error != "" {
+			return rep
+		}
+	}
+	check := func(leg string) func(int) {
+		return func(phase int) {
+			n, bad := checkInvariants(ctx, m, xs)
+			rep.Checks += n
+			for _, b := range bad {
+				rep.Violations = append(rep.Violations, fmt.Sprintf("%s, after phase %d (%s): %s", leg, phase, PhaseName(phase), b))
+			}
+		}
+	}
+	check("before")(0)
+	leg := func(name string, target *manifest.Manifest, p *SwitchoverPlan, first int) *SwitchoverReport {
+		sr := &SwitchoverReport{From: p.From, To: p.To, Commit: opts.Commit, Started: time.Now().UTC()}
+		if first > 1 {
+			sr.ResumedAt = first
+		}
+		lr := &run{m: target, opts: opts, gates: &gates{byRelease: map[ReleaseKey]*gate{}}}
+		for _, x := range xs {
+			x.c, _ = target.Cluster(x.c.Name)
+		}
+		r.emit(Event{Phase: "switchover", Message: fmt.Sprintf("drill %s: switchover %s", name, p.Title())})
+		legStart := time.Now()
+		lr.runPhases(ctx, p, xs, first, sr, check(name))
+		sr.Duration = Duration(time.Since(legStart))
+		if sr.Completed {
+			if err := r.settleRoles(ctx, xs); err != nil {
+				sr.Completed, sr.Error = false, err.Error()
+			}
+		}
+		return sr
+	}
+	rep.There = leg("there", there, pThere, 1)
+	rep.ServingAfter = rep.There.Serving
+	pBack := PlanSwitchover(m, GitRoles(there))
+	if rep.There.Completed {
+		rep.Back = leg("back", m, pBack, 1)
+		rep.RolesInGit = rep.Back.Completed
+	} else {
+		// Half way: return to the roles in git. Until phase 3 the source
+		// served untouched, so the target only goes back to its Standby
+		// render (weight 0, CronJobs suspended, scaled down) in one step.
+		// From phase 3 on the target serves and the source may be closed,
+		// so the way back is the whole switchover back, from warming the
+		// source (which suspends its CronJobs first).
+		if lastPhase(rep.There) < PhaseClose {
+			rep.Return = leg("return", m, standbyAgain(m, pBack), 1)
+		} else {
+			rep.Return = leg("return", m, pBack, 1)
+		}
+		rep.RolesInGit = rep.Return.Completed
+	}
+	switch {
+	case !rep.There.Completed:
+		rep.Error = "drill failed on the way there: " + failure(rep.There)
+	case !rep.Back.Completed:
+		rep.Error = "drill failed on the way back: " + failure(rep.Back)
+	case len(rep.Violations) > 0:
+		rep.Error = fmt.Sprintf("%d invariant violations", len(rep.Violations))
+	default:
+		rep.Passed = true
+	}
+	if !rep.RolesInGit {
+		rep.Error += "; the clusters are not back at the roles in git: the next reconcile finishes the switchover their state records show"
+	}
+	return rep
+}
+
+// withRoles is m with the clusters in to Active and every other Active
+// cluster Standby, in memory.
+func withRoles(m *manifest.Manifest, to []string) (*manifest.Manifest, error) {
+	if len(to) == 0 {
+		return nil, fmt.Errorf("name the cluster(s) to make Active")
+	}
+	for _, name := range to {
+		if _, ok := m.Cluster(name); !ok {
+			return nil, fmt.Errorf("no cluster %q in %s", name, manifest.FileName)
+		}
+	}
+	out := *m
+	out.Clusters = slices.Clone(m.Clusters)
+	for i := range out.Clusters {
+		c := &out.Clusters[i]
+		if slices.Contains(to, c.Name) {
+			c.Role = manifest.RoleActive
+		} else if c.Role == manifest.RoleActive {
+			c.Role = manifest.RoleStandby
+		}
+	}
+	return &out, nil
+}
+
+// standbyAgain is the way back from a switchover that never closed its
+// source: p (that way back) reduced to its last phase on its sources (the
+// drill's targets), with every release, so each gets its plain Standby
+// render at once. The phases in between would resume the target's
+// CronJobs while the source's run.
+func standbyAgain(m *manifest.Manifest, p *SwitchoverPlan) *SwitchoverPlan {
+	out := *p
+	ph := Phase{Number: PhaseCool, Name: PhaseName(PhaseCool)}
+	for _, name := range p.From {
+		st := PhaseStep{Cluster: name, Role: manifest.RoleStandby}
+		for _, rel := range m.ReleasesFor(name) {
+			st.Releases = append(st.Releases, PhaseRelease{Name: rel.Name, Namespace: rel.Namespace})
+		}
+		ph.Steps = append(ph.Steps, st)
+	}
+	out.Phases = []Phase{ph}
+	return &out
+}
+
+// lastPhase is the furthest phase a switchover report started.
+func lastPhase(sr *SwitchoverReport) int {
+	n := 0
+	for _, ph := range sr.Phases {
+		n = max(n, ph.Number)
+	}
+	return n
+}
+
+func failure(sr *SwitchoverReport) string {
+	if sr.Blocked != "" {
+		return sr.Blocked
+	}
+	return sr.Error
+}
+
+// settleRoles records a completed switchover: every involved cluster's
+// role in effect becomes its role in the leg's manifest, and the
+// switchover is no longer under way. (A reconcile does this with its plain
+// run after the switchover; a drill has nothing else to apply: after
+// phase 5 every object is at its new role's plain render.)
+func (r *run) settleRoles(ctx context.Context, xs []*swCluster) error {
+	var errs []string
+	for _, x := range xs {
+		if x.prev == nil {
+			continue
+		}
+		st := *x.prev
+		st.Role, st.Switchover, st.AppliedAt = string(x.c.Role), nil, time.Now().UTC()
+		wctx, cancel := context.WithTimeout(x.ctx, 30*time.Second)
+		err := x.t.WriteState(wctx, st)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("cluster %s: record the role: %v", x.c.Name, err))
+			continue
+		}
+		x.prev = &st
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// checkInvariants reads what every involved cluster serves and checks
+// the switchover's invariants across them: for every hostname some weight
+// is up; a cluster whose weight is up for a hostname has the release
+// behind it available; no CronJob runs unsuspended on two clusters. It
+// returns the number of checks made and the violations. A cluster whose
+// objects cannot be read is a violation: the drill cannot vouch for it.
+func checkInvariants(ctx context.Context, m *manifest.Manifest, xs []*swCluster) (int, []string) {
+	live := map[string]*clusters.Serving{}
+	var bad []string
+	for _, x := range xs {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		s, err := readServing(rctx, m, x.t)
+		cancel()
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("cannot read %s's live objects: %v", x.c.Name, err))
+			continue
+		}
+		live[x.c.Name] = s
+	}
+	checks := 0
+	total := map[string]int{}
+	for name, s := range live {
+		for _, rec := range s.Records {
+			total[rec.Hostname] += rec.Weight
+			if rec.Weight > 0 {
+				checks++
+				if !s.Available(rec.Release) {
+					bad = append(bad, fmt.Sprintf("%s: %s has weight %d but release %s is not available", name, rec.Hostname, rec.Weight, rec.Release))
+				}
+			}
+		}
+	}
+	for host, w := range total {
+		checks++
+		if w == 0 {
+			bad = append(bad, fmt.Sprintf("%s: every weight is 0", host))
+		}
+	}
+	on := map[string][]string{}
+	for name, s := range live {
+		for _, cj := range s.CronJobs {
+			checks++
+			if !cj.Suspended {
+				on[cj.Object] = append(on[cj.Object], name)
+			}
+		}
+	}
+	for cj, names := range on {
+		if len(names) > 1 {
+			sort.Strings(names)
+			bad = append(bad, fmt.Sprintf("%s unsuspended on %s", cj, strings.Join(names, " and ")))
+		}
+	}
+	sort.Strings(bad)
+	return checks, bad
+}
