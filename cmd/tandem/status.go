@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -18,10 +19,12 @@ func newStatusCmd(g *globalFlags, s streams) *cobra.Command {
 	var only []string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show, per cluster, the applied commit and each tandem release's revision and status",
-		Long: `status shows, per cluster, the applied commit and each tandem release's revision and
-status. It exits 1 when a cluster cannot be read (unreachable, or its state unreadable), in
-every output format, after printing what it could read.`,
+		Short: "Show, per cluster, roles, any switchover, live DNS weights, the applied commit and each release's status",
+		Long: `status shows, per cluster, its role in git and the role in effect (what its objects were last
+rendered for), any switchover under way and its phase, the live DNS weight per hostname and how
+many CronJobs are suspended (both read back from the cluster's objects), the applied commit and
+each tandem release's revision and status. It exits 1 when a cluster cannot be read (unreachable,
+or its state unreadable), in every output format, after printing what it could read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch g.output {
@@ -34,17 +37,25 @@ every output format, after printing what it could read.`,
 			if err != nil {
 				return err
 			}
-			out, err := g.pipeline(s, 50, 100).Status(ctx, m, reconciler.Selection{Clusters: only})
+			p := g.pipeline(s, 50, 100)
+			p.Connect = reconciler.ConnectOnce(p.Connect) // the live read reuses the status read's connections
+			out, err := p.Status(ctx, m, reconciler.Selection{Clusters: only})
 			if out == nil && err != nil {
 				return err
+			}
+			live, lerr := reconciler.ReadLive(ctx, m, p.Connect, out)
+			err = errors.Join(err, lerr)
+			rows := make([]statusRow, len(out))
+			for i := range out {
+				rows[i] = statusRow{ClusterStatus: out[i], Live: &live[i]}
 			}
 			var werr error
 			if g.output == "json" {
 				enc := json.NewEncoder(s.Out)
 				enc.SetIndent("", "  ")
-				werr = enc.Encode(out)
+				werr = enc.Encode(rows)
 			} else {
-				werr = writeStatus(s.Out, out)
+				werr = writeStatus(s.Out, rows)
 			}
 			// A cluster that could not be read fails the command in every
 			// format: a script reading -o json must not take it for healthy.
@@ -56,9 +67,16 @@ every output format, after printing what it could read.`,
 	return cmd
 }
 
-func writeStatus(w io.Writer, out []reconciler.ClusterStatus) error {
+// statusRow is one cluster in `tandem status -o json`: the status
+// fields, and under "live" the roles, switchover and what it serves.
+type statusRow struct {
+	reconciler.ClusterStatus
+	Live *reconciler.LiveStatus `json:"live,omitempty"`
+}
+
+func writeStatus(w io.Writer, out []statusRow) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tROLE\tAPPLIED\tAT\tRELEASES\tDRIFTED\tLAST ERROR")
+	fmt.Fprintln(tw, "CLUSTER\tROLE (GIT)\tROLE (LIVE)\tSWITCHOVER\tWEIGHTS\tCRONJOBS\tAPPLIED\tAT\tRELEASES\tDRIFTED\tLAST ERROR")
 	for _, c := range out {
 		applied, at, lastErr, drifted := "-", "-", "-", "-"
 		if c.State != nil {
@@ -87,7 +105,9 @@ func writeStatus(w io.Writer, out []reconciler.ClusterStatus) error {
 				ok++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d ok\t%s\t%s\n", c.Name, c.Role, applied, at, ok, len(c.Releases), drifted, lastErr)
+		inEffect, sw, weights, crons := liveColumns(c.Live)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d ok\t%s\t%s\n", c.Name, c.Role, inEffect, sw, weights, crons,
+			applied, at, ok, len(c.Releases), drifted, lastErr)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
@@ -100,4 +120,39 @@ func writeStatus(w io.Writer, out []reconciler.ClusterStatus) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// liveColumns are the role in effect, the switchover, the weights per
+// hostname and the CronJobs of a status row, "-" where unknown.
+func liveColumns(l *reconciler.LiveStatus) (inEffect, switchover, weights, crons string) {
+	inEffect, switchover, weights, crons = "-", "-", "-", "-"
+	if l == nil {
+		return
+	}
+	if l.RoleInEffect != "" {
+		inEffect = l.RoleInEffect
+	}
+	if sw := l.Switchover; sw != nil {
+		switchover = fmt.Sprintf("%s→%s phase %d/%d %s", strings.Join(sw.From, ","), strings.Join(sw.To, ","), sw.Phase, reconciler.PhaseCount, sw.PhaseName)
+		switch {
+		case sw.Blocked != "":
+			switchover += " BLOCKED"
+		case len(sw.Skipped) > 0:
+			switchover += fmt.Sprintf(" (%d skipped)", len(sw.Skipped))
+		case sw.PhaseDone:
+			switchover += " done"
+		}
+	}
+	if l.Error == "" {
+		var hs []string
+		for h, w := range l.DNSWeights {
+			hs = append(hs, fmt.Sprintf("%s=%d", h, w))
+		}
+		slices.Sort(hs)
+		if len(hs) > 0 {
+			weights = strings.Join(hs, ",")
+		}
+		crons = fmt.Sprintf("%d/%d suspended", l.CronJobsSuspended, l.CronJobs)
+	}
+	return
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tandem-gitops/tandem/e2e/e2etest"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -46,6 +48,10 @@ func TestSwitchoverTargetUnhealthyBlocks(t *testing.T) {
 	}
 	if st := h.state(t, "blue"); st.Switchover == nil || st.Switchover.Phase != 1 || !strings.Contains(st.Switchover.Blocked, "blocked in phase 1") || st.Role != "active" {
 		t.Errorf("blue's record: role %s, switchover %+v", st.Role, st.Switchover)
+	}
+	st := e2etest.Run(t, h.bin, time.Minute, h.tandemEnv(), "status", "--manifest-dir", h.repo.Dir)
+	if !strings.Contains(st.Stdout, "blue→green phase 1/5 warm BLOCKED") {
+		t.Errorf("tandem status does not show the blocked switchover:\n%s", st.Stdout)
 	}
 	taint(t, h, "green", false)
 	res = h.reconcile(t)

@@ -174,6 +174,23 @@ func (h *harness) roles(t *testing.T) string {
 	return strings.Join(parts, " ")
 }
 
+// active is the cluster whose state record says it is Active.
+func (h *harness) active(t *testing.T) string {
+	t.Helper()
+	if st := h.state(t, "green"); st != nil && st.Role == "active" {
+		return "green"
+	}
+	return "blue"
+}
+
+// other is the cluster that is not name.
+func other(name string) string {
+	if name == "blue" {
+		return "green"
+	}
+	return "blue"
+}
+
 // helmRevisions is the latest revision of a release in Helm's storage (the Secrets helm history reads).
 func (h *harness) helmRevisions(t *testing.T, cluster, namespace, name string) int {
 	t.Helper()
