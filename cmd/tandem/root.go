@@ -115,6 +115,7 @@ applies them to all clusters in parallel as real Helm releases.`,
 		newCommentCmd(g, s),
 		newServeCmd(g, s),
 		newSwitchoverCmd(g, s),
+		newDrillCmd(g, s),
 	)
 	return root
 }
