@@ -438,8 +438,11 @@ func TestIsolatedRunawayIsKilled(t *testing.T) {
 			if took > 30*time.Second {
 				t.Errorf("the render returned after %s", took)
 			}
-			if chart == "runawaylookup" && tick.calls.Load() == 0 {
-				t.Error("the runaway made no lookup through the worker")
+			if chart == "runawaylookup" {
+				// Not asserted: on a loaded machine the deadline may pass
+				// before the worker has started. TestIsolatedCancelKillsWorker
+				// kills a worker known to be in its lookups.
+				t.Logf("%d lookups through the worker before it was killed", tick.calls.Load())
 			}
 			assertReaped(t, workers.all())
 		})
@@ -476,7 +479,9 @@ func TestIsolatedCancelKillsWorker(t *testing.T) {
 func TestIsolatedRenderAllReplacesKilledWorker(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	opts := isolated(t, "serve")
-	opts.Timeout = time.Second
+	// Long enough for a worker to start and render cronjob on a loaded
+	// machine; the runaway runs for hours.
+	opts.Timeout = 5 * time.Second
 	opts.Concurrency = 1 // one worker at a time, requests in order
 	r := New(opts)
 	workers := watchWorkers(r)
