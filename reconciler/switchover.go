@@ -208,6 +208,21 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 			states[x.c.Name] = x.prev
 		}
 	}
+	// Decided before the locks: another run may have moved the roles in
+	// effect since. Running this plan's phases on clusters already past it
+	// would close the only open one, so it must still be the plan.
+	now := Roles{}
+	for _, x := range xs {
+		if x.ok() && x.prev != nil && x.prev.Role != "" {
+			now[x.c.Name] = manifest.Role(x.prev.Role)
+		} else if x.c.Role == manifest.RoleStandby {
+			now[x.c.Name] = manifest.RoleActive // unreadable: as inEffectRoles takes it
+		}
+	}
+	if q := PlanSwitchover(r.m, now); q == nil || !slices.Equal(q.From, p.From) || !slices.Equal(q.To, p.To) {
+		rep.Error = fmt.Sprintf("switchover %s: the roles in effect changed while waiting for the locks (another tandem ran); nothing done — run again", p.Title())
+		return rep
+	}
 	first := resumePhase(p, states)
 	if first > 1 {
 		rep.ResumedAt = first

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,5 +124,50 @@ func TestDrillRefusesDuringSwitchover(t *testing.T) {
 	rep := drill(t, fakes, 0)
 	if rep.Passed || !strings.Contains(rep.Error, "a switchover is under way") || len(writes(log)) > 0 {
 		t.Errorf("drill: %+v, writes %v", rep, writes(log))
+	}
+}
+
+// lockHook runs before its first Lock: another run finishing meanwhile.
+type lockHook struct {
+	*fakeTarget
+	once *sync.Once
+	f    func()
+}
+
+func (l lockHook) Lock(ctx context.Context, opts clusters.LockOptions) (Lease, error) {
+	l.once.Do(l.f)
+	return l.fakeTarget.Lock(ctx, opts)
+}
+
+// A reconcile decides on a switchover from records read before the locks;
+// when another run (a drill, a reconcile of the same commit) completes it
+// while this one waits, the records under the lock say so and no phase
+// runs again (phase 1 again would close the only open cluster).
+func TestSwitchoverDecidedUnderLock(t *testing.T) {
+	log := &opLog{}
+	fakes := swFakes(log)
+	seed(t, fakes)
+	log.ops = nil
+	once := &sync.Once{}
+	done := func() {
+		fakes["blue"].mu.Lock()
+		fakes["blue"].state.Role = "standby"
+		fakes["blue"].mu.Unlock()
+		fakes["green"].mu.Lock()
+		fakes["green"].state.Role = "active"
+		fakes["green"].mu.Unlock()
+	}
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) {
+		return lockHook{fakes[c.Name], once, done}, nil
+	}
+	opts := DefaultOptions()
+	opts.DetectDrift, opts.Renderer = false, knobRenderer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m := swManifest()
+	results, _ := knobRenderer{}.RenderAll(ctx, mustRequests(t, m))
+	rep := Reconcile(ctx, m, results, connect, opts)
+	if rep.Switchover != nil {
+		t.Errorf("a switchover ran on records another run had completed: %+v", rep.Switchover)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/manifest"
 )
 
@@ -19,6 +21,13 @@ import (
 func (r *run) switchoverFirst(ctx context.Context, report *Report, selected []manifest.Cluster, conns []conn) bool {
 	roles, states := inEffectRoles(ctx, r.m, selected, conns)
 	p := PlanSwitchover(r.m, roles)
+	if p != nil || staleSwitchover(states) != "" {
+		// Another run (a drill, a reconcile of the same commit) may be
+		// half way through: decide again once it is done, from the
+		// records read under every cluster's lock.
+		roles, states = r.inEffectLocked(ctx, selected, conns)
+		p = PlanSwitchover(r.m, roles)
+	}
 	if p == nil {
 		if msg := staleSwitchover(states); msg != "" {
 			failAll(report, r, selected, msg)
@@ -78,4 +87,41 @@ func failAll(report *Report, r *run, selected []manifest.Cluster, msg string) {
 		report.Clusters[i] = ClusterReport{Name: c.Name, Role: string(c.Role), Commit: r.opts.Commit, Releases: []ReleaseReport{},
 			Error: msg, FinishedAt: time.Now().UTC()}
 	}
+}
+
+// inEffectLocked is inEffectRoles read while holding the lock of every
+// reachable cluster (waiting for it as a reconcile does); the locks are
+// released before it returns. A cluster whose lock cannot be had is read
+// without it.
+func (r *run) inEffectLocked(ctx context.Context, selected []manifest.Cluster, conns []conn) (Roles, map[string]*clusters.State) {
+	leases := make([]Lease, len(conns))
+	var wg sync.WaitGroup
+	for i := range conns {
+		if conns[i].err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := conns[i].t.Lock(ctx, clusters.LockOptions{Holder: r.opts.Holder, Wait: r.opts.LockTimeout, Duration: r.opts.LockDuration})
+			if err != nil {
+				r.opts.Logger.Warn("switchover: roles in effect read without the lock", "cluster", selected[i].Name, "error", err)
+				return
+			}
+			leases[i] = l
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		for i, l := range leases {
+			if l != nil {
+				if err := l.Unlock(uctx); err != nil {
+					r.opts.Logger.Warn("unlock failed", "cluster", selected[i].Name, "error", err)
+				}
+			}
+		}
+	}()
+	return inEffectRoles(ctx, r.m, selected, conns)
 }
