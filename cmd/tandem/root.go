@@ -114,6 +114,7 @@ applies them to all clusters in parallel as real Helm releases.`,
 		newDiffCmd(g, s),
 		newCommentCmd(g, s),
 		newServeCmd(g, s),
+		newRenderWorkerCmd(s),
 		newSwitchoverCmd(g, s),
 		newDrillCmd(g, s),
 	)

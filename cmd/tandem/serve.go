@@ -41,6 +41,7 @@ type serveFlags struct {
 	leaseDuration   time.Duration
 	renewDeadline   time.Duration
 	retryPeriod     time.Duration
+	renderTimeout   time.Duration
 }
 
 func newServeCmd(g *globalFlags, s streams) *cobra.Command {
@@ -87,6 +88,7 @@ cleanly), releases the cluster locks and the Lease, and exits 0.`,
 	fl.DurationVar(&f.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long followers wait after the leader last renewed before taking over")
 	fl.DurationVar(&f.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it stops reconciling")
 	fl.DurationVar(&f.retryPeriod, "leader-elect-retry-period", 2*time.Second, "how often the Lease is renewed or tried")
+	fl.DurationVar(&f.renderTimeout, "render-timeout", render.DefaultOptions().Timeout, "bound one release's render; a template still running then is killed with its worker process")
 	return cmd
 }
 
@@ -134,8 +136,12 @@ func (f *serveFlags) run(ctx context.Context, g *globalFlags, s streams) error {
 	opts.Interval, opts.Resync = f.interval, f.resync
 	opts.Logger, opts.Metrics = log, metrics
 	opts.RunOptions = f.apply.options
+	iso, err := renderIsolation()
+	if err != nil {
+		return fmt.Errorf("render workers: %w", err)
+	}
 	connect := reconciler.ConnectOnce(connector(g, s, f.apply.qps, f.apply.burst))
-	d := daemon.New(f.source.daemonSource(log), &freshRenders{connect: connect}, opts)
+	d := daemon.New(f.source.daemonSource(log), &freshRenders{connect: connect, iso: iso, timeout: f.renderTimeout}, opts)
 
 	var hooks http.Handler
 	if len(secret) > 0 {
@@ -185,6 +191,7 @@ func (f *serveFlags) run(ctx context.Context, g *globalFlags, s streams) error {
 	if f.leaderElect {
 		err = f.lead(hard, g, s, log, d, stop)
 	} else {
+		d.SetLeader("", true) // the only replica: it reconciles
 		err = d.Run(hard, stop)
 	}
 	cancelHard()
@@ -276,10 +283,12 @@ func (f *serveFlags) lead(ctx context.Context, g *globalFlags, s streams, log *s
 // (connect) live as long as the daemon.
 type freshRenders struct {
 	connect reconciler.Connector
+	iso     *render.Isolation
+	timeout time.Duration
 }
 
 func (p *freshRenders) pipeline() *reconciler.Pipeline {
-	return &reconciler.Pipeline{Renderer: render.New(serveRenderOptions()), Connect: p.connect}
+	return &reconciler.Pipeline{Renderer: render.New(serveRenderOptions(p.iso, p.timeout)), Connect: p.connect}
 }
 
 func (p *freshRenders) Reconcile(ctx context.Context, m *manifest.Manifest, opts reconciler.Options) (*reconciler.Report, error) {
@@ -290,9 +299,17 @@ func (p *freshRenders) Status(ctx context.Context, m *manifest.Manifest, sel rec
 	return p.pipeline().Status(ctx, m, sel)
 }
 
-// serveRenderOptions are the render options of the daemon.
-func serveRenderOptions() render.Options {
-	return renderOptions()
+// serveRenderOptions are the render options of the daemon: templates run
+// in worker processes (this binary's render-worker command), so that one
+// running past its deadline is killed, not left burning a CPU for the life
+// of the daemon.
+func serveRenderOptions(iso *render.Isolation, timeout time.Duration) render.Options {
+	o := renderOptions()
+	o.Isolation = iso
+	if timeout > 0 {
+		o.Timeout = timeout
+	}
+	return o
 }
 
 // daemonSource is the source serve follows.
