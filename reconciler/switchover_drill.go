@@ -125,7 +125,11 @@ func Drill(ctx context.Context, m *manifest.Manifest, connect Connector, to []st
 			n, bad := checkInvariants(ctx, m, xs)
 			rep.Checks += n
 			for _, b := range bad {
-				rep.Violations = append(rep.Violations, fmt.Sprintf("%s, after phase %d (%s): %s", leg, phase, PhaseName(phase), b))
+				at := fmt.Sprintf("%s, after phase %d (%s)", leg, phase, PhaseName(phase))
+				if phase == 0 {
+					at = "before the drill"
+				}
+				rep.Violations = append(rep.Violations, at+": "+b)
 			}
 		}
 	}
