@@ -126,11 +126,20 @@ func (d *Daemon) Hint(trigger string) {
 func (d *Daemon) Run(ctx context.Context, stop <-chan struct{}) error {
 	timer := time.NewTimer(0) // the first check at once
 	defer timer.Stop()
+	returned := make(chan struct{})
+	defer close(returned)
+	go func() { // draining shows at once, not when the run in flight ends
+		select {
+		case <-stop:
+			d.Drain()
+		case <-returned:
+		}
+	}()
 	for {
 		var trigger string
 		select {
 		case <-stop:
-			d.update(func(s *Status) { s.Draining = true })
+			d.Drain()
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -141,7 +150,7 @@ func (d *Daemon) Run(ctx context.Context, stop <-chan struct{}) error {
 		// stop and a trigger can be ready together; stop wins.
 		select {
 		case <-stop:
-			d.update(func(s *Status) { s.Draining = true })
+			d.Drain()
 			return nil
 		default:
 		}
@@ -338,6 +347,12 @@ func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.st.copy()
+}
+
+// Drain marks the daemon as shutting down: /readyz answers 503 from now on,
+// also on a replica that does not lead, and while a run is still finishing.
+func (d *Daemon) Drain() {
+	d.update(func(s *Status) { s.Draining = true })
 }
 
 // SetLeader records who leads (for /status and the tandem_leader metric).

@@ -281,7 +281,8 @@ func TestStopLetsTheRunFinish(t *testing.T) {
 		t.Fatal("Run returned with a run in flight")
 	case <-time.After(100 * time.Millisecond):
 	}
-	if !d.Status().Draining && d.Status().Running == nil {
+	eventually(t, "draining shown while the run finishes", func() bool { return d.Status().Draining })
+	if d.Status().Running == nil {
 		t.Error("status lost the run in flight")
 	}
 	pipe.gate <- struct{}{}

@@ -166,7 +166,25 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 	cr := &clusterRun{t: cn.t, c: c, log: log, uid: cn.uid, found: map[ReleaseKey]map[string]string{}}
 
 	if !r.opts.DryRun {
-		lease, err := cn.t.Lock(ctx, clusters.LockOptions{Holder: r.opts.Holder, Wait: r.opts.LockTimeout, Duration: r.opts.LockDuration})
+		// The lock lives until Unlock below, not until the run's context
+		// ends: a run stopped by SIGTERM, --cluster-timeout or a lost
+		// leadership still has Helm finishing what it started (marking a
+		// cancelled upgrade failed), and those writes must pass the fence
+		// rather than leave a pending-* release behind. Waiting for the lock
+		// still ends with the run.
+		lockCtx, stopLock := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopLock() // after the Unlock below: defers run last-in first-out
+		stopWaiting := context.AfterFunc(ctx, stopLock)
+		lease, err := cn.t.Lock(lockCtx, clusters.LockOptions{Holder: r.opts.Holder, Wait: r.opts.LockTimeout, Duration: r.opts.LockDuration})
+		if !stopWaiting() {
+			// The run ended while the lock was being taken.
+			if err == nil {
+				uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				_ = lease.Unlock(uctx)
+				ucancel()
+			}
+			return fail(fmt.Errorf("take the cluster lock: %w", context.Cause(ctx)))
+		}
 		if err != nil {
 			return fail(err)
 		}

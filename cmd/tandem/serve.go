@@ -177,6 +177,7 @@ func (f *serveFlags) run(ctx context.Context, g *globalFlags, s streams) error {
 			return
 		}
 		log.Info("shutting down: no new runs; the run in flight may take until the shutdown timeout", "timeout", f.shutdownTimeout)
+		d.Drain()
 		close(stop)
 		t := time.NewTimer(f.shutdownTimeout)
 		defer t.Stop()
@@ -366,7 +367,10 @@ func (d *dirSource) Head(context.Context) (string, error) {
 	return commit, nil
 }
 
+// Load loads the working tree as it is now. The commit it returns is the
+// bare SHA of HEAD: "+dirty" only tells Head's callers the tree changed, and
+// the commit ends up in Helm release labels, where "+" is not allowed.
 func (d *dirSource) Load(ctx context.Context, commit string) (*manifest.Manifest, string, error) {
 	m, err := manifest.Load(d.dir, manifest.DefaultLoadOptions())
-	return m, commit, err
+	return m, strings.TrimSuffix(commit, "+dirty"), err
 }
