@@ -13,4 +13,9 @@
 // manifests or clusters beyond the Request it is handed. The lookup provider
 // comes in as Helm's engine.ClientProvider interface; render only names
 // client-go's dynamic interface types and never builds a client.
+//
+// With Options.Isolation, Helm's template engine runs in worker processes
+// (ServeWorker is their side): a template past its deadline is killed with
+// its process. A worker reads nothing but its stdin — the parent sends the
+// loaded chart and answers its lookups — and inherits no credentials.
 package render
