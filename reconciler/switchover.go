@@ -56,6 +56,27 @@ type PhaseStepReport struct {
 // Failed reports whether the switchover did not complete.
 func (r *SwitchoverReport) Failed() bool { return !r.Completed }
 
+// Failure says what stopped the switchover without advice on what to do
+// next: the failing phase and its steps' errors, else Blocked or Error.
+func (r *SwitchoverReport) Failure() string {
+	for i := len(r.Phases) - 1; i >= 0; i-- {
+		ph := r.Phases[i]
+		var errs []string
+		for _, st := range ph.Steps {
+			if st.Error != "" {
+				errs = append(errs, st.Error)
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Sprintf("phase %d (%s): %s", ph.Number, ph.Name, strings.Join(errs, "; "))
+		}
+	}
+	if r.Blocked != "" {
+		return r.Blocked
+	}
+	return r.Error
+}
+
 // swCluster is one cluster a switchover involves.
 type swCluster struct {
 	c    manifest.Cluster // with its role in git

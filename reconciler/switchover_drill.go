@@ -184,6 +184,9 @@ func Drill(ctx context.Context, m *manifest.Manifest, connect Connector, to []st
 	default:
 		rep.Passed = true
 	}
+	if rep.RolesInGit && rep.Return != nil {
+		rep.Error += "; the clusters are back at the roles in git"
+	}
 	if !rep.RolesInGit {
 		rep.Error += "; the clusters are not back at the roles in git: the next reconcile finishes the switchover their state records show"
 	}
@@ -242,12 +245,7 @@ func lastPhase(sr *SwitchoverReport) int {
 	return n
 }
 
-func failure(sr *SwitchoverReport) string {
-	if sr.Blocked != "" {
-		return sr.Blocked
-	}
-	return sr.Error
-}
+func failure(sr *SwitchoverReport) string { return sr.Failure() }
 
 // settleRoles records a completed switchover: every involved cluster's
 // role in effect becomes its role in the leg's manifest, and the

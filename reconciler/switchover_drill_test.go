@@ -99,7 +99,7 @@ func TestDrillBlockedReturns(t *testing.T) {
 	seed(t, fakes)
 	log.ops = nil
 	rep := drill(t, fakes, 1)
-	if rep.Passed || !strings.Contains(rep.Error, "blocked in phase 1") || rep.Back != nil || rep.Return == nil || !rep.Return.Completed || !rep.RolesInGit {
+	if rep.Passed || !strings.Contains(rep.Error, "on the way there: phase 1 (warm): release s/web not healthy on green") || !strings.Contains(rep.Error, "back at the roles in git") || rep.Back != nil || rep.Return == nil || !rep.Return.Completed || !rep.RolesInGit {
 		t.Fatalf("drill: %+v\nreturn %+v", rep, rep.Return)
 	}
 	for _, w := range writes(log) {

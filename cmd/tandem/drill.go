@@ -125,10 +125,10 @@ func legLine(sr *reconciler.SwitchoverReport) string {
 }
 
 func legFailure(sr *reconciler.SwitchoverReport) string {
-	if sr.Blocked != "" {
-		return sr.Blocked
+	if sr.Completed {
+		return ""
 	}
-	return sr.Error
+	return sr.Failure()
 }
 
 func drillText(r *reconciler.DrillReport) string {

@@ -2,9 +2,11 @@ package switchover_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/e2e/e2etest"
 	"github.com/tandem-gitops/tandem/reconciler"
 )
 
@@ -83,5 +85,47 @@ func TestDrill(t *testing.T) {
 	}
 	if rrep.Switchover != nil {
 		t.Errorf("the reconcile after the drill ran a switchover: %+v", rrep.Switchover)
+	}
+}
+
+// TestDrillBlockedReturns: the target's nodes take no new pods, so the
+// drill is blocked in phase 1 on the way there; it puts the target back to
+// its Standby render, the source serving untouched throughout, and exits 1
+// with a report that says so.
+func TestDrillBlockedReturns(t *testing.T) {
+	h := newHarness(t)
+	from := h.active(t)
+	to := other(from)
+	h.repo.Replace(t, "tandem.yaml", "chart: ./charts/cache\n", "chart: ./charts/cache\n    timeout: 15s\n")
+	h.repo.Commit(t, "short timeout for the blocked drill")
+	if res := h.reconcile(t); res.Code != 0 {
+		t.Fatalf("exit %d\n%s", res.Code, res.Stderr)
+	}
+	taint(t, h, to, true)
+	t.Cleanup(func() { taint(t, h, to, false) })
+	before := map[string]int{}
+	for _, r := range []string{"cache", "storefront", "orders-worker"} {
+		before[r] = h.helmRevisions(t, from, "shop", r)
+	}
+	s := startSampler(h.kube, from, to)
+	res := e2etest.Run(t, h.bin, 2*runTimeout, h.tandemEnv(), "drill", "--to", to, "--manifest-dir", h.repo.Dir, "--lock-duration", "6s")
+	s.finish(t)
+	t.Logf("tandem drill:\n%s", res.Stdout)
+	if res.Code != 1 || !strings.Contains(res.Stdout, "drill FAILED") || !strings.Contains(res.Stdout, "return to the roles in git: cool "+to) || !strings.Contains(res.Stdout, "FAILED: phase 1 (warm): release shop/cache not healthy on "+to) ||
+		!strings.Contains(res.Stderr, "switchover blocked in phase 1: release shop/cache not healthy on "+to) {
+		t.Errorf("want exit 1, a failed drill returned to the roles in git; got %d", res.Code)
+	}
+	for r, n := range before {
+		if got := h.helmRevisions(t, from, "shop", r); got != n {
+			t.Errorf("%s's %s touched: %d revisions, was %d", from, r, got, n)
+		}
+	}
+	if got, want := h.roles(t), map[string]string{"blue": "blue=active green=standby", "green": "blue=standby green=active"}[from]; got != want {
+		t.Errorf("roles in effect after the drill %q, want %q", got, want)
+	}
+	for host, w := range weights(t, h, to) {
+		if w != 0 {
+			t.Errorf("%s: %s weight %d after the failed drill", to, host, w)
+		}
 	}
 }
