@@ -14,6 +14,9 @@ import (
 func (h *handler) generic() provider {
 	return provider{
 		name: "generic",
+		mayAuthenticate: func(r *http.Request) bool {
+			return wellFormedSignature(r.Header.Get("X-Signature"))
+		},
 		authenticate: func(r *http.Request, body []byte) bool {
 			return verifySignature(h.secret, body, r.Header.Get("X-Signature"))
 		},

@@ -16,6 +16,9 @@ import (
 func (h *handler) github() provider {
 	return provider{
 		name: "github",
+		mayAuthenticate: func(r *http.Request) bool {
+			return wellFormedSignature(r.Header.Get("X-Hub-Signature-256"))
+		},
 		authenticate: func(r *http.Request, body []byte) bool {
 			return verifySignature(h.secret, body, r.Header.Get("X-Hub-Signature-256"))
 		},

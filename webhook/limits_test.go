@@ -164,10 +164,12 @@ func TestUnknownPath(t *testing.T) {
 	}
 }
 
-// TestRateLimit: over the source's burst is 429 with Retry-After and no
-// hint; failed signatures spend the budget too (so guessing is throttled);
-// another source has its own budget; X-Forwarded-For does not make a new
-// source; after Retry-After the source may post again.
+// TestRateLimit: a source's failed authentications spend its budget; past
+// it a failure is 429 with Retry-After instead of 401, and a request that
+// cannot be authentic (no signature) is refused before its body is read. A
+// correctly signed push is never refused for rate, even from a source that
+// spent its budget. Another source has its own budget; X-Forwarded-For does
+// not make a new source; after Retry-After the source may fail again.
 func TestRateLimit(t *testing.T) {
 	r := newRig(t, func(o *Options) { o.Rate, o.Burst = 0.5, 3 })
 	f := flavors[0]
@@ -179,8 +181,11 @@ func TestRateLimit(t *testing.T) {
 	}
 	good := f.headers(body, testSecret)
 	bad := f.headers(body, "guess")
-	spoofed := f.headers(body, testSecret)
+	spoofed := f.headers(body, "guess")
 	spoofed["X-Forwarded-For"] = "198.51.100.77"
+	unsigned := from("192.0.2.1:1005", nil)
+	unsignedBody := &countingReader{r: bytes.NewReader(body)}
+	unsigned.Body = io.NopCloser(unsignedBody)
 
 	steps := []struct {
 		name string
@@ -190,10 +195,12 @@ func TestRateLimit(t *testing.T) {
 		{"first", from("192.0.2.1:1000", good), http.StatusAccepted},
 		{"bad signature spends a token", from("192.0.2.1:1001", bad), http.StatusUnauthorized},
 		{"bad signature spends a token", from("192.0.2.1:1002", bad), http.StatusUnauthorized},
-		{"burst spent: even a good one waits", from("192.0.2.1:1003", good), http.StatusTooManyRequests},
-		{"burst spent: an unsigned one is 429 not 401", from("192.0.2.1:1004", nil), http.StatusTooManyRequests},
-		{"X-Forwarded-For is not a new source", from("192.0.2.1:1005", spoofed), http.StatusTooManyRequests},
-		{"another source has its own budget", from("192.0.2.2:1000", good), http.StatusAccepted},
+		{"bad signature spends the last token", from("192.0.2.1:1003", bad), http.StatusUnauthorized},
+		{"budget spent: a bad signature is 429 not 401", from("192.0.2.1:1004", bad), http.StatusTooManyRequests},
+		{"budget spent: an unsigned one is 429 not 401", unsigned, http.StatusTooManyRequests},
+		{"budget spent: a good signature is still accepted", from("192.0.2.1:1006", good), http.StatusAccepted},
+		{"X-Forwarded-For is not a new source", from("192.0.2.1:1007", spoofed), http.StatusTooManyRequests},
+		{"another source has its own budget", from("192.0.2.2:1000", bad), http.StatusUnauthorized},
 	}
 	for _, s := range steps {
 		rec := r.do(s.req)
@@ -206,44 +213,51 @@ func TestRateLimit(t *testing.T) {
 			}
 		}
 	}
+	if n := unsignedBody.n.Load(); n != 0 {
+		t.Errorf("the unsigned request over the budget had %d bytes of its body read, want 0", n)
+	}
 	r.advance(1 * time.Second)
-	if rec := r.do(from("192.0.2.1:1006", good)); rec.Code != http.StatusTooManyRequests {
+	if rec := r.do(from("192.0.2.1:1008", bad)); rec.Code != http.StatusTooManyRequests {
 		t.Errorf("after 1s: code = %d, want 429", rec.Code)
 	} else if got := rec.Header().Get("Retry-After"); got != "1" {
 		t.Errorf("after 1s: Retry-After = %q, want 1", got)
 	}
 	r.advance(1 * time.Second)
-	if rec := r.do(from("192.0.2.1:1007", good)); rec.Code != http.StatusAccepted {
-		t.Errorf("after 2s: code = %d, want 202", rec.Code)
+	if rec := r.do(from("192.0.2.1:1009", bad)); rec.Code != http.StatusUnauthorized {
+		t.Errorf("after 2s: code = %d, want 401", rec.Code)
 	}
-	if rec := r.do(from("192.0.2.1:1008", good)); rec.Code != http.StatusTooManyRequests {
+	if rec := r.do(from("192.0.2.1:1010", bad)); rec.Code != http.StatusTooManyRequests {
 		t.Errorf("right after: code = %d, want 429", rec.Code)
 	}
-	if got := len(r.takeHints()); got != 3 {
-		t.Errorf("%d hints, want 3 (two from 192.0.2.1, one from 192.0.2.2)", got)
+	if got := len(r.takeHints()); got != 2 {
+		t.Errorf("%d hints, want 2 (both signed pushes from 192.0.2.1)", got)
 	}
 }
 
-// TestRateLimitRealClock: New's own clock lets a tiny burst recover.
+// TestRateLimitRealClock: New's own clock lets a tiny failure budget
+// recover, and never stands in a signed request's way.
 func TestRateLimitRealClock(t *testing.T) {
 	opts := DefaultOptions()
 	opts.Secret = []byte(testSecret)
 	opts.Rate, opts.Burst = 2, 1 // a token every 500ms: wide margins on a busy machine
 	h := New(opts)
-	send := func() int {
+	send := func(secret string) int {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, post("/hooks/generic", nil, map[string]string{"X-Signature": Sign([]byte(testSecret), nil)}))
+		h.ServeHTTP(rec, post("/hooks/generic", nil, map[string]string{"X-Signature": Sign([]byte(secret), nil)}))
 		return rec.Code
 	}
-	if got := send(); got != http.StatusAccepted {
-		t.Fatalf("first: %d", got)
+	if got := send("guess"); got != http.StatusUnauthorized {
+		t.Fatalf("first failure: %d, want 401", got)
 	}
-	if got := send(); got != http.StatusTooManyRequests {
-		t.Fatalf("second at once: %d, want 429", got)
+	if got := send("guess"); got != http.StatusTooManyRequests {
+		t.Fatalf("second failure at once: %d, want 429", got)
+	}
+	if got := send(testSecret); got != http.StatusAccepted {
+		t.Fatalf("signed, budget spent: %d, want 202", got)
 	}
 	time.Sleep(600 * time.Millisecond)
-	if got := send(); got != http.StatusAccepted {
-		t.Fatalf("after 600ms: %d, want 202", got)
+	if got := send("guess"); got != http.StatusUnauthorized {
+		t.Fatalf("failure after 600ms: %d, want 401", got)
 	}
 }
 
@@ -252,7 +266,7 @@ func TestRateLimitRealClock(t *testing.T) {
 func TestSourcesBounded(t *testing.T) {
 	r := newRig(t, func(o *Options) { o.MaxSources = 50 })
 	for i := range 1000 {
-		req := post("/hooks/generic", nil, nil) // unsigned: 401 after the rate check
+		req := post("/hooks/generic", nil, nil) // unsigned: a failure, charged to a new source
 		req.RemoteAddr = fmt.Sprintf("10.%d.%d.%d:4242", i>>16&255, i>>8&255, i&255)
 		if rec := r.do(req); rec.Code != http.StatusUnauthorized {
 			t.Fatalf("request %d: code = %d, want 401", i, rec.Code)
@@ -310,9 +324,9 @@ func (g *gatedReader) Read(p []byte) (int, error) {
 }
 
 // TestObserve: Observe sees every request once, with its provider and final
-// code.
+// code (two failures spend the budget of 2; a signed push still passes).
 func TestObserve(t *testing.T) {
-	r := newRig(t, func(o *Options) { o.Rate, o.Burst = 0.001, 4 })
+	r := newRig(t, func(o *Options) { o.Rate, o.Burst = 0.001, 2 })
 	gh := flavors[0]
 	push := gh.push("refs/heads/main", sha)
 	other := gh.push("refs/heads/other", sha)
@@ -327,6 +341,8 @@ func TestObserve(t *testing.T) {
 		post(gh.path, []byte("{"), gh.headers([]byte("{"), testSecret)),
 		post(gh.path, other, gh.headers(other, testSecret)),
 		post(gh.path, push, gh.headers(push, testSecret)),
+		post(gh.path, push, gh.headers(push, "wrong")),
+		post(gh.path, push, gh.headers(push, "wrong")),
 		post(gh.path, push, gh.headers(push, testSecret)),
 		post("/hooks/gitlab", nil, nil),
 	} {
@@ -334,7 +350,7 @@ func TestObserve(t *testing.T) {
 	}
 	want := []observation{
 		{"unknown", 404}, {"github", 405}, {"github", 413}, {"github", 401}, {"github", 400},
-		{"github", 200}, {"github", 202}, {"github", 429}, {"gitlab", 429},
+		{"github", 200}, {"github", 202}, {"github", 401}, {"github", 429}, {"github", 202}, {"gitlab", 429},
 	}
 	if diff := cmp.Diff(want, r.takeObserved()); diff != "" {
 		t.Errorf("observed (-want +got):\n%s", diff)

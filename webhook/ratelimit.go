@@ -10,10 +10,12 @@ import (
 )
 
 // sources is a token bucket per source, for at most max sources: when full,
-// the source seen least recently is forgotten. A forgotten source starts
-// again with a full bucket, so a flood from more than max addresses can
-// reset buckets; it still cannot grow memory, and every request it makes
-// must pass the signature check, which no number of guesses breaks.
+// the source seen least recently is forgotten. The handler spends a token
+// only on a failed authentication, so a bucket is a source's budget of
+// failures. A forgotten source starts again with a full bucket, so a flood
+// from more than max addresses can reset buckets; it still cannot grow
+// memory, and every request it makes must pass the signature check, which no
+// number of guesses breaks.
 type sources struct {
 	rate  rate.Limit
 	burst int
@@ -60,6 +62,30 @@ func (s *sources) allow(key netip.Addr, now time.Time) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// exhausted reports whether key's bucket has no token at now, and if so how
+// long until it has one. It takes nothing and remembers no new source: a
+// source never charged has a full bucket.
+func (s *sources) exhausted(key netip.Addr, now time.Time) (bool, time.Duration) {
+	if s.rate == rate.Inf {
+		return false, 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.byKey[key]
+	if !ok {
+		return false, 0
+	}
+	tokens := e.Value.(*source).lim.TokensAt(now)
+	if tokens >= 1 {
+		return false, 0
+	}
+	if s.rate <= 0 {
+		return true, time.Second
+	}
+	// Rounded so float noise never adds a second to Retry-After.
+	return true, time.Duration((1 - tokens) / float64(s.rate) * float64(time.Second)).Round(time.Microsecond)
 }
 
 // len is how many sources are remembered.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -41,9 +42,30 @@ type Options struct {
 	// MaxInFlight × MaxBodyBytes. Default 16.
 	MaxInFlight int
 
-	// Rate is how many requests per second each source may make in the long
-	// run, and Burst how many it may make at once. A source is the client IP
-	// of RemoteAddr (IPv6: its /64). Defaults 1 per second, burst 10.
+	// MaxInFlightPerSource is how many of those MaxInFlight slots one source
+	// may hold; more from the same source get 503 with Retry-After, without
+	// touching the shared slots. Default 2. Behind a proxy that does not
+	// buffer request bodies, every client shares the proxy's address and so
+	// these slots: there the proxy should buffer bodies (ingress-nginx does by
+	// default) or this should be raised.
+	MaxInFlightPerSource int
+
+	// BodyReadTimeout is how long a request may take to send its body once it
+	// has a slot. The handler sets it as the connection's read deadline
+	// (http.ResponseController), replacing the server's ReadTimeout for the
+	// body, so a client that trickles a body frees its slot quickly; a body
+	// not complete in time gets 408. A push payload of tens of KiB takes
+	// milliseconds. Default 5s. A ResponseWriter that cannot set deadlines
+	// (e.g. httptest.ResponseRecorder) leaves the server's timeouts alone.
+	BodyReadTimeout time.Duration
+
+	// Rate is how many failed authentications per second each source may
+	// make in the long run, and Burst how many it may make at once; past
+	// that a failed request gets 429 with Retry-After instead of 401. A
+	// correctly signed request is never refused for rate, so a source that
+	// shares an address with strangers (every client behind a proxy does)
+	// cannot be locked out by them. A source is the client IP of RemoteAddr
+	// (IPv6: its /64). Defaults 1 per second, burst 10.
 	Rate  float64
 	Burst int
 
@@ -74,12 +96,14 @@ type Options struct {
 // empty, so webhooks are disabled until the caller sets one.
 func DefaultOptions() Options {
 	return Options{
-		Branch:       "main",
-		MaxBodyBytes: 1 << 20,
-		MaxInFlight:  16,
-		Rate:         1,
-		Burst:        10,
-		MaxSources:   10000,
+		Branch:               "main",
+		MaxBodyBytes:         1 << 20,
+		MaxInFlight:          16,
+		MaxInFlightPerSource: 2,
+		BodyReadTimeout:      5 * time.Second,
+		Rate:                 1,
+		Burst:                10,
+		MaxSources:           10000,
 	}
 }
 
@@ -125,6 +149,17 @@ func verifySignature(secret, body []byte, header string) bool {
 	return hmac.Equal(mac(secret, body), sig)
 }
 
+// wellFormedSignature reports whether header has the form verifySignature
+// accepts, "sha256=" and 64 hex digits, without looking at a body.
+func wellFormedSignature(header string) bool {
+	hexSig, ok := strings.CutPrefix(header, "sha256=")
+	if !ok || len(hexSig) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.DecodeString(hexSig)
+	return err == nil
+}
+
 // outcome is what a provider decided about an authenticated request.
 type outcome struct {
 	code int
@@ -132,25 +167,31 @@ type outcome struct {
 	hint *Hint // non-nil: send to Notify
 }
 
-// provider is one hook path. authenticate sees the raw body; parse runs only
-// on an authenticated request and returns an error for a malformed body.
+// provider is one hook path. mayAuthenticate looks at the headers only and
+// is false when no body could make the request authentic (no signature, or
+// one that is not "sha256=<64 hex>"; a wrong GitLab token); it must never be
+// false for a request authenticate would accept. authenticate sees the raw
+// body; parse runs only on an authenticated request and returns an error
+// for a malformed body.
 type provider struct {
-	name         string
-	authenticate func(r *http.Request, body []byte) bool
-	parse        func(r *http.Request, body []byte) (outcome, error)
+	name            string
+	mayAuthenticate func(r *http.Request) bool
+	authenticate    func(r *http.Request, body []byte) bool
+	parse           func(r *http.Request, body []byte) (outcome, error)
 }
 
 type handler struct {
-	secret   []byte
-	branch   string
-	maxBody  int64
-	inFlight chan struct{}
-	limiter  *sources
-	now      func() time.Time
-	notify   func(Hint)
-	observe  func(string, int)
-	log      *slog.Logger
-	paths    map[string]provider
+	secret      []byte
+	branch      string
+	maxBody     int64
+	bodyTimeout time.Duration
+	slots       *slots
+	limiter     *sources
+	now         func() time.Time
+	notify      func(Hint)
+	observe     func(string, int)
+	log         *slog.Logger
+	paths       map[string]provider
 }
 
 // New returns the handler for /hooks/github, /hooks/gitlab and
@@ -168,6 +209,12 @@ func newHandler(opts Options, now func() time.Time) *handler {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = def.MaxInFlight
 	}
+	if opts.MaxInFlightPerSource <= 0 {
+		opts.MaxInFlightPerSource = def.MaxInFlightPerSource
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = def.BodyReadTimeout
+	}
 	if opts.Rate <= 0 || math.IsNaN(opts.Rate) {
 		opts.Rate = def.Rate
 	}
@@ -182,15 +229,16 @@ func newHandler(opts Options, now func() time.Time) *handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{
-		secret:   append([]byte(nil), opts.Secret...),
-		branch:   opts.Branch,
-		maxBody:  opts.MaxBodyBytes,
-		inFlight: make(chan struct{}, opts.MaxInFlight),
-		limiter:  newSources(rate.Limit(opts.Rate), opts.Burst, opts.MaxSources),
-		now:      now,
-		notify:   opts.Notify,
-		observe:  opts.Observe,
-		log:      log,
+		secret:      append([]byte(nil), opts.Secret...),
+		branch:      opts.Branch,
+		maxBody:     opts.MaxBodyBytes,
+		bodyTimeout: opts.BodyReadTimeout,
+		slots:       newSlots(opts.MaxInFlight, opts.MaxInFlightPerSource),
+		limiter:     newSources(rate.Limit(opts.Rate), opts.Burst, opts.MaxSources),
+		now:         now,
+		notify:      opts.Notify,
+		observe:     opts.Observe,
+		log:         log,
 	}
 	h.paths = map[string]provider{
 		"/hooks/github":  h.github(),
@@ -218,7 +266,8 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, p provider, know
 	if !known || len(h.secret) == 0 {
 		return reply(w, http.StatusNotFound, "not found")
 	}
-	log := h.log.With("provider", p.name, "source", sourceOf(r.RemoteAddr).String())
+	src := sourceOf(r.RemoteAddr)
+	log := h.log.With("provider", p.name, "source", src.String())
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return reply(w, http.StatusMethodNotAllowed, "method not allowed")
@@ -227,29 +276,29 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, p provider, know
 		log.Debug("webhook body too large", "contentLength", r.ContentLength)
 		return reply(w, http.StatusRequestEntityTooLarge, "body too large")
 	}
-	select {
-	case h.inFlight <- struct{}{}:
-		defer func() { <-h.inFlight }()
-	default:
+	// Only a request that cannot be authentic is refused here: a signed one
+	// from an address strangers have exhausted (a proxy's) must get through.
+	if !p.mayAuthenticate(r) {
+		if over, wait := h.limiter.exhausted(src, h.now()); over {
+			log.Debug("webhook rate limited", "reason", "unauthenticated and over the failure budget")
+			return tooMany(w, wait)
+		}
+	}
+	if !h.slots.take(src) {
 		log.Debug("webhook busy")
 		w.Header().Set("Retry-After", "1")
 		return reply(w, http.StatusServiceUnavailable, "busy")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			log.Debug("webhook body too large")
-			return reply(w, http.StatusRequestEntityTooLarge, "body too large")
-		}
-		log.Debug("webhook body unreadable", "error", err)
-		return reply(w, http.StatusBadRequest, "unreadable body")
-	}
-	if ok, wait := h.limiter.allow(sourceOf(r.RemoteAddr), h.now()); !ok {
-		log.Debug("webhook rate limited")
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
-		return reply(w, http.StatusTooManyRequests, "too many requests")
+	defer h.slots.release(src)
+	body, code := h.readBody(w, r, log)
+	if code != 0 {
+		return code
 	}
 	if !p.authenticate(r, body) {
+		if ok, wait := h.limiter.allow(src, h.now()); !ok {
+			log.Debug("webhook rate limited", "reason", "signature missing or invalid, over the failure budget")
+			return tooMany(w, wait)
+		}
 		log.Warn("webhook signature missing or invalid")
 		return reply(w, http.StatusUnauthorized, "unauthorized")
 	}
@@ -267,6 +316,40 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, p provider, know
 		log.Debug("webhook acknowledged", "result", out.msg)
 	}
 	return reply(w, out.code, out.msg)
+}
+
+// readBody reads at most maxBody+1 bytes of the body within bodyTimeout. On
+// failure it writes the answer and returns its code; on success code is 0.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger) (body []byte, code int) {
+	// The wall clock, not h.now: a connection deadline is real time. A
+	// writer without deadlines (a test recorder, some wrappers) returns an
+	// error; the server's own ReadTimeout then still applies.
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(h.bodyTimeout)); err == nil {
+		// Nothing more is read from this request, but keep-alive reads the
+		// next one on the same connection: give it the server's deadlines
+		// back. net/http sets them again per request, so clearing is enough.
+		defer rc.SetReadDeadline(time.Time{})
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err == nil {
+		return body, 0
+	}
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		log.Debug("webhook body too large")
+		return nil, reply(w, http.StatusRequestEntityTooLarge, "body too large")
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		log.Debug("webhook body too slow", "timeout", h.bodyTimeout)
+		return nil, reply(w, http.StatusRequestTimeout, "body too slow")
+	}
+	log.Debug("webhook body unreadable", "error", err)
+	return nil, reply(w, http.StatusBadRequest, "unreadable body")
+}
+
+func tooMany(w http.ResponseWriter, wait time.Duration) int {
+	w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+	return reply(w, http.StatusTooManyRequests, "too many requests")
 }
 
 // pushOutcome turns a verified push of ref into a hint, or into an
