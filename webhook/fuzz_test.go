@@ -8,8 +8,9 @@ import (
 )
 
 // FuzzGitHub: whatever the body and headers, the handler does not panic,
-// answers a known status, and notifies only for a body signed with the
-// secret.
+// answers a known status, notifies only for a body signed with the secret,
+// and never refuses a signed body for rate (the budget here is one failure,
+// so the fuzzer's unsigned inputs do spend it).
 func FuzzGitHub(f *testing.F) {
 	push := []byte(`{"ref":"refs/heads/main","after":"` + sha + `"}`)
 	f.Add(push, "push", Sign([]byte(testSecret), push), "application/json")
@@ -25,9 +26,11 @@ func FuzzGitHub(f *testing.F) {
 		opts := DefaultOptions()
 		opts.Secret = []byte(testSecret)
 		opts.MaxBodyBytes = 4096
-		opts.Burst = 1 << 20
+		opts.Burst = 1
 		opts.Notify = func(Hint) { notified++ }
 		h := New(opts)
+		spend := httptest.NewRequest(http.MethodPost, "/hooks/github", nil)
+		h.ServeHTTP(httptest.NewRecorder(), spend) // the source's only failure
 
 		req := httptest.NewRequest(http.MethodPost, "/hooks/github", bytes.NewReader(body))
 		req.Header.Set("X-GitHub-Event", event)
@@ -40,6 +43,9 @@ func FuzzGitHub(f *testing.F) {
 			t.Errorf("status %d", rec.Code)
 		}
 		signed := verifySignature([]byte(testSecret), body, signature)
+		if signed && rec.Code == http.StatusTooManyRequests {
+			t.Errorf("signed body refused for rate")
+		}
 		if notified > 0 && !signed {
 			t.Errorf("notified for an unsigned body (status %d)", rec.Code)
 		}

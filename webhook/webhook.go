@@ -323,14 +323,12 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, p provider, know
 func (h *handler) readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger) (body []byte, code int) {
 	// The wall clock, not h.now: a connection deadline is real time. A
 	// writer without deadlines (a test recorder, some wrappers) returns an
-	// error; the server's own ReadTimeout then still applies.
-	rc := http.NewResponseController(w)
-	if err := rc.SetReadDeadline(time.Now().Add(h.bodyTimeout)); err == nil {
-		// Nothing more is read from this request, but keep-alive reads the
-		// next one on the same connection: give it the server's deadlines
-		// back. net/http sets them again per request, so clearing is enough.
-		defer rc.SetReadDeadline(time.Time{})
-	}
+	// error; the server's own ReadTimeout then still applies. The deadline
+	// is left in place: net/http sets the connection's deadlines afresh
+	// before the next request on it, and until then it also bounds the
+	// server's own draining of a body the handler did not finish (clearing
+	// it would let a stalled body hang that drain).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.bodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
 	if err == nil {
 		return body, 0
