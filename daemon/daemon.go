@@ -124,6 +124,13 @@ func (d *Daemon) Hint(trigger string) {
 // passed): the reconciler then stops writing, marks what it had started
 // and releases its cluster locks before Run returns.
 func (d *Daemon) Run(ctx context.Context, stop <-chan struct{}) error {
+	// What this replica knew from an earlier term is stale: another
+	// replica may have applied newer commits meanwhile. A term starts from
+	// the remote's head, never from a commit remembered from before.
+	d.mu.Lock()
+	d.sawFirstRun, d.appliedSHA, d.failures, d.nextRetry = false, "", 0, time.Time{}
+	d.st.Rejected, d.st.Draining = nil, false
+	d.mu.Unlock()
 	timer := time.NewTimer(0) // the first check at once
 	defer timer.Stop()
 	returned := make(chan struct{})
@@ -178,9 +185,17 @@ func (d *Daemon) jittered() time.Duration {
 func (d *Daemon) cycle(ctx context.Context, trigger string) {
 	head, err := d.src.Head(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
 		d.opts.Metrics.poll("error")
 		d.log.Warn("git check failed", "ref", d.src.Ref(), "trigger", trigger, "err", err)
 		d.update(func(s *Status) { s.LastPollError = err.Error(); s.LastPoll = time.Now() })
+		// The remote being down stops neither retries nor resyncs of the
+		// last good commit, which the cache holds.
+		if d.due() {
+			d.resync(ctx, trigger)
+		}
 		return
 	}
 	now := time.Now()
@@ -188,9 +203,9 @@ func (d *Daemon) cycle(ctx context.Context, trigger string) {
 	seen := d.st.CommitSeen
 	d.st.CommitSeen, d.st.LastPoll, d.st.LastPollError = head, now, ""
 	moved := head != seen
-	bad := d.st.Rejected != nil && d.st.Rejected.Commit == head
-	resync := d.appliedSHA != "" && now.Sub(d.lastRun) >= d.opts.Resync
+	rejected := d.st.Rejected != nil && d.st.Rejected.Commit == head
 	retry := d.failures > 0 && !now.Before(d.nextRetry)
+	resync := d.appliedSHA != "" && now.Sub(d.lastRun) >= d.opts.Resync
 	first := !d.sawFirstRun
 	d.mu.Unlock()
 
@@ -200,65 +215,112 @@ func (d *Daemon) cycle(ctx context.Context, trigger string) {
 		if moved && seen != "" {
 			d.log.Info("new commit", "commit", short(head), "trigger", trigger)
 		}
-	case bad && !resync:
+		d.attempt(ctx, head, trigger)
+	case rejected && retry:
+		// A commit that failed to load or render is tried again with
+		// backoff: the failure may have been passing (a fetch timeout, a
+		// chart repository down, a loaded node), and a truly bad commit
+		// costs one offline render per backoff period, no cluster write.
 		d.opts.Metrics.poll("unchanged")
-		return
+		d.attempt(ctx, head, trigger)
+	case rejected && resync:
+		d.opts.Metrics.poll("unchanged")
+		d.resync(ctx, trigger)
+	case rejected:
+		d.opts.Metrics.poll("unchanged")
 	case resync || retry:
 		d.opts.Metrics.poll("unchanged")
+		d.attempt(ctx, head, trigger)
 	default:
 		d.opts.Metrics.poll("unchanged")
-		return
 	}
-
-	m, commit := d.load(ctx, head, trigger)
-	if m == nil {
-		return
-	}
-	d.apply(ctx, m, commit, trigger)
 }
 
-// load loads head; when head is bad it loads the last good commit again if
-// a resync is due (the clusters stay at the last good commit, and drift is
-// still corrected), else returns nil.
-func (d *Daemon) load(ctx context.Context, head, trigger string) (*manifest.Manifest, string) {
+// due says a retry or a resync is due.
+func (d *Daemon) due() bool {
 	d.mu.Lock()
-	bad := d.st.Rejected != nil && d.st.Rejected.Commit == head && !d.src.Volatile()
-	goodSHA := d.appliedSHA
-	resync := goodSHA != "" && time.Since(d.lastRun) >= d.opts.Resync
-	d.mu.Unlock()
-	if !bad {
-		start := time.Now()
-		m, commit, err := d.src.Load(ctx, head)
-		d.opts.Metrics.fetched(time.Since(start))
-		if err == nil {
-			return m, commit
-		}
-		if ctx.Err() != nil {
-			return nil, ""
-		}
-		d.reject(head, trigger, err)
-	}
-	if !resync {
-		return nil, ""
-	}
-	// Loaded again, not kept: its checkout may have been pruned since.
-	m, commit, err := d.src.Load(ctx, goodSHA)
-	if err != nil {
-		d.log.Warn("resync of the last good commit failed to load", "commit", short(goodSHA), "err", err)
-		return nil, ""
-	}
-	return m, commit
+	defer d.mu.Unlock()
+	now := time.Now()
+	return d.appliedSHA != "" && (d.failures > 0 && !now.Before(d.nextRetry) || now.Sub(d.lastRun) >= d.opts.Resync)
 }
 
+// attempt loads commit and applies it; a commit that does not load is
+// rejected (and retried with backoff), and while it is, a due resync of the
+// last good commit still runs.
+func (d *Daemon) attempt(ctx context.Context, commit, trigger string) {
+	start := time.Now()
+	m, got, err := d.src.Load(ctx, commit)
+	d.opts.Metrics.fetched(time.Since(start))
+	if err != nil {
+		if ctx.Err() != nil {
+			return // stopped, not a verdict on the commit
+		}
+		if got == "" {
+			got = commit
+		}
+		d.reject(got, trigger, err)
+		d.mu.Lock()
+		resync := d.appliedSHA != "" && time.Since(d.lastRun) >= d.opts.Resync
+		d.mu.Unlock()
+		if resync {
+			d.resync(ctx, trigger)
+		}
+		return
+	}
+	d.apply(ctx, m, got, trigger)
+}
+
+// resync reconciles the last good commit of this term again, unless a
+// cluster's state record says another commit was applied since (the other
+// replica led meanwhile, or someone ran tandem reconcile): going back to
+// this term's commit would roll them back.
+func (d *Daemon) resync(ctx context.Context, trigger string) {
+	d.mu.Lock()
+	good := d.appliedSHA
+	d.mu.Unlock()
+	if good == "" {
+		return
+	}
+	m, got, err := d.src.Load(ctx, good)
+	if err != nil || got != good {
+		if ctx.Err() == nil {
+			d.log.Warn("resync skipped: the last good commit could not be loaded as it was", "commit", short(good), "got", short(got), "err", err)
+		}
+		return
+	}
+	statuses, _ := d.pipe.Status(ctx, m, reconciler.Selection{})
+	for _, cs := range statuses {
+		if cs.State != nil && cs.State.Commit != "" && cs.State.Commit != good {
+			d.log.Warn("resync skipped: a cluster holds another commit than this daemon last applied (another replica or a person applied it)",
+				"cluster", cs.Name, "commit", short(good), "clusterCommit", short(cs.State.Commit))
+			d.mu.Lock()
+			d.lastRun = time.Now() // try again at the next resync, not every poll
+			d.mu.Unlock()
+			return
+		}
+	}
+	d.apply(ctx, m, good, trigger+"/resync")
+}
+
+// reject records that commit was not applied, and when to try it again.
 func (d *Daemon) reject(commit, trigger string, err error) {
 	d.opts.Metrics.rejected()
 	d.log.Warn("commit not applied", "commit", short(commit), "trigger", trigger, "err", err)
-	d.update(func(s *Status) {
-		s.Rejected = &Rejected{Commit: commit, Error: err.Error(), At: time.Now()}
-	})
 	d.mu.Lock()
 	d.sawFirstRun = true
+	d.backoff()
+	d.st.Rejected = &Rejected{Commit: commit, Error: err.Error(), At: time.Now()}
 	d.mu.Unlock()
+}
+
+// backoff counts a failure and schedules the next try; d.mu is held.
+func (d *Daemon) backoff() {
+	d.failures++
+	wait := d.opts.RetryMin << min(d.failures-1, 16)
+	if wait > d.opts.Resync || wait <= 0 {
+		wait = d.opts.Resync
+	}
+	d.nextRetry = time.Now().Add(wait)
 }
 
 // apply runs the pipeline on m and records the outcome.
@@ -278,8 +340,8 @@ func (d *Daemon) apply(ctx context.Context, m *manifest.Manifest, commit, trigge
 	run.Duration = reconciler.Duration(time.Since(start))
 	var na *reconciler.NotAppliedError
 	switch {
-	case errors.As(err, &na):
-		// Rendered offline before any cluster was touched: the commit is bad.
+	case errors.As(err, &na) && ctx.Err() == nil:
+		// Rendered offline before any cluster was touched: not applied.
 		d.update(func(s *Status) { s.Running = nil })
 		d.reject(commit, trigger, err)
 		return
@@ -293,16 +355,17 @@ func (d *Daemon) apply(ctx context.Context, m *manifest.Manifest, commit, trigge
 	d.sawFirstRun = true
 	if err == nil && rep != nil {
 		d.appliedSHA = commit
+		if d.st.Rejected != nil && d.st.Rejected.Commit != commit && d.st.Rejected.Commit != d.st.CommitSeen {
+			d.st.Rejected = nil // a newer commit superseded it
+		}
 	}
 	if failed || err != nil {
-		d.failures++
-		wait := d.opts.RetryMin << min(d.failures-1, 16)
-		if wait > d.opts.Resync || wait <= 0 {
-			wait = d.opts.Resync
-		}
-		d.nextRetry = time.Now().Add(wait)
+		d.backoff()
 	} else {
 		d.failures = 0
+		if d.st.Rejected != nil && d.st.Rejected.Commit == commit {
+			d.st.Rejected = nil
+		}
 	}
 	d.mu.Unlock()
 

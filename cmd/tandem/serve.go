@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/net/netutil"
 
 	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/daemon"
@@ -22,6 +23,9 @@ import (
 	"github.com/tandem-gitops/tandem/render"
 	"github.com/tandem-gitops/tandem/webhook"
 )
+
+// maxConnections bounds the daemon's open HTTP connections.
+const maxConnections = 256
 
 type serveFlags struct {
 	source          sourceFlags
@@ -161,6 +165,10 @@ func (f *serveFlags) run(ctx context.Context, g *globalFlags, s streams) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	// Bounded connections: a flood of idle keep-alive connections cannot
+	// use up the file descriptors git, the cluster clients and the render
+	// workers need.
+	ln = netutil.LimitListener(ln, maxConnections)
 	srv := daemon.NewServer(f.listen, d.Handler(hooks), daemon.DefaultServerOptions())
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("serving", "listen", ln.Addr().String(), "ref", f.source.describe(), "webhooks", len(secret) > 0, "leaderElect", f.leaderElect)

@@ -134,9 +134,11 @@ func run(ctx context.Context, tandem, kubeconfig, example string) error {
 		}
 		exited <- serve.Wait()
 	}()
+	stopped := false
 	defer func() {
-		if serve.ProcessState == nil {
+		if !stopped { // an early return: do not leave the daemon running
 			_ = serve.Process.Kill()
+			<-exited
 		}
 	}()
 	base := "http://" + listen
@@ -201,6 +203,7 @@ func run(ctx context.Context, tandem, kubeconfig, example string) error {
 	_ = serve.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-exited:
+		stopped = true
 		if err != nil {
 			return fmt.Errorf("tandem serve exited: %w", err)
 		}
