@@ -29,9 +29,17 @@ import (
 // client and no credentials. Without a LookupProvider the worker finds
 // nothing itself, as an in-process render does.
 //
-// A Renderer starts workers as renders need them, up to Options.Concurrency,
-// and reuses them for the renders of one Render or RenderAll call; it kills
-// them all before that call returns, and replaces a worker it had to kill.
+// A Renderer starts workers as renders need them, up to MaxWorkers at a
+// time, and reuses them for the renders of one Render or RenderAll call; it
+// kills them all before that call returns, and replaces a worker it had to
+// kill.
+//
+// A worker is also bounded in memory (MemoryLimit) and in the size of its
+// answer (MaxOutput), so that a template that doubles a string in a range
+// fails its own render rather than having the kernel's OOM killer take the
+// whole container, daemon included. Worst case, one call's workers hold
+// MaxWorkers × MemoryLimit, and the parent MaxWorkers × MaxOutput of their
+// answers.
 type Isolation struct {
 	// Command is the worker's argv: a program whose only job is ServeWorker
 	// on its stdin and stdout, e.g. {"/proc/self/exe", "render-worker"}
@@ -43,8 +51,71 @@ type Isolation struct {
 	// GOMAXPROCS, GOGC, GOMEMLIMIT and GODEBUG: no git token, cloud
 	// credential, KUBECONFIG or HOME reaches it. Helm's engine reads no
 	// environment variable (Helm removes sprig's env and expandenv).
+	// A GOMEMLIMIT here overrides the one MemoryLimit sets.
 	Env []string
+	// MemoryLimit bounds the memory each worker may take beyond what it
+	// holds once started (a few MiB), in bytes: 0 means
+	// DefaultWorkerMemoryLimit, a negative value no limit. On Linux it
+	// bounds the worker's RLIMIT_DATA (its heap and other private writable
+	// mappings, not the address space Go reserves without using), set with
+	// prlimit(2) once the worker says hello, before it is sent a request;
+	// a render past it fails with "render used more than N MiB". On every
+	// system the worker also gets GOMEMLIMIT an eighth below it, so that
+	// its garbage collector works hard before the limit is reached.
+	MemoryLimit int64
+	// MaxOutput bounds a worker's answer (the rendered manifest and hooks)
+	// and each of its lookup calls, in bytes: 0 means
+	// DefaultWorkerMaxOutput. A larger one fails the render.
+	MaxOutput int64
+	// MaxWorkers bounds the workers of one Render or RenderAll call: 0
+	// means min(Options.Concurrency, DefaultMaxWorkers). Renders beyond it
+	// wait for a worker (the wait is not counted in Options.Timeout); the
+	// rest of their work (chart loading, parsing) still runs up to
+	// Options.Concurrency at a time.
+	MaxWorkers int
 }
+
+const (
+	// DefaultWorkerMemoryLimit is Isolation.MemoryLimit's default: a
+	// render of a large chart (hundreds of objects) needs tens of MiB.
+	DefaultWorkerMemoryLimit int64 = 1 << 30
+	// DefaultWorkerMaxOutput is Isolation.MaxOutput's default, well above
+	// a large chart's manifest (a few MiB) and below what Kubernetes could
+	// store of it anyway.
+	DefaultWorkerMaxOutput int64 = 64 << 20
+	// DefaultMaxWorkers caps Isolation.MaxWorkers' default.
+	DefaultMaxWorkers = 4
+)
+
+// withDefaults returns iso with its zero limits set, for a Renderer of the
+// given concurrency.
+func (iso Isolation) withDefaults(concurrency int) Isolation {
+	if iso.MemoryLimit == 0 {
+		iso.MemoryLimit = DefaultWorkerMemoryLimit
+	}
+	if iso.MaxOutput <= 0 {
+		iso.MaxOutput = DefaultWorkerMaxOutput
+	}
+	if iso.MaxOutput > maxFrame {
+		iso.MaxOutput = maxFrame
+	}
+	if iso.MaxWorkers <= 0 {
+		iso.MaxWorkers = min(max(concurrency, 1), DefaultMaxWorkers)
+	}
+	return iso
+}
+
+// memoryLimitEnv is the worker's GOMEMLIMIT for a MemoryLimit: an eighth
+// below it, so that the collector runs hard before an allocation fails.
+func memoryLimitEnv(limit int64) []string {
+	if limit <= 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("GOMEMLIMIT=%d", limit-limit/8)}
+}
+
+// mib formats n bytes as whole MiB, for errors.
+func mib(n int64) string { return fmt.Sprintf("%d MiB", n>>20) }
 
 // inheritedByWorker says whether the parent's environment variable key
 // reaches a worker (see Isolation.Env).
@@ -84,6 +155,10 @@ type workerPool struct {
 	env     []string
 	timeout time.Duration
 	started func(pid int) // test hook: called with each worker's pid
+	// slots holds a token per render that has, or is getting, a worker:
+	// at most iso.MaxWorkers. A worker is started only when none is idle,
+	// so there are never more workers than tokens.
+	slots chan struct{}
 
 	mu     sync.Mutex
 	idle   []*worker              // guarded by mu
@@ -105,11 +180,12 @@ func (r *Renderer) workers() *workerPool {
 	if r.opts.Isolation == nil {
 		return nil
 	}
-	iso := *r.opts.Isolation
+	iso := r.opts.Isolation.withDefaults(r.opts.Concurrency)
 	return &workerPool{
 		iso:     iso,
-		env:     workerEnv(os.Environ(), iso.Env),
+		env:     workerEnv(os.Environ(), append(memoryLimitEnv(iso.MemoryLimit), iso.Env...)),
 		timeout: r.opts.Timeout,
+		slots:   make(chan struct{}, iso.MaxWorkers),
 		started: r.workerStarted,
 		charts:  map[*chart.Chart]*wire{},
 	}
@@ -192,6 +268,12 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 	if err := ctx.Err(); err != nil {
 		return rendered{}, err // start no worker for a call already cancelled
 	}
+	select {
+	case p.slots <- struct{}{}:
+		defer func() { <-p.slots }()
+	case <-ctx.Done():
+		return rendered{}, ctx.Err()
+	}
 	timer := time.NewTimer(p.timeout)
 	defer timer.Stop()
 	rest, err := (&renderJob{
@@ -225,7 +307,7 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 	case res := <-done:
 		if res.err != nil {
 			w.discard()
-			return rendered{}, w.failure(res.err)
+			return rendered{}, p.failure(w, res.err)
 		}
 		p.put(w)
 		if res.a.err != "" {
@@ -244,4 +326,18 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 	case <-time.After(workerGrace):
 	}
 	return rendered{}, err
+}
+
+// failure describes a broken conversation with a discarded worker: a
+// worker that ran out of memory, or whose answer was too large, fails the
+// render with that alone; anything else is the worker's failure.
+func (p *workerPool) failure(w *worker, err error) error {
+	var big *frameTooLarge
+	if errors.As(err, &big) {
+		return fmt.Errorf("render output of %d bytes is more than the %s limit (Isolation.MaxOutput)", big.n, mib(big.limit))
+	}
+	if p.iso.MemoryLimit > 0 && w.outOfMemory() {
+		return fmt.Errorf("render used more than %s (Isolation.MemoryLimit); its worker was stopped", mib(p.iso.MemoryLimit))
+	}
+	return w.failure(err)
 }

@@ -606,6 +606,11 @@ func TestIsolatedWorkerEnvironment(t *testing.T) {
 	if !seen[testWorkerEnv] || !seen["GOMEMLIMIT"] {
 		t.Errorf("the worker lacks Isolation.Env or an inherited variable: %q", environ)
 	}
+	// The parent's GOMEMLIMIT gives way to the worker's own, below its
+	// MemoryLimit.
+	if want := memoryLimitEnv(DefaultWorkerMemoryLimit)[0]; !slices.Contains(environ, want) {
+		t.Errorf("the worker's environment lacks %s: %q", want, environ)
+	}
 }
 
 func TestWorkerEnv(t *testing.T) {

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,7 +36,7 @@ func (p *workerPool) start() (*worker, error) {
 		_ = inW.Close()
 		return nil, fmt.Errorf("start render worker: %w", err)
 	}
-	stderr := &tailBuffer{max: stderrTail}
+	stderr := &tailBuffer{max: stderrTail, marks: outOfMemoryMarks}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, stderr
 	err = cmd.Start()
 	// The worker holds its ends now; ours would keep the pipes open after
@@ -55,8 +56,10 @@ func (p *workerPool) start() (*worker, error) {
 		in:     bufio.NewWriter(inW),
 		out:    bufio.NewReader(outR),
 		stderr: stderr,
-		exited: make(chan struct{}),
-		charts: map[uint64]bool{},
+		exited:    make(chan struct{}),
+		charts:    map[uint64]bool{},
+		maxOutput:   p.iso.MaxOutput,
+		memoryLimit: p.iso.MemoryLimit,
 	}
 	go w.reap()
 	if p.started != nil {
@@ -87,6 +90,27 @@ type worker struct {
 
 	greeted bool            // the hello was read
 	charts  map[uint64]bool // chart ids this worker holds
+	// maxOutput bounds every message read from the worker.
+	maxOutput int64
+	// memoryLimit is set on the worker once it said hello (see limitMemory).
+	memoryLimit int64
+}
+
+// outOfMemoryMarks are what the Go runtime writes to stderr as it dies
+// for want of memory ("fatal error: runtime: out of memory", "runtime:
+// out of memory: cannot allocate ...", "fatal error: runtime: cannot
+// allocate memory"), and the race detector's runtime likewise.
+var outOfMemoryMarks = []string{"out of memory", "cannot allocate memory", "failed to allocate"}
+
+// outOfMemory says the worker, now reaped, died for want of memory (it hit
+// its MemoryLimit). Call it only after the worker exited.
+func (w *worker) outOfMemory() bool {
+	select {
+	case <-w.exited:
+	default:
+		return false
+	}
+	return w.stderr.marked()
 }
 
 // discard kills the worker and waits, within workerGrace, for it to be reaped.
@@ -131,7 +155,7 @@ func (w *worker) failure(err error) error {
 // failure is in the answer.
 func (w *worker) converse(ctx context.Context, cw *wire, rest []byte, lookup LookupProvider) (*answer, error) {
 	if !w.greeted {
-		typ, body, err := readFrame(w.out)
+		typ, body, err := readFrameLimit(w.out, w.maxOutput)
 		switch {
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, os.ErrClosed):
 			return nil, fmt.Errorf("read hello: %w", err)
@@ -141,6 +165,10 @@ func (w *worker) converse(ctx context.Context, cw *wire, rest []byte, lookup Loo
 			return nil, errors.New("not a tandem render worker: its first message is not the expected hello")
 		}
 		w.greeted = true
+		// Before the worker is sent anything: no template runs unbounded.
+		if err := w.limitMemory(w.memoryLimit); err != nil {
+			return nil, fmt.Errorf("memory limit: %w", err)
+		}
 	}
 	e := &encoder{}
 	e.uvarint(cw.id)
@@ -159,7 +187,7 @@ func (w *worker) converse(ctx context.Context, cw *wire, rest []byte, lookup Loo
 	}
 	l := &lookupServer{provider: lookup}
 	for {
-		typ, body, err := readFrame(w.out)
+		typ, body, err := readFrameLimit(w.out, w.maxOutput)
 		if err != nil {
 			return nil, fmt.Errorf("read answer: %w", err)
 		}
@@ -189,21 +217,38 @@ func (w *worker) converse(ctx context.Context, cw *wire, rest []byte, lookup Loo
 	}
 }
 
-// tailBuffer keeps the last max bytes written to it.
+// tailBuffer keeps the last max bytes written to it, and whether any of
+// marks was ever written (the text that says why a worker died comes
+// first, before a long goroutine dump).
 type tailBuffer struct {
-	max int
-	mu  sync.Mutex
-	buf []byte // guarded by mu
+	max   int
+	marks []string // each shorter than max
+	mu    sync.Mutex
+	buf   []byte // guarded by mu
+	seen  bool   // guarded by mu
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	from := len(t.buf)
 	t.buf = append(t.buf, p...)
+	for _, m := range t.marks {
+		// A mark may straddle two writes: look from its length before p.
+		if !t.seen && bytes.Contains(t.buf[max(0, from-len(m)+1):], []byte(m)) {
+			t.seen = true
+		}
+	}
 	if over := len(t.buf) - t.max; over > 0 {
 		t.buf = append(t.buf[:0], t.buf[over:]...)
 	}
 	return len(p), nil
+}
+
+func (t *tailBuffer) marked() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seen
 }
 
 func (t *tailBuffer) String() string {

@@ -33,7 +33,7 @@ func pipeWorker(t *testing.T, ctx context.Context) (w *worker, in *io.PipeWriter
 		_ = outR.Close()
 		_ = inR.Close()
 	})
-	return &worker{in: bufio.NewWriter(inW), out: bufio.NewReader(outR), charts: map[uint64]bool{}}, inW, done
+	return &worker{in: bufio.NewWriter(inW), out: bufio.NewReader(outR), charts: map[uint64]bool{}, maxOutput: maxFrame}, inW, done
 }
 
 // TestServeWorkerConversation: requests, lookups and answers through

@@ -53,6 +53,23 @@ func writeFrame(w *bufio.Writer, typ byte, body []byte) error {
 
 // readFrame returns io.EOF only when the stream ends between frames.
 func readFrame(r *bufio.Reader) (byte, []byte, error) {
+	return readFrameLimit(r, maxFrame)
+}
+
+// frameTooLarge is a frame whose body is more than its reader accepts,
+// though not more than any frame may be: a worker's too large answer.
+type frameTooLarge struct {
+	typ      byte
+	n, limit int64
+}
+
+func (e *frameTooLarge) Error() string {
+	return fmt.Sprintf("message %q of %d bytes is larger than the limit of %d", e.typ, e.n, e.limit)
+}
+
+// readFrameLimit is readFrame for frames of at most limit bytes (at most
+// maxFrame): a larger one is a *frameTooLarge, and is not read.
+func readFrameLimit(r *bufio.Reader, limit int64) (byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
@@ -60,6 +77,9 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	n := binary.BigEndian.Uint32(hdr[:4])
 	if n > maxFrame {
 		return 0, nil, fmt.Errorf("garbled frame: length %d is larger than %d", n, maxFrame)
+	}
+	if int64(n) > limit {
+		return 0, nil, &frameTooLarge{typ: hdr[4], n: int64(n), limit: limit}
 	}
 	// Grown as bytes arrive (io.ReadAll's growth), not allocated from the
 	// header's claim.
