@@ -49,15 +49,15 @@ func (p *workerPool) start() (*worker, error) {
 		return nil, fmt.Errorf("start render worker %s: %w", p.iso.Command[0], err)
 	}
 	w := &worker{
-		cmd:    cmd,
-		pid:    cmd.Process.Pid,
-		stdin:  inW,
-		stdout: outR,
-		in:     bufio.NewWriter(inW),
-		out:    bufio.NewReader(outR),
-		stderr: stderr,
-		exited:    make(chan struct{}),
-		charts:    map[uint64]bool{},
+		cmd:         cmd,
+		pid:         cmd.Process.Pid,
+		stdin:       inW,
+		stdout:      outR,
+		in:          bufio.NewWriter(inW),
+		out:         bufio.NewReader(outR),
+		stderr:      stderr,
+		exited:      make(chan struct{}),
+		charts:      map[uint64]bool{},
 		maxOutput:   p.iso.MaxOutput,
 		memoryLimit: p.iso.MemoryLimit,
 	}
