@@ -333,7 +333,7 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 // render with that alone; anything else is the worker's failure.
 func (p *workerPool) failure(w *worker, err error) error {
 	var big *frameTooLarge
-	if errors.As(err, &big) {
+	if errors.As(err, &big) && big.typ == msgAnswer {
 		return fmt.Errorf("render output of %d bytes is more than the %s limit (Isolation.MaxOutput)", big.n, mib(big.limit))
 	}
 	if p.iso.MemoryLimit > 0 && w.outOfMemory() {

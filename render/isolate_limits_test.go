@@ -68,13 +68,13 @@ func TestIsolatedMemoryBombFails(t *testing.T) {
 // default (RLIMIT_AS, counting the address space Go reserves, would not).
 func TestIsolatedRenderUnderTightMemoryLimit(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	opts := isolated(t, "serve")
+	opts.Isolation.MemoryLimit = 256 << 20
 	req := exampleRequest(t, "blue", RoleActive)
 	want, err := New(DefaultOptions()).Render(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := isolated(t, "serve")
-	opts.Isolation.MemoryLimit = 256 << 20
 	got, err := New(opts).Render(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
