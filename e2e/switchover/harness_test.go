@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -191,7 +192,9 @@ func other(name string) string {
 	return "blue"
 }
 
-// helmRevisions is the latest revision of a release in Helm's storage (the Secrets helm history reads).
+// helmRevisions is the latest revision of a release in Helm's storage (the
+// Secrets helm history reads): the highest version label, not their count,
+// which Helm's history limit caps.
 func (h *harness) helmRevisions(t *testing.T, cluster, namespace, name string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -200,5 +203,10 @@ func (h *harness) helmRevisions(t *testing.T, cluster, namespace, name string) i
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(list.Items)
+	latest := 0
+	for _, sec := range list.Items {
+		n, _ := strconv.Atoi(sec.Labels["version"])
+		latest = max(latest, n)
+	}
+	return latest
 }
