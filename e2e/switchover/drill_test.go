@@ -23,7 +23,7 @@ func TestDrill(t *testing.T) {
 	yaml := h.repo.Read(t, "tandem.yaml")
 	s := startSampler(h.kube, from, to)
 	start := time.Now()
-	d := h.startCmd(t, "drill", "--to", to, "--manifest-dir", h.repo.Dir, "-o", "json", "--lock-duration", "6s")
+	d := h.startCmd(t, "drill", "--to", to, "--manifest-dir", h.repo.Dir, "-o", "json", "--lock-duration", lockDuration)
 	if !d.waitFor("switchover  phase 2 open: started", runTimeout) {
 		d.kill()
 		s.finish(t)
@@ -108,7 +108,7 @@ func TestDrillBlockedReturns(t *testing.T) {
 		before[r] = h.helmRevisions(t, from, "shop", r)
 	}
 	s := startSampler(h.kube, from, to)
-	res := e2etest.Run(t, h.bin, 2*runTimeout, h.tandemEnv(), "drill", "--to", to, "--manifest-dir", h.repo.Dir, "--lock-duration", "6s")
+	res := e2etest.Run(t, h.bin, 2*runTimeout, h.tandemEnv(), "drill", "--to", to, "--manifest-dir", h.repo.Dir, "--lock-duration", lockDuration)
 	s.finish(t)
 	t.Logf("tandem drill:\n%s", res.Stdout)
 	if res.Code != 1 || !strings.Contains(res.Stdout, "drill FAILED") || !strings.Contains(res.Stdout, "return to the roles in git: cool "+to) || !strings.Contains(res.Stdout, "FAILED: phase 1 (warm): release shop/cache not healthy on "+to) ||

@@ -26,6 +26,11 @@ import (
 // runTimeout bounds one tandem run.
 const runTimeout = 4 * time.Minute
 
+// lockDuration is the runs' lock lease: short, so a killed run's lock
+// expires soon, yet long enough that renewals survive a loaded machine
+// (at 6 s they missed their deadline on 2 busy cores).
+const lockDuration = "10s"
+
 type harness struct {
 	env   *localcluster.Env
 	bin   string
@@ -54,9 +59,19 @@ func newHarness(t *testing.T) *harness {
 	h.repo.Replace(t, "tandem.yaml", "    releases: [platform, example]\n", "")
 	h.repo.Replace(t, "tandem.yaml", "  activeWeight: 100\n", "  activeWeight: 100\n  drainSeconds: 1\n")
 	h.repo.Commit(t, "green runs every release; 1 s drain")
-	// An earlier test may have left either role in effect: converge to
-	// whatever the state records say first, by setting the roles to them.
-	if st := h.state(t, "green"); st != nil && st.Role == "active" {
+	// An earlier test may have left either role in effect, or a switchover
+	// half way (a failed test): converge to whatever the state records say
+	// first, by setting the roles to them (the reconcile finishes it).
+	active := "blue"
+	for _, c := range []string{"blue", "green"} {
+		if st := h.state(t, c); st != nil && st.Switchover != nil && len(st.Switchover.To) == 1 {
+			active = st.Switchover.To[0]
+			break
+		} else if st != nil && st.Role == "active" {
+			active = c
+		}
+	}
+	if active == "green" {
 		h.switchTo(t, "green")
 	}
 	if res := h.reconcile(t, "--allow-mass-prune"); res.Code != 0 {
@@ -70,7 +85,7 @@ func (h *harness) tandemEnv() []string {
 }
 
 func (h *harness) reconcileArgs(args []string) []string {
-	return append([]string{"reconcile", "--manifest-dir", h.repo.Dir, "-o", "json", "--lock-duration", "6s", "--detect-drift=false"}, args...)
+	return append([]string{"reconcile", "--manifest-dir", h.repo.Dir, "-o", "json", "--lock-duration", lockDuration, "--detect-drift=false"}, args...)
 }
 
 func (h *harness) reconcile(t *testing.T, args ...string) e2etest.Result {
