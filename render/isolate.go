@@ -114,8 +114,16 @@ func memoryLimitEnv(limit int64) []string {
 	return []string{fmt.Sprintf("GOMEMLIMIT=%d", limit-limit/8)}
 }
 
-// mib formats n bytes as whole MiB, for errors.
-func mib(n int64) string { return fmt.Sprintf("%d MiB", n>>20) }
+// mib formats a limit of n bytes for errors: in MiB, or KiB, when whole.
+func mib(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
 
 // inheritedByWorker says whether the parent's environment variable key
 // reaches a worker (see Isolation.Env).

@@ -89,26 +89,29 @@ func TestIsolatedRenderUnderTightMemoryLimit(t *testing.T) {
 func TestIsolatedOutputTooLarge(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	opts := isolated(t, "serve")
-	opts.Isolation.MaxOutput = 1 << 20
+	opts.Isolation.MaxOutput = 128 << 10
+	opts.Timeout = 2 * time.Minute // Helm parses the long manifest slowly under -race
 	r := New(opts)
 	workers := watchWorkers(r)
 	_, err := r.Render(context.Background(), testdataRequest(t, "bigoutput"))
 	if err == nil {
 		t.Fatal("want an error")
 	}
-	for _, w := range []string{`cluster "blue": release "r": render output of `, ` bytes is more than the 1 MiB limit (Isolation.MaxOutput)`} {
+	for _, w := range []string{`cluster "blue": release "r": render output of `, ` bytes is more than the 128 KiB limit (Isolation.MaxOutput)`} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not mention %q", err, w)
 		}
 	}
 	assertReaped(t, workers.all())
 
-	res, err := New(isolated(t, "serve")).Render(context.Background(), testdataRequest(t, "bigoutput"))
+	opts = isolated(t, "serve")
+	opts.Timeout = 2 * time.Minute
+	res, err := New(opts).Render(context.Background(), testdataRequest(t, "bigoutput"))
 	if err != nil {
 		t.Fatalf("within the default MaxOutput: %v", err)
 	}
-	if len(res.Manifest) < 3<<19 {
-		t.Errorf("manifest of %d bytes, want over 1.5 MiB", len(res.Manifest))
+	if len(res.Manifest) < 192<<10 {
+		t.Errorf("manifest of %d bytes, want over 192 KiB", len(res.Manifest))
 	}
 }
 
@@ -174,6 +177,11 @@ func TestIsolationWithDefaults(t *testing.T) {
 	}
 	if got, want := memoryLimitEnv(1<<30), []string{"GOMEMLIMIT=939524096"}; !cmp.Equal(got, want) {
 		t.Errorf("memoryLimitEnv(1 GiB) = %q, want %q", got, want)
+	}
+	for n, want := range map[int64]string{1 << 30: "1024 MiB", 256 << 10: "256 KiB", 1<<20 + 1: "1048577 bytes"} {
+		if got := mib(n); got != want {
+			t.Errorf("mib(%d) = %q, want %q", n, got, want)
+		}
 	}
 	if got := memoryLimitEnv(-1); got != nil {
 		t.Errorf("memoryLimitEnv(-1) = %q, want none", got)
