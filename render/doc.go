@@ -17,5 +17,6 @@
 // With Options.Isolation, Helm's template engine runs in worker processes
 // (ServeWorker is their side): a template past its deadline is killed with
 // its process. A worker reads nothing but its stdin — the parent sends the
-// loaded chart and answers its lookups — and inherits no credentials.
+// loaded chart and answers its lookups — and inherits no credentials. Its
+// memory, output and number are bounded (Isolation's fields).
 package render
