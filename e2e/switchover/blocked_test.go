@@ -10,6 +10,7 @@ import (
 
 	"github.com/tandem-gitops/tandem/e2e/e2etest"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 )
 
 // TestSwitchoverTargetUnhealthyBlocks: green's nodes take no new pods, so
@@ -75,17 +76,26 @@ func taint(t *testing.T, h *harness, cluster string, on bool) {
 	}
 	const key = "e2e.tandem.dev/no-new-pods"
 	for _, n := range nodes.Items {
-		var kept []corev1.Taint
-		for _, tt := range n.Spec.Taints {
-			if tt.Key != key {
-				kept = append(kept, tt)
+		// kwok updates the node's status meanwhile: retry on conflict.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := h.kube[cluster].CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
 			}
-		}
-		if on {
-			kept = append(kept, corev1.Taint{Key: key, Value: "true", Effect: corev1.TaintEffectNoSchedule})
-		}
-		n.Spec.Taints = kept
-		if _, err := h.kube[cluster].CoreV1().Nodes().Update(ctx, &n, metav1.UpdateOptions{}); err != nil {
+			var kept []corev1.Taint
+			for _, tt := range cur.Spec.Taints {
+				if tt.Key != key {
+					kept = append(kept, tt)
+				}
+			}
+			if on {
+				kept = append(kept, corev1.Taint{Key: key, Value: "true", Effect: corev1.TaintEffectNoSchedule})
+			}
+			cur.Spec.Taints = kept
+			_, err = h.kube[cluster].CoreV1().Nodes().Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

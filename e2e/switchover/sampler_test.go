@@ -143,9 +143,35 @@ func (s *sampler) read(ctx context.Context, name string) (*liveCluster, error) {
 	return lc, nil
 }
 
+// readCronJobs reads which of a cluster's tandem CronJobs are unsuspended.
+func (s *sampler) readCronJobs(ctx context.Context, name string) (map[string]bool, error) {
+	cjs, err := s.kube[name].BatchV1().CronJobs("").List(ctx, metav1.ListOptions{LabelSelector: labelRel})
+	if err != nil {
+		return nil, err
+	}
+	on := map[string]bool{}
+	for _, c := range cjs.Items {
+		on[c.Namespace+"/"+c.Name] = c.Spec.Suspend == nil || !*c.Spec.Suspend
+	}
+	return on, nil
+}
+
 func (s *sampler) sample() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// CronJobs are read targets first, before anything else: a switchover
+	// suspends the source's before it resumes the target's, so a sample
+	// that reads a target's resumed already reads the source's suspended.
+	// (Read after the source, a target's could be resumed since, on a
+	// loaded machine where one cluster's reads take seconds.)
+	cronOn := map[string]map[string]bool{}
+	for _, name := range s.order[1:] {
+		on, err := s.readCronJobs(ctx, name)
+		if err != nil {
+			return
+		}
+		cronOn[name] = on
+	}
 	live := map[string]*liveCluster{}
 	for _, name := range s.order {
 		lc, err := s.read(ctx, name)
@@ -180,7 +206,11 @@ func (s *sampler) sample() {
 	}
 	on := map[string][]string{}
 	for name, lc := range live {
-		for cj, running := range lc.cronOn {
+		crons := lc.cronOn
+		if early, ok := cronOn[name]; ok {
+			crons = early
+		}
+		for cj, running := range crons {
 			if running {
 				on[cj] = append(on[cj], name)
 			}
