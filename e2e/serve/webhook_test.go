@@ -261,8 +261,10 @@ func checkMetrics(t *testing.T, m metricFamilies, commit string, wantRuns float6
 	if got := m.sum("tandem_git_poll_total", map[string]string{"result": "new"}); got < 1 {
 		t.Errorf("tandem_git_poll_total{result=\"new\"} = %v, want at least 1", got)
 	}
-	if got := m.sum("tandem_leader", nil); got != 0 {
-		t.Errorf("tandem_leader = %v without --leader-elect, want 0", got)
+	// The only replica reconciles, so it counts as the leader: an alert on
+	// sum(tandem_leader) == 0 means nobody reconciles, with or without HA.
+	if got := m.sum("tandem_leader", nil); got != 1 {
+		t.Errorf("tandem_leader = %v without --leader-elect, want 1 (the only replica reconciles)", got)
 	}
 }
 
