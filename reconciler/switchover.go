@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -109,8 +110,8 @@ func inEffectRoles(ctx context.Context, m *manifest.Manifest, selected []manifes
 			continue
 		}
 		states[c.Name] = st
-		if st != nil && st.Role != "" {
-			roles[c.Name] = manifest.Role(st.Role)
+		if role := roleInEffect(c.Name, st); role != "" {
+			roles[c.Name] = role
 		}
 	}
 	if PlanSwitchover(m, roles) == nil && !anySwitchover(states) {
@@ -126,7 +127,7 @@ func inEffectRoles(ctx context.Context, m *manifest.Manifest, selected []manifes
 
 func anySwitchover(states map[string]*clusters.State) bool {
 	for _, st := range states {
-		if st != nil && st.Switchover != nil {
+		if underWay(st) != nil {
 			return true
 		}
 	}
@@ -160,7 +161,7 @@ func resumePhase(p *SwitchoverPlan, states map[string]*clusters.State) int {
 // nothing served from the target, and the plain reconcile scales it down.
 func staleSwitchover(states map[string]*clusters.State) string {
 	for name, st := range states {
-		if st != nil && st.Switchover != nil && st.Switchover.Phase >= PhaseOpen {
+		if sw := underWay(st); sw != nil && sw.Phase >= PhaseOpen {
 			return fmt.Sprintf("cluster %s's state record shows the switchover %s → %s in phase %d (%s), and tandem.yaml no longer asks for it: set the roles of that switchover again to finish it, then switch back",
 				name, strings.Join(st.Switchover.From, ","), strings.Join(st.Switchover.To, ","), st.Switchover.Phase, st.Switchover.PhaseName)
 		}
@@ -234,8 +235,8 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 	// would close the only open one, so it must still be the plan.
 	now := Roles{}
 	for _, x := range xs {
-		if x.ok() && x.prev != nil && x.prev.Role != "" {
-			now[x.c.Name] = manifest.Role(x.prev.Role)
+		if role := roleInEffect(x.c.Name, x.prev); x.ok() && role != "" {
+			now[x.c.Name] = role
 		} else if x.c.Role == manifest.RoleStandby {
 			now[x.c.Name] = manifest.RoleActive // unreadable: as inEffectRoles takes it
 		}
@@ -244,11 +245,36 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 		rep.Error = fmt.Sprintf("switchover %s: the roles in effect changed while waiting for the locks (another tandem ran); nothing done — run again", p.Title())
 		return rep
 	}
+	// Clusters the switchover does not involve are read without their
+	// locks: only to see whether one is in the middle of another switchover.
+	all := maps.Clone(states)
+	for i, c := range selected {
+		if byName[c.Name] != nil || conns[i].err != nil {
+			continue
+		}
+		if st, err := conns[i].t.ReadState(ctx, r.m.ID); err == nil {
+			all[c.Name] = st
+		}
+	}
+	if msg := foreignSwitchover(p, all); msg != "" {
+		rep.Blocked = "switchover " + p.Title() + " cannot run: " + msg
+		return rep
+	}
 	first := resumePhase(p, states)
 	if first > 1 {
 		rep.ResumedAt = first
 	}
 	r.runPhases(ctx, p, xs, first, rep, nil)
+	if rep.Completed {
+		// The switchover records its own end: every involved cluster's
+		// role in effect becomes its role in git, in the switchover's
+		// locks. A run that dies between these writes leaves records that
+		// show phase 5 done, which roleInEffect reads as the new role.
+		if err := r.settleRoles(ctx, xs); err != nil {
+			rep.Completed = false
+			rep.Error = fmt.Sprintf("switchover %s: all phases done; %v: the next run records them", p.Title(), err)
+		}
+	}
 	return rep
 }
 
@@ -494,6 +520,10 @@ func (r *run) recordSwitchover(ctx context.Context, xs []*swCluster, sw clusters
 		if x.prev != nil {
 			st = *x.prev
 			st.Releases = slices.Clone(x.prev.Releases)
+			// The role before this switchover: a record left at an
+			// earlier, completed switchover may still show the role
+			// before that one.
+			st.Role = string(inverse(x.c.Role))
 		}
 		for _, s := range steps {
 			if s.Cluster != x.c.Name {

@@ -110,9 +110,9 @@ func Drill(ctx context.Context, m *manifest.Manifest, connect Connector, to []st
 		switch {
 		case !x.ok():
 			rep.Error = fmt.Sprintf("cluster %s: %v; nothing changed", x.c.Name, x.err)
-		case x.prev == nil || x.prev.Role != string(x.c.Role):
+		case roleInEffect(x.c.Name, x.prev) != x.c.Role:
 			rep.Error = fmt.Sprintf("cluster %s: the role in effect is not %s's role in git (%s): reconcile first; nothing changed", x.c.Name, manifest.FileName, x.c.Role)
-		case x.prev.Switchover != nil:
+		case underWay(x.prev) != nil:
 			rep.Error = fmt.Sprintf("cluster %s: a switchover is under way (%s → %s, phase %d): reconcile to finish it first; nothing changed",
 				x.c.Name, strings.Join(x.prev.Switchover.From, ","), strings.Join(x.prev.Switchover.To, ","), x.prev.Switchover.Phase)
 		}
