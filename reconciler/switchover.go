@@ -264,7 +264,24 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 	if first > 1 {
 		rep.ResumedAt = first
 	}
-	r.runPhases(ctx, p, xs, first, rep, nil)
+	stay := stayActive(r.m, p, selected, conns)
+	if first <= PhaseClose {
+		// Until phase 3 the sources serve untouched: a cluster that is
+		// to serve after it must be ready to before the switchover starts.
+		var targets []*swCluster
+		for _, name := range p.To {
+			targets = append(targets, byName[name])
+		}
+		if bad := unready(ctx, r.m, p, states, targets, stay); len(bad) > 0 {
+			done := "nothing done"
+			if first > 1 {
+				done = "its sources untouched"
+			}
+			rep.Blocked = fmt.Sprintf("switchover %s blocked: %s; %s keeps serving, %s", p.Title(), strings.Join(bad, "; "), strings.Join(p.From, ", "), done)
+			return rep
+		}
+	}
+	r.runPhases(ctx, p, xs, stay, first, rep, nil)
 	if rep.Completed {
 		// The switchover records its own end: every involved cluster's
 		// role in effect becomes its role in git, in the switchover's
@@ -280,9 +297,11 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 
 // runPhases runs p's phases from first on the clusters xs, locked by the
 // caller, recording each phase in their state records and filling rep.
+// stay are the clusters Active before and after p (only read: phase 3
+// checks that what the sources serve is served by them or the targets).
 // after, if set, runs once each phase is done (the drill checks the
 // invariants there).
-func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs []*swCluster, first int, rep *SwitchoverReport, after func(phase int)) {
+func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs, stay []*swCluster, first int, rep *SwitchoverReport, after func(phase int)) {
 	start := rep.Started
 	byName := map[string]*swCluster{}
 	for _, x := range xs {
@@ -293,6 +312,11 @@ func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs []*swCluster,
 		if st := x.prev; x.ok() && st != nil && st.Switchover != nil && slices.Equal(st.Switchover.From, p.From) && slices.Equal(st.Switchover.To, p.To) {
 			sw.StartedAt = st.Switchover.StartedAt
 		}
+	}
+	if first > 1 {
+		// Resumed: until this run records a phase, the records keep
+		// saying where the last one left off.
+		sw.Phase, sw.PhaseName, sw.PhaseDone = first-1, PhaseName(first-1), true
 	}
 	var down []string // sources that cannot be reached
 	for _, name := range p.From {
@@ -314,7 +338,28 @@ func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs []*swCluster,
 			r.emit(Event{Phase: "switchover", Message: fmt.Sprintf("phase %d %s: skipped: %s", ph.Number, ph.Name, pr.Skipped)})
 			continue
 		}
-		sw.Phase, sw.PhaseName, sw.PhaseDone = ph.Number, ph.Name, false
+		if ph.Number == PhaseClose {
+			// The last moment the sources can be left serving untouched:
+			// read live that their releases are served elsewhere.
+			var sources, active []*swCluster
+			for _, name := range p.From {
+				sources = append(sources, byName[name])
+			}
+			for _, name := range p.To {
+				active = append(active, byName[name])
+			}
+			if why := r.servedElsewhere(ctx, p, sources, append(active, stay...)); why != "" {
+				msg := fmt.Sprintf("switchover %s stopped before phase 3 (close): %s; %s keeps serving, untouched — fix and re-run to resume",
+					p.Title(), why, strings.Join(p.From, ", "))
+				rep.Blocked, sw.Blocked = msg, msg
+				if err := r.recordSwitchover(ctx, xs, sw, nil); err != nil {
+					r.opts.Logger.Warn("switchover: stop before phase 3 not recorded", "error", err)
+				}
+				r.emit(Event{Phase: "switchover", Message: msg})
+				return
+			}
+		}
+		sw.Phase, sw.PhaseName, sw.PhaseDone, sw.Blocked = ph.Number, ph.Name, false, ""
 		if err := r.recordSwitchover(ctx, xs, sw, nil); err != nil {
 			rep.Error = fmt.Sprintf("switchover %s: phase %d %s: %v", p.Title(), ph.Number, ph.Name, err)
 			rep.Phases = append(rep.Phases, pr)

@@ -145,7 +145,7 @@ func Drill(ctx context.Context, m *manifest.Manifest, connect Connector, to []st
 		}
 		r.emit(Event{Phase: "switchover", Message: fmt.Sprintf("drill %s: switchover %s", name, p.Title())})
 		legStart := time.Now()
-		lr.runPhases(ctx, p, xs, first, sr, check(name))
+		lr.runPhases(ctx, p, xs, stayActive(target, p, m.Clusters, conns), first, sr, check(name))
 		sr.Duration = Duration(time.Since(legStart))
 		if sr.Completed {
 			if err := r.settleRoles(ctx, xs); err != nil {

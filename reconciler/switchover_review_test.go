@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,7 +16,7 @@ func completeSwitchover(t *testing.T, fakes map[string]*fakeTarget) {
 	t.Helper()
 	opts := DefaultOptions()
 	opts.DetectDrift, opts.Renderer = false, knobRenderer{}
-	sw := Switchover(context.Background(), swManifest(), func(_ context.Context, c manifest.Cluster) (Target, error) { return fakes[c.Name], nil }, opts)
+	sw := Switchover(context.Background(), swManifest(), func(_ context.Context, c manifest.Cluster) (Target, error) { return liveFake{fakes[c.Name]}, nil }, opts)
 	if sw == nil || !sw.Completed {
 		t.Fatalf("switchover: %+v", sw)
 	}
@@ -132,5 +133,89 @@ func TestSwitchoverRefusesOverAnotherUnderWay(t *testing.T) {
 	}
 	if len(rep.Failed()) == 0 || len(writes(log)) > 0 {
 		t.Errorf("failed %v, writes %v", rep.Failed(), writes(log))
+	}
+}
+
+// Finding 3: one commit adds green as Active (never reconciled: no state
+// record) and demotes blue. The plan is From=[blue] To=[]: phases 3–5
+// would close and scale down blue before green is even installed.
+func TestSwitchoverBlockedWhileNewActiveClusterNeverReconciled(t *testing.T) {
+	log := &opLog{}
+	fakes := swFakes(log)
+	seed(t, fakes)
+	fakes["green"] = newFake("green", log)
+	before := *fakes["blue"].state
+	log.ops = nil
+	rep, sw := reconcileSwitchover(t, swManifest(), fakes, "")
+	if sw == nil || sw.Completed || !strings.Contains(sw.Blocked, "cluster green is Active after it but has never been reconciled (no state record)") ||
+		!strings.Contains(sw.Blocked, "nothing done") {
+		t.Fatalf("want blocked on green's missing record, got %+v", sw)
+	}
+	if len(sw.Phases) > 0 || len(writes(log)) > 0 || len(rep.Failed()) != 2 {
+		t.Errorf("phases %+v, writes %v, failed %v", sw.Phases, writes(log), rep.Failed())
+	}
+	if st := fakes["blue"].state; st.Role != "active" || st.Switchover != nil || !st.AppliedAt.Equal(before.AppliedAt) {
+		t.Errorf("blue's record was written: %+v", st)
+	}
+	if fakes["green"].state != nil {
+		t.Errorf("green's record was written: %+v", fakes["green"].state)
+	}
+}
+
+// The target's record lacks a release the source serves (it was never
+// installed there): blocked before phase 1.
+func TestSwitchoverBlockedWhileTargetLacksRelease(t *testing.T) {
+	log := &opLog{}
+	fakes := swFakes(log)
+	seed(t, fakes)
+	st := *fakes["green"].state
+	st.Releases = slices.DeleteFunc(slices.Clone(st.Releases), func(rs clusters.ReleaseState) bool { return rs.Name == "web" })
+	fakes["green"].state = &st
+	log.ops = nil
+	_, sw := reconcileSwitchover(t, swManifest(), fakes, "")
+	if sw == nil || sw.Completed || !strings.Contains(sw.Blocked, "cluster green is Active after it but does not hold s/web, which blue serves") {
+		t.Fatalf("want blocked on green's missing release, got %+v", sw)
+	}
+	if len(writes(log)) > 0 {
+		t.Errorf("writes %v", writes(log))
+	}
+}
+
+// Phase 2 done, then green's web stops being available: phase 3 must not
+// close blue. The run stops before it with blue untouched, the records stay
+// at phase 2 done, and once green serves again the next run resumes at 3.
+func TestSwitchoverStopsBeforeCloseWhenTargetNotServingLive(t *testing.T) {
+	log := &opLog{}
+	fakes := swFakes(log)
+	seed(t, fakes)
+	m := swManifest()
+	log.ops = nil
+	// Healthy through its waits in phases 1 and 2, unavailable when read live.
+	fakes["green"].unhealthy["live:web"] = true
+	rep, sw := reconcileSwitchover(t, m, fakes, "")
+	if sw == nil || sw.Completed || !strings.Contains(sw.Blocked, "stopped before phase 3 (close): release s/web not available on any cluster Active after the switchover") {
+		t.Fatalf("want stopped before phase 3, got %+v", sw)
+	}
+	if len(rep.Failed()) != 2 || lastPhase(sw) != PhaseOpen {
+		t.Errorf("failed %v, last phase %d", rep.Failed(), lastPhase(sw))
+	}
+	for _, w := range writes(log) {
+		if strings.HasPrefix(w, "blue ") {
+			t.Errorf("blue was touched: %v", writes(log))
+		}
+	}
+	for _, name := range []string{"blue", "green"} {
+		if st := fakes[name].state.Switchover; st == nil || st.Phase != PhaseOpen || !st.PhaseDone || !strings.Contains(st.Blocked, "before phase 3") {
+			t.Errorf("%s's record: %+v", name, st)
+		}
+	}
+	fakes["green"].unhealthy["live:web"] = false
+	log.ops = nil
+	rep, sw = reconcileSwitchover(t, m, fakes, "")
+	if sw == nil || !sw.Completed || sw.ResumedAt != PhaseClose || len(rep.Failed()) > 0 {
+		t.Fatalf("after the fix: %+v %+v", sw, rep.Clusters)
+	}
+	if got := writes(log); len(got) == 0 || got[0] != "blue upgrade edge" {
+		t.Errorf("writes %v, want phase 3 on blue first", got)
 	}
 }

@@ -60,7 +60,7 @@ func reconcileSwitchover(t *testing.T, m *manifest.Manifest, fakes map[string]*f
 		if c.Name == unreachable {
 			return nil, fmt.Errorf("cluster %q: unreachable: connection refused", c.Name)
 		}
-		return fakes[c.Name], nil
+		return liveFake{fakes[c.Name]}, nil
 	}
 	opts := DefaultOptions()
 	opts.DetectDrift = false
@@ -70,6 +70,30 @@ func reconcileSwitchover(t *testing.T, m *manifest.Manifest, fakes map[string]*f
 	results, _ := knobRenderer{}.RenderAll(ctx, mustRequests(t, m))
 	rep := Reconcile(ctx, m, results, connect, opts)
 	return rep, rep.Switchover
+}
+
+// liveFake adds ReadServing to a fake target: one Deployment per release,
+// scaled to zero when its render (knobRenderer's digest) scales it down,
+// unavailable while the release is unhealthy, or only live ("live:web":
+// pods that crashed after their health wait passed).
+type liveFake struct{ *fakeTarget }
+
+func (f liveFake) ReadServing(context.Context, clusters.ServingOptions) (*clusters.Serving, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := &clusters.Serving{}
+	for key, r := range f.releases {
+		replicas := int32(1)
+		if strings.Contains(r.Labels[LabelDigest], "ScaleDown:true") {
+			replicas = 0
+		}
+		available := replicas
+		if f.unhealthy[r.Name] || f.unhealthy["live:"+r.Name] {
+			available = 0
+		}
+		s.Workloads = append(s.Workloads, clusters.WorkloadState{Object: "Deployment " + key, Release: key, Replicas: replicas, Available: available})
+	}
+	return s, nil
 }
 
 func mustRequests(t *testing.T, m *manifest.Manifest) []render.Request {
