@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -218,6 +219,16 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 			}
 		}
 	}()
+	for _, x := range xs {
+		// Another run holds it: that cluster is reachable and busy, not
+		// down. Taking the disaster path (the target serves, the source's
+		// phases skipped) would act on a cluster that run is changing.
+		var held *clusters.LockHeldError
+		if errors.As(x.err, &held) {
+			rep.Error = fmt.Sprintf("switchover %s: %v: another run holds the cluster's lock; nothing done — run again once it is done", p.Title(), x.err)
+			return rep
+		}
+	}
 	for _, name := range p.To {
 		if x := byName[name]; !x.ok() {
 			rep.Error = fmt.Sprintf("switchover %s: target %s: %v; nothing changed", p.Title(), name, x.err)

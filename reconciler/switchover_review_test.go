@@ -219,3 +219,40 @@ func TestSwitchoverStopsBeforeCloseWhenTargetNotServingLive(t *testing.T) {
 		t.Errorf("writes %v, want phase 3 on blue first", got)
 	}
 }
+
+// busyLock is a fake whose lock another run holds for the whole wait.
+type busyLock struct{ liveFake }
+
+func (b busyLock) Lock(context.Context, clusters.LockOptions) (Lease, error) {
+	return nil, &clusters.LockHeldError{Cluster: b.name, Holder: "ci@runner-7"}
+}
+
+// Finding 6: the source's lock held by another run is not "source
+// unreachable" (the disaster path: the target opened, the source's phases
+// skipped) but a retryable error with nothing done.
+func TestSwitchoverSourceLockBusyNothingDone(t *testing.T) {
+	log := &opLog{}
+	fakes := swFakes(log)
+	seed(t, fakes)
+	log.ops = nil
+	opts := DefaultOptions()
+	opts.DetectDrift, opts.Renderer = false, knobRenderer{}
+	connect := func(_ context.Context, c manifest.Cluster) (Target, error) {
+		if c.Name == "blue" {
+			return busyLock{liveFake{fakes[c.Name]}}, nil
+		}
+		return liveFake{fakes[c.Name]}, nil
+	}
+	sw := Switchover(context.Background(), swManifest(), connect, opts)
+	if sw == nil || sw.Completed || !strings.Contains(sw.Error, `cluster "blue": locked by "ci@runner-7"`) || !strings.Contains(sw.Error, "nothing done — run again") {
+		t.Fatalf("want a busy-lock error, got %+v", sw)
+	}
+	if len(sw.Phases) > 0 || len(writes(log)) > 0 {
+		t.Errorf("phases %+v, writes %v", sw.Phases, writes(log))
+	}
+	for _, name := range []string{"blue", "green"} {
+		if st := fakes[name].state; st.Switchover != nil {
+			t.Errorf("%s's record was written: %+v", name, st.Switchover)
+		}
+	}
+}
