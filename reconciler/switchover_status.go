@@ -66,7 +66,7 @@ func ReadLive(ctx context.Context, m *manifest.Manifest, connect Connector, rows
 	for i, row := range rows {
 		ls := LiveStatus{Cluster: row.Name, RoleInGit: row.Role, DNSWeights: map[string]int{}}
 		if row.State != nil {
-			ls.RoleInEffect, ls.Switchover = row.State.Role, row.State.Switchover
+			ls.RoleInEffect, ls.Switchover = string(roleInEffect(row.Name, row.State)), underWay(row.State)
 		}
 		out[i] = ls
 		if row.Error != "" {
