@@ -25,7 +25,7 @@ func TestServeManifestDir(t *testing.T) {
 	}
 
 	r := &remote{ManifestRepo: repo}
-	setExampleReplicas(t, r, 8)
+	setExampleReplicas(t, r, 5) // within the example HPA's 2..6, which clamps spec.replicas on Active
 	edited := time.Now()
 	var st daemon.Status
 	waitFor(t, "the edit applied on both clusters", time.Minute, []*serveProc{d}, func() error {
@@ -41,7 +41,7 @@ func TestServeManifestDir(t *testing.T) {
 				return fmt.Errorf("cluster %s: commit applied %q, last error %q", c.Name, c.CommitApplied, c.LastError)
 			}
 		}
-		return h.exampleAt(t, 8)
+		return h.exampleAt(t, 5)
 	})
 	t.Logf("edit → applied on both clusters in %s (--interval 2s); /status commit applied %q", time.Since(edited).Round(time.Millisecond), st.Clusters[0].CommitApplied)
 	if st.Rejected != nil {
