@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -95,9 +94,7 @@ by mistake; with --marker, any text is posted and that marker identifies its com
 				}
 			}
 			if g.output == "json" {
-				enc := json.NewEncoder(s.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return writeJSON(s.Out, res)
 			}
 			line := fmt.Sprintf("%s comment %d on %s", res.Action, res.ID, where)
 			if res.URL != "" {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -126,13 +125,6 @@ func (f *diffFlags) diffLive(ctx context.Context, g *globalFlags, s streams) (*r
 type diffWithSwitchover struct {
 	*reconciler.DiffReport
 	Switchover *reconciler.SwitchoverPlan `json:"switchover,omitempty"`
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
 }
 
 // diffAgainst loads the manifest at f.against and at the current source and

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -83,17 +82,7 @@ passed: every phase done both ways and no invariant violated.`,
 }
 
 func writeDrill(w io.Writer, format string, r *reconciler.DrillReport) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	case "markdown":
-		_, err := io.WriteString(w, drillMarkdown(r))
-		return err
-	}
-	_, err := io.WriteString(w, drillText(r))
-	return err
+	return writeFormatted(w, format, r, func() string { return drillMarkdown(r) }, func() string { return drillText(r) })
 }
 
 // phaseLabel names a leg's phases by what they act on: "warm green".

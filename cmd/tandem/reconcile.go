@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -120,9 +119,7 @@ healthy, 1 on any failure.`,
 				return err
 			}
 			if g.output == "json" {
-				enc := json.NewEncoder(s.Out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(report); err != nil {
+				if err := writeJSON(s.Out, report); err != nil {
 					return err
 				}
 			} else {

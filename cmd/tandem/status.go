@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,9 +50,7 @@ or its state unreadable), in every output format, after printing what it could r
 			}
 			var werr error
 			if g.output == "json" {
-				enc := json.NewEncoder(s.Out)
-				enc.SetIndent("", "  ")
-				werr = enc.Encode(rows)
+				werr = writeJSON(s.Out, rows)
 			} else {
 				werr = writeStatus(s.Out, rows)
 			}

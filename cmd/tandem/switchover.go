@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -137,17 +136,7 @@ func roleChanges(p *reconciler.SwitchoverPlan) string {
 }
 
 func writeSwitchoverPlan(w io.Writer, format string, p *reconciler.SwitchoverPlan) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(p)
-	case "markdown":
-		_, err := io.WriteString(w, switchoverMarkdown(p))
-		return err
-	}
-	_, err := io.WriteString(w, switchoverText(p))
-	return err
+	return writeFormatted(w, format, p, func() string { return switchoverMarkdown(p) }, func() string { return switchoverText(p) })
 }
 
 // phaseSummary says in words what a phase does on a cluster and what it waits for.

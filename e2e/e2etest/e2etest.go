@@ -181,3 +181,23 @@ func (r *ManifestRepo) Git(t testing.TB, args ...string) string {
 	t.Helper()
 	return r.git(t, args...)
 }
+
+// SyncBuffer keeps a running process's output, written and read from
+// different goroutines.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/tandem-gitops/tandem/daemon"
+	"github.com/tandem-gitops/tandem/e2e/e2etest"
 	"github.com/tandem-gitops/tandem/webhook"
 )
 
@@ -329,25 +329,9 @@ func (p *serveProc) githubPush(t *testing.T, ref, after string) int {
 	return code
 }
 
-// logBuffer keeps a process's output; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// logBuffer keeps a daemon's JSON log; safe for concurrent use.
+type logBuffer struct{ e2etest.SyncBuffer }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// records parses the JSON log lines; other lines are skipped.
 func (l *logBuffer) records() []map[string]any {
 	var out []map[string]any
 	for _, line := range strings.Split(l.String(), "\n") {

@@ -1,42 +1,23 @@
 package switchover_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/e2e/e2etest"
 	"github.com/tandem-gitops/tandem/reconciler"
 )
-
-// lockedBuffer is an output buffer read while the process writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // group is a tandem run in its own process group, so kill -9 reaches
 // every process it started.
 type group struct {
 	cmd            *exec.Cmd
-	stdout, stderr lockedBuffer
+	stdout, stderr e2etest.SyncBuffer
 	done           chan struct{}
 	err            error // set once done is closed
 }
