@@ -71,9 +71,9 @@ func TestDrillThereAndBack(t *testing.T) {
 	}
 	want := []string{
 		"green upgrade web", "green upgrade edge", "green upgrade web", "blue upgrade edge", "blue upgrade web",
-		"blue upgrade web", "green upgrade web", "blue upgrade web", // there
+		"blue upgrade edge", "blue upgrade web", "green upgrade edge", "green upgrade web", "blue upgrade web", // there
 		"blue upgrade web", "blue upgrade edge", "blue upgrade web", "green upgrade edge", "green upgrade web",
-		"green upgrade web", "blue upgrade web", "green upgrade web", // back
+		"green upgrade edge", "green upgrade web", "blue upgrade edge", "blue upgrade web", "green upgrade web", // back
 	}
 	if diff := cmp.Diff(want, writes(log)); diff != "" {
 		t.Errorf("writes (-want +got):\n%s", diff)

@@ -111,14 +111,14 @@ func knobsAt(source bool, scaleToZero bool, weight, p int) (render.Knobs, manife
 			k.Weight, role = 0, manifest.RoleStandby
 		}
 		if p >= PhaseSingletons {
-			k.SuspendCronJobs = scaleToZero
+			k.SuspendCronJobs = true // standby: keep too: a Standby runs no CronJob
 		}
 		if p >= PhaseCool {
 			k.ScaleDown = scaleToZero
 		}
 		return k, role
 	}
-	k := render.Knobs{ScaleDown: scaleToZero, SuspendCronJobs: scaleToZero}
+	k := render.Knobs{ScaleDown: scaleToZero, SuspendCronJobs: true}
 	role := manifest.RoleStandby
 	if p >= PhaseWarm {
 		k.ScaleDown = false

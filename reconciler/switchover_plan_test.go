@@ -63,12 +63,15 @@ func TestPlanSwitchover(t *testing.T) {
 			want: []phaseRow{
 				// keep releases are not touched by phases 1 and 5
 				{1, "green", down, "web", render.Knobs{SuspendCronJobs: true}},
-				{2, "green", up, "edge", render.Knobs{Weight: 100}},
+				{2, "green", up, "edge", render.Knobs{SuspendCronJobs: true, Weight: 100}},
 				{2, "green", up, "web", render.Knobs{SuspendCronJobs: true, Weight: 100}},
 				{3, "blue", down, "edge", render.Knobs{}},
 				{3, "blue", down, "web", render.Knobs{}},
-				// the source's CronJobs are suspended before the target's resume
+				// the source's CronJobs are suspended before the target's
+				// resume, standby: keep releases' too
+				{4, "blue", down, "edge", render.Knobs{SuspendCronJobs: true}},
 				{4, "blue", down, "web", render.Knobs{SuspendCronJobs: true}},
+				{4, "green", up, "edge", render.Knobs{Weight: 100}},
 				{4, "green", up, "web", render.Knobs{Weight: 100}},
 				{5, "blue", down, "web", render.Knobs{ScaleDown: true, SuspendCronJobs: true}},
 			},
@@ -78,11 +81,13 @@ func TestPlanSwitchover(t *testing.T) {
 			from: []string{"green"}, to: []string{"blue"},
 			want: []phaseRow{
 				{1, "blue", down, "web", render.Knobs{SuspendCronJobs: true}},
-				{2, "blue", up, "edge", render.Knobs{Weight: 100}},
+				{2, "blue", up, "edge", render.Knobs{SuspendCronJobs: true, Weight: 100}},
 				{2, "blue", up, "web", render.Knobs{SuspendCronJobs: true, Weight: 100}},
 				{3, "green", down, "edge", render.Knobs{}},
 				{3, "green", down, "web", render.Knobs{}},
+				{4, "green", down, "edge", render.Knobs{SuspendCronJobs: true}},
 				{4, "green", down, "web", render.Knobs{SuspendCronJobs: true}},
+				{4, "blue", up, "edge", render.Knobs{Weight: 100}},
 				{4, "blue", up, "web", render.Knobs{Weight: 100}},
 				{5, "green", down, "web", render.Knobs{ScaleDown: true, SuspendCronJobs: true}},
 			},

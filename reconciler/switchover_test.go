@@ -144,7 +144,8 @@ func TestSwitchoverPhasesInOrderThenNothingLeft(t *testing.T) {
 		"green upgrade web",                       // 1 warm: keep releases untouched
 		"green upgrade edge", "green upgrade web", // 2 open
 		"blue upgrade edge", "blue upgrade web", // 3 close
-		"blue upgrade web", "green upgrade web", // 4 singletons: the source first
+		// 4 singletons, the source first; standby: keep releases' CronJobs move too
+		"blue upgrade edge", "blue upgrade web", "green upgrade edge", "green upgrade web",
 		"blue upgrade web", // 5 cool
 		// then the plain reconcile: nothing left to change
 	}
@@ -208,7 +209,7 @@ func TestSwitchoverResumesAtRecordedPhase(t *testing.T) {
 	if sw == nil || !sw.Completed || sw.ResumedAt != PhaseSingletons || len(rep.Failed()) > 0 {
 		t.Fatalf("switchover %+v, clusters %+v", sw, rep.Clusters)
 	}
-	if got := writes(log); len(got) == 0 || got[0] != "blue upgrade web" {
+	if got := writes(log); len(got) == 0 || got[0] != "blue upgrade edge" {
 		t.Errorf("first write %v, want phase 4's suspend on blue", got)
 	}
 	for _, ph := range sw.Phases {

@@ -42,8 +42,9 @@ type Overlay struct {
 	Cluster string
 	// Role decides the DNS weight and whether workloads are scaled to zero.
 	Role Role
-	// ScaleToZero, on a Standby cluster, scales workloads to zero and suspends
-	// CronJobs. It is ignored on Active clusters.
+	// ScaleToZero, on a Standby cluster, scales workloads to zero. It is
+	// ignored on Active clusters. CronJobs are suspended on every Standby,
+	// whatever ScaleToZero says: a singleton job must not run on two clusters.
 	ScaleToZero bool
 	// DNSPrefix is the ExternalDNS annotation prefix, e.g. "external-dns.alpha.kubernetes.io/".
 	DNSPrefix string
@@ -59,7 +60,8 @@ type Overlay struct {
 // Knobs are the three things the overlay turns on a cluster: whether
 // workloads run, the DNS record weight, and whether CronJobs are suspended.
 // Plain Active is {Weight: ActiveWeight}; plain Standby with scale-to-zero
-// is {ScaleDown: true, SuspendCronJobs: true, Weight: 0}.
+// is {ScaleDown: true, SuspendCronJobs: true, Weight: 0}; plain Standby with
+// standby: keep is {SuspendCronJobs: true}.
 type Knobs struct {
 	// ScaleDown sets Deployments, StatefulSets and ReplicaSets to zero
 	// replicas (keeping the rendered count in AnnotationActiveCount) and
@@ -81,7 +83,7 @@ func (o Overlay) Effective() Knobs {
 	case RoleActive:
 		return Knobs{Weight: o.ActiveWeight}
 	case RoleStandby:
-		return Knobs{ScaleDown: o.ScaleToZero, SuspendCronJobs: o.ScaleToZero}
+		return Knobs{ScaleDown: o.ScaleToZero, SuspendCronJobs: true}
 	}
 	return Knobs{}
 }

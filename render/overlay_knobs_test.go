@@ -56,7 +56,9 @@ func TestOverlayKnobsEqualPlainRoles(t *testing.T) {
 		{"active", RoleActive, true, Knobs{Weight: 100}},
 		{"active keep", RoleActive, false, Knobs{Weight: 100}},
 		{"standby scale-to-zero", RoleStandby, true, Knobs{ScaleDown: true, SuspendCronJobs: true}},
-		{"standby keep", RoleStandby, false, Knobs{}},
+		// standby: keep runs the workloads, but a CronJob never runs on a
+		// Standby: a singleton (a billing job) must not run on two clusters.
+		{"standby keep", RoleStandby, false, Knobs{SuspendCronJobs: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plain := base

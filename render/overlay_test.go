@@ -79,6 +79,8 @@ func TestOverlay(t *testing.T) {
 			[]string{"spec", "replicas"}, float64(3)},
 		{"cronjob suspended", standby, "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec: {schedule: '* * * * *'}\n",
 			[]string{"spec", "suspend"}, true},
+		{"cronjob keep mode suspended on standby", keep, "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec: {schedule: '* * * * *'}\n",
+			[]string{"spec", "suspend"}, true},
 		{"cronjob active not suspended", active, "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec: {schedule: '* * * * *'}\n",
 			[]string{"spec", "suspend"}, nil},
 		{"keda paused", standby, "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: web}\n",
