@@ -85,9 +85,19 @@ func TestDrainSecondsDefaultAndBounds(t *testing.T) {
 	if m.DNS.Drain() != DefaultDrainSeconds*time.Second {
 		t.Errorf("default drain = %s, want %ds", m.DNS.Drain(), DefaultDrainSeconds)
 	}
+	if w := m.Warnings(); len(w) > 0 {
+		t.Errorf("default drain warns: %v", w)
+	}
+	// 0 is allowed (local clusters, tests) but never silently: a
+	// switchover would move the CronJobs and scale the source down while
+	// resolvers still send it traffic.
 	write(head + "dns: {drainSeconds: 0}\n")
 	if m, err = Load(dir, DefaultLoadOptions()); err != nil || m.DNS.Drain() != 0 {
 		t.Errorf("explicit 0: %v, %v", err, m.DNS.Drain())
+	}
+	if w := m.Warnings(); len(w) != 1 || !strings.Contains(w[0], "tandem.yaml: dns.drainSeconds: 0") || !strings.Contains(w[0], "TTL") ||
+		!strings.Contains(w[0], "deregistration") {
+		t.Errorf("explicit 0: warnings %q, want one naming tandem.yaml's dns.drainSeconds, the TTL and the deregistration delay", w)
 	}
 	write(head + "dns: {drainSeconds: 3601}\n")
 	if _, err = Load(dir, DefaultLoadOptions()); err == nil || !strings.Contains(err.Error(), "dns.drainSeconds") {

@@ -44,7 +44,10 @@ type SwitchoverPlan struct {
 	DrainSeconds int `json:"drainSeconds"`
 	// Blocked lists why the switchover must not run; it is empty when it may.
 	Blocked []string `json:"blocked,omitempty"`
-	Phases  []Phase  `json:"phases"`
+	// Warnings are what the manifest allows but makes risky here
+	// (dns.drainSeconds: 0), naming the file and field.
+	Warnings []string `json:"warnings,omitempty"`
+	Phases   []Phase  `json:"phases"`
 }
 
 // Phase is one phase of a switchover.
@@ -154,6 +157,7 @@ func PlanSwitchover(m *manifest.Manifest, inEffect Roles) *SwitchoverPlan {
 		return nil
 	}
 	p.Blocked = switchoverBlockers(m, p.From)
+	p.Warnings = m.Warnings()
 	for n := 1; n <= PhaseCount; n++ {
 		ph := Phase{Number: n, Name: PhaseName(n)}
 		if n == PhaseClose {

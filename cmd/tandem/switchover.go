@@ -165,6 +165,9 @@ func switchoverText(p *reconciler.SwitchoverPlan) string {
 	for _, bl := range p.Blocked {
 		fmt.Fprintf(&b, "BLOCKED: %s\n", bl)
 	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "WARNING: %s\n", w)
+	}
 	for _, ph := range p.Phases {
 		for _, st := range ph.Steps {
 			fmt.Fprintf(&b, "phase %d  %-10s  %-6s %s\n", ph.Number, ph.Name, st.Cluster, phaseSummary(p, ph, st))
@@ -193,6 +196,9 @@ func switchoverMarkdown(p *reconciler.SwitchoverPlan) string {
 			fmt.Fprintf(&b, "- %s\n", bl)
 		}
 		b.WriteString("\n")
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "> [!WARNING]\n> %s\n\n", w)
 	}
 	for _, ph := range p.Phases {
 		fmt.Fprintf(&b, "#### Phase %d: %s\n\n", ph.Number, ph.Name)

@@ -23,6 +23,9 @@ func newValidateCmd(g *globalFlags, s streams) *cobra.Command {
 			if err != nil {
 				return validationFailed(s, flatten(err))
 			}
+			for _, w := range m.Warnings() {
+				fmt.Fprintln(s.Err, "warning: "+w)
+			}
 			fmt.Fprintf(s.Out, "ok: manifest %s: %d clusters, %d releases, %d renders, %d objects\n",
 				rev.short(), v.Clusters, v.Releases, v.Renders, v.Objects)
 			return nil
