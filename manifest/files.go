@@ -44,6 +44,29 @@ func within(root, p string) bool {
 	return rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
+// inGitDir reports whether p, at or below root (both absolute and symlink-free), lies in a
+// directory or file named .git: git's own data (a checkout's config holds CI credentials) and
+// nested repositories are never part of the manifest repository's content.
+func inGitDir(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
+		return false
+	}
+	for _, part := range strings.Split(filepath.ToSlash(rel), "/") {
+		if isGitName(part) {
+			return true
+		}
+	}
+	return false
+}
+
+// isGitName reports whether a path element names git's data. File systems that ignore case
+// (macOS, Windows) open .GIT as .git.
+func isGitName(name string) bool { return strings.EqualFold(name, ".git") }
+
+// errGitDir says why a path into .git is refused.
+var errGitDir = fmt.Errorf("%w (.git is not part of it)", ErrOutsideRepo)
+
 // realRoot is the repository root with symlinks resolved: the yardstick for "inside".
 func (m *Manifest) realRoot() (string, error) {
 	if m.Dir == "" {
@@ -77,6 +100,9 @@ func (m *Manifest) resolve(rel string) (abs, real string, err error) {
 	}
 	if !within(root, real) {
 		return "", "", fmt.Errorf("%w (through a symlink)", ErrOutsideRepo)
+	}
+	if inGitDir(root, real) {
+		return "", "", errGitDir
 	}
 	return abs, real, nil
 }
@@ -136,7 +162,8 @@ func readLimited(p string, max int64) ([]byte, error) {
 
 // CheckTree walks the directory rel (a local chart) and rejects what would make rendering it
 // unsafe: a symlink that resolves outside the repository (Helm follows symlinks, so the render
-// would read that file), a file that is neither regular nor a directory, a file over
+// would read that file) or into .git, a .git entry (a chart at the repository root, a nested
+// repository), a file that is neither regular nor a directory, a file over
 // Options.MaxChartFileBytes, or a tree over Options.MaxChartBytes or Options.MaxChartFiles.
 // Symlinked directories inside the repository are walked too, each real directory once.
 func (m *Manifest) CheckTree(rel string) error {
@@ -189,6 +216,9 @@ func (w *treeWalker) walk(dir, display string) error {
 		}
 		p := filepath.Join(dir, e.Name())
 		disp := path.Join(display, e.Name())
+		if isGitName(e.Name()) {
+			return fmt.Errorf("%q: %w", disp, errGitDir)
+		}
 		fi, err := os.Lstat(p)
 		if err != nil {
 			return fmt.Errorf("%q: %w", disp, err)
@@ -203,6 +233,9 @@ func (w *treeWalker) walk(dir, display string) error {
 			}
 			if !within(w.root, target) {
 				return fmt.Errorf("%q: %w (symlink)", disp, ErrOutsideRepo)
+			}
+			if inGitDir(w.root, target) {
+				return fmt.Errorf("%q: symlink %w", disp, errGitDir)
 			}
 			if fi, err = os.Stat(target); err != nil {
 				return fmt.Errorf("%q: %w", disp, err)

@@ -19,7 +19,10 @@ type diffFlags struct {
 	clusters []string
 	releases []string
 	against  string
-	exitCode bool
+	// workingTree renders the working tree, uncommitted and untracked
+	// files included, as the newer side of --against (local use only).
+	workingTree bool
+	exitCode    bool
 	maxBytes int
 }
 
@@ -33,8 +36,11 @@ server-side-apply dry run per object, so API defaults and fields other controlle
 It shows releases not installed or that would be pruned, chart and values changes, stuck releases,
 and per object the changed fields (someone edited production by hand).
 
-With --against REF, diff renders the manifest at REF and at the working tree (or --ref) for every
-cluster and compares them: what merging a pull request changes per cluster. It needs no cluster.
+With --against REF, diff renders the manifest at REF and at the checked-out commit (HEAD, or --ref)
+for every cluster and compares them: what merging a pull request changes per cluster. It needs no
+cluster. Uncommitted and untracked files are not part of it (a pull request is its commit, and CI may
+have written credentials into the working tree); --working-tree renders them too, for local use,
+and the report says so.
 
 Secret values are never shown: changed keys appear with a short hash of the old and new value.
 With --exit-code: exit 0 no differences, 2 differences, 1 error.`,
@@ -101,6 +107,7 @@ With --exit-code: exit 0 no differences, 2 differences, 1 error.`,
 	fl.StringSliceVar(&f.clusters, "cluster", nil, "only these clusters (repeatable)")
 	fl.StringSliceVar(&f.releases, "release", nil, "only these releases (repeatable)")
 	fl.StringVar(&f.against, "against", "", "compare with the manifest at this git revision (e.g. origin/main) instead of the clusters")
+	fl.BoolVar(&f.workingTree, "working-tree", false, "with --against, render the working tree with uncommitted and untracked files instead of HEAD (local use; never on untrusted content)")
 	fl.BoolVar(&f.exitCode, "exit-code", false, "exit 2 when there are differences (0 none, 1 error)")
 	fl.IntVar(&f.maxBytes, "max-bytes", 0, "with -o markdown, keep the report under this many bytes (default 65000, under GitHub's comment limit)")
 	return cmd
@@ -132,17 +139,18 @@ type diffWithSwitchover struct {
 // the switchover the change makes (nil otherwise): a role change is shown
 // as the phases that will run, not as two clusters' objects flipping at once.
 func (f *diffFlags) diffAgainst(ctx context.Context, g *globalFlags, s streams) (*reconciler.DiffReport, *reconciler.SwitchoverPlan, error) {
-	to, toRev, err := f.source.load(ctx)
+	to, toLabel, toCleanup, err := f.loadNewer(ctx, s)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer toCleanup()
 	from, fromCommit, cleanup, err := f.loadAgainst(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer cleanup()
 	p := g.pipeline(s, 50, 100)
-	rep, err := p.DiffAgainst(ctx, from, to, f.selection(), fromCommit, toRev.Commit)
+	rep, err := p.DiffAgainst(ctx, from, to, f.selection(), fromCommit, toLabel)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -159,6 +167,39 @@ func (f *diffFlags) diffAgainst(ctx context.Context, g *globalFlags, s streams) 
 	return rep, sw, nil
 }
 
+// loadNewer loads the newer side of --against and returns the label the
+// report gives it. With --repo that is the fetched commit; in a local
+// checkout it is HEAD, exported from git, so that neither untracked files
+// (a credentials file CI wrote into the working tree) nor uncommitted edits
+// are rendered as the pull request's — unless --working-tree asks for the
+// working tree, which the label then says.
+func (f *diffFlags) loadNewer(ctx context.Context, s streams) (*manifest.Manifest, string, func(), error) {
+	if f.source.repo != "" {
+		m, rev, err := f.source.load(ctx)
+		return m, rev.Commit, func() {}, err
+	}
+	dir := f.source.dir
+	if dir == "" {
+		dir = "."
+	}
+	if f.workingTree {
+		m, rev, err := f.source.load(ctx)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		label := "working tree"
+		if rev.Commit != "" {
+			label = "working tree on " + shortSHA(rev.Commit)
+		}
+		fmt.Fprintf(s.Err, "note: --working-tree: rendering %s, uncommitted and untracked files included\n", dir)
+		return m, label, func() {}, nil
+	}
+	if _, dirty, err := manifest.DirRevision(dir); err == nil && dirty {
+		fmt.Fprintf(s.Err, "note: rendering the commit at HEAD; uncommitted changes in %s are left out (--working-tree renders them)\n", dir)
+	}
+	return f.export(dir, "HEAD")
+}
+
 // loadAgainst loads the manifest at f.against: from the remote with --repo,
 // else exported from the local repository into a temporary directory that
 // cleanup removes.
@@ -172,17 +213,23 @@ func (f *diffFlags) loadAgainst(ctx context.Context) (*manifest.Manifest, string
 		}
 		return m, rev.Commit, func() {}, nil
 	}
+	dir := f.source.dir
+	if dir == "" {
+		dir = "."
+	}
+	return f.export(dir, f.against)
+}
+
+// export loads the manifest directory dir as it is at rev, exported from git
+// into a temporary directory that cleanup removes.
+func (f *diffFlags) export(dir, rev string) (*manifest.Manifest, string, func(), error) {
 	tmp, err := os.MkdirTemp("", "tandem-against-")
 	if err != nil {
 		return nil, "", nil, err
 	}
 	cleanup := func() { _ = os.RemoveAll(tmp) }
-	dir := f.source.dir
-	if dir == "" {
-		dir = "."
-	}
 	dest := filepath.Join(tmp, "manifest")
-	commit, err := manifest.ExportRevision(dir, f.against, dest)
+	commit, err := manifest.ExportRevision(dir, rev, dest)
 	if err != nil {
 		cleanup()
 		return nil, "", nil, err
@@ -190,7 +237,7 @@ func (f *diffFlags) loadAgainst(ctx context.Context) (*manifest.Manifest, string
 	m, err := manifest.Load(dest, manifest.DefaultLoadOptions())
 	if err != nil {
 		cleanup()
-		return nil, "", nil, fmt.Errorf("manifest at %s: %w", f.against, err)
+		return nil, "", nil, fmt.Errorf("manifest at %s: %w", rev, err)
 	}
 	return m, commit, cleanup, nil
 }

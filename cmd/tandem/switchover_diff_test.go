@@ -45,14 +45,14 @@ func gitManifest(t *testing.T) string {
 // is none.
 func TestDiffAgainstShowsRoleChangeAsSwitchover(t *testing.T) {
 	dir := gitManifest(t)
-	out, errOut, code := runCLI(t, "diff", "--against", "HEAD", "--manifest-dir", dir, "-o", "json")
+	out, errOut, code := runCLI(t, "diff", "--against", "HEAD", "--working-tree", "--manifest-dir", dir, "-o", "json")
 	if code != 0 || strings.Contains(out, `"switchover"`) {
 		t.Fatalf("no role change: exit %d, stdout:\n%s\n%s", code, out, errOut)
 	}
 	if _, errOut, code := runCLI(t, "switchover", "--to", "green", "--manifest-dir", dir); code != 0 {
 		t.Fatalf("switchover --to green: exit %d\n%s", code, errOut)
 	}
-	out, errOut, code = runCLI(t, "diff", "--against", "HEAD", "--manifest-dir", dir, "-o", "json")
+	out, errOut, code = runCLI(t, "diff", "--against", "HEAD", "--working-tree", "--manifest-dir", dir, "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
@@ -78,11 +78,11 @@ func TestDiffAgainstShowsRoleChangeAsSwitchover(t *testing.T) {
 	if changes == 0 {
 		t.Error("the plan lists no field changes")
 	}
-	out, _, _ = runCLI(t, "diff", "--against", "HEAD", "--manifest-dir", dir)
+	out, _, _ = runCLI(t, "diff", "--against", "HEAD", "--working-tree", "--manifest-dir", dir)
 	if !strings.Contains(out, "switchover blue → green") || !strings.Contains(out, "phase 3  close") {
 		t.Errorf("text diff does not show the plan:\n%s", out)
 	}
-	out, _, _ = runCLI(t, "diff", "--against", "HEAD", "--manifest-dir", dir, "-o", "markdown")
+	out, _, _ = runCLI(t, "diff", "--against", "HEAD", "--working-tree", "--manifest-dir", dir, "-o", "markdown")
 	if !strings.HasPrefix(out, "<!--") || !strings.Contains(out, "### Switchover blue → green") {
 		t.Errorf("markdown: want the report first and the plan after it:\n%s", out)
 	}

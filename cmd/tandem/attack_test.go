@@ -1,0 +1,128 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// ciSecret stands for the credential a CI checkout leaves in .git/config
+// (actions/checkout's persisted http.extraheader, GitLab's job token in the
+// remote URL) or in the working tree (a cloud login's credentials file).
+const ciSecret = "ghs_TandemTestCredential0123456789"
+
+// attackRepo copies testdata/NAME (symlinks kept) into a fresh git
+// repository, commits it, and plants ciSecret where a CI checkout keeps its
+// credential: .git/config's extraheader, as actions/checkout writes it.
+func attackRepo(t *testing.T, name string) string {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	dir := filepath.Join(t.TempDir(), "repo")
+	if out, err := exec.Command("cp", "-a", filepath.Join("testdata", name), dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy %s: %v\n%s", name, err, out)
+	}
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main"}, {"add", "-A"},
+		{"-c", "user.name=t", "-c", "user.email=t@example", "commit", "-qm", "pull request"},
+		{"config", "http.https://github.com/.extraheader", "AUTHORIZATION: basic " + ciSecret},
+	} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	return dir
+}
+
+// TestAttackChartReadsGitDir covers issue 11 item 1: a pull request may not
+// make a chart, or a values file, read the checkout's .git directory, by a
+// symlink inside the repository, a path into .git, or a chart at the
+// repository root. No command prints the credential; those that render the
+// working tree refuse and name the file.
+func TestAttackChartReadsGitDir(t *testing.T) {
+	tests := []struct {
+		fixture string
+		setup   func(t *testing.T, dir string)
+		want    string // in the error
+	}{
+		{fixture: "attack-symlink-git-config", want: `charts/x/files/cfg`},
+		{fixture: "attack-root-chart-git-dir", want: `.git`},
+		{
+			fixture: "attack-git-values",
+			setup: func(t *testing.T, dir string) {
+				writeTestFile(t, filepath.Join(dir, ".git", "leak.yaml"), "token: "+ciSecret+"\n")
+			},
+			want: `.git/leak.yaml`,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.fixture, func(t *testing.T) {
+			dir := attackRepo(t, tc.fixture)
+			if tc.setup != nil {
+				tc.setup(t, dir)
+			}
+			for _, args := range [][]string{
+				{"render", "--manifest-dir", dir},
+				{"validate", "--manifest-dir", dir},
+				{"diff", "--against", "HEAD", "--manifest-dir", dir, "-o", "markdown"},
+				{"diff", "--against", "HEAD", "--working-tree", "--manifest-dir", dir, "-o", "markdown"},
+			} {
+				out, errOut, code := runCLI(t, args...)
+				if strings.Contains(out+errOut, ciSecret) {
+					t.Fatalf("tandem %s printed the CI credential:\n%s\n%s", strings.Join(args[:len(args)-2], " "), out, errOut)
+				}
+				if args[0] == "diff" && args[3] != "--working-tree" {
+					// Rendered from the commit: there is no .git to read, so
+					// the render may fail (a dangling symlink) or pass.
+					continue
+				}
+				if code != 1 || !strings.Contains(errOut, tc.want) {
+					t.Errorf("tandem %s: exit %d, want 1 and an error naming %q; stderr:\n%s", args[0], code, tc.want, errOut)
+				}
+			}
+		})
+	}
+}
+
+// TestAttackUntrackedFileNotRendered covers issue 11 item 1: the pull
+// request's side of diff --against is the commit, so a file CI wrote into
+// the working tree (a cloud login's credentials) is not part of the render;
+// --working-tree renders the working tree and says so.
+func TestAttackUntrackedFileNotRendered(t *testing.T) {
+	dir := attackRepo(t, "attack-untracked-file")
+	writeTestFile(t, filepath.Join(dir, "charts", "x", "files", "creds.json"), `{"token":"`+ciSecret+`"}`)
+
+	out, errOut, code := runCLI(t, "diff", "--against", "HEAD", "--manifest-dir", dir, "-o", "markdown")
+	if code != 0 {
+		t.Fatalf("diff --against: exit %d\n%s", code, errOut)
+	}
+	if strings.Contains(out+errOut, ciSecret) {
+		t.Fatalf("diff --against rendered an untracked file:\n%s\n%s", out, errOut)
+	}
+	if !strings.Contains(errOut, "uncommitted") {
+		t.Errorf("diff --against on a dirty tree does not say the uncommitted files are left out; stderr:\n%s", errOut)
+	}
+
+	out, errOut, code = runCLI(t, "diff", "--against", "HEAD", "--working-tree", "--manifest-dir", dir, "-o", "markdown")
+	if code != 0 {
+		t.Fatalf("diff --against --working-tree: exit %d\n%s", code, errOut)
+	}
+	if !strings.Contains(out, "working tree") {
+		t.Errorf("--working-tree output does not say it rendered the working tree:\n%s", out)
+	}
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
