@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,6 +28,11 @@ type Result struct {
 	ID int64 `json:"id"`
 	// URL is the comment's web address, when the API tells it or it can be derived.
 	URL string `json:"url,omitempty"`
+	// Author is the identity whose comments are tandem's, as the API spells it.
+	Author string `json:"author,omitempty"`
+	// Removed are further comments of tandem's holding the marker (left by
+	// two runs that raced), deleted so that no stale plan stays on the page.
+	Removed []int64 `json:"removed,omitempty"`
 }
 
 // APIError is a response with a status other than 2xx.
@@ -37,6 +43,11 @@ type APIError struct {
 	StatusCode int
 	// Message is what the API said, shortened; any occurrence of the token is replaced.
 	Message string
+	// Attempts is how many times the request was sent.
+	Attempts int
+	// AskedWait, when not zero, is the wait the API asked for before a retry,
+	// refused because it is longer than MaxWait.
+	AskedWait, MaxWait time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -44,7 +55,27 @@ func (e *APIError) Error() string {
 	if e.Message != "" {
 		s += ": " + e.Message
 	}
+	switch {
+	case e.AskedWait > 0:
+		s += fmt.Sprintf(" (the API asked to wait %s, more than the %s tandem waits)", e.AskedWait, e.MaxWait)
+	case e.Attempts > 1:
+		s += fmt.Sprintf(" (gave up after %d attempts)", e.Attempts)
+	}
 	return s
+}
+
+// serverError reports whether err is a server error a later try may not get
+// again (500, 502, 503, 504), after which a create may have been carried out.
+func serverError(err error) bool {
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.StatusCode {
+	case 500, 502, 503, 504:
+		return true
+	}
+	return false
 }
 
 // maxPages bounds pagination, so a server that always answers with a next
@@ -60,11 +91,34 @@ const maxResponse = 32 << 20
 // limit (http.DefaultClient has no timeout at all).
 const DefaultRequestTimeout = 30 * time.Second
 
+// RetryOptions bound how a request the API refused for now (429, 5xx, a rate
+// limit) is tried again. The zero value means DefaultRetryOptions.
+type RetryOptions struct {
+	// Attempts is how many times one request is sent, the first included;
+	// 1 turns retries off.
+	Attempts int
+	// Backoff is the first wait when the API does not say how long to wait;
+	// it doubles with every attempt.
+	Backoff time.Duration
+	// MaxWait bounds one wait. An API that asks for longer (Retry-After, a
+	// rate limit's reset) fails the request at once instead.
+	MaxWait time.Duration
+
+	// sleep waits d or until ctx ends; tests replace it to record the waits.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// DefaultRetryOptions try a request 4 times, waiting 1 s, 2 s and 4 s unless
+// the API says otherwise, and never more than a minute at a time.
+func DefaultRetryOptions() RetryOptions {
+	return RetryOptions{Attempts: 4, Backoff: time.Second, MaxWait: time.Minute}
+}
+
 // client is one authenticated REST conversation.
 type client struct {
 	http *http.Client
-	// base is the API root; pagination links are followed only to its scheme and host,
-	// so the token is never sent anywhere else.
+	// base is the API root; pagination links and redirects are followed only
+	// to its scheme and host, so the token is never sent anywhere else.
 	base *url.URL
 	// auth sets the authentication headers on a request.
 	auth  func(http.Header)
@@ -72,9 +126,10 @@ type client struct {
 	// timeout bounds each request; it is applied through the request's
 	// context, so it holds whatever HTTP client the caller supplied.
 	timeout time.Duration
+	retry   RetryOptions
 }
 
-func newClient(hc *http.Client, timeout time.Duration, baseURL, token string, auth func(http.Header)) (client, error) {
+func newClient(hc *http.Client, timeout time.Duration, retry RetryOptions, baseURL, token string, auth func(http.Header)) (client, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
@@ -91,13 +146,61 @@ func newClient(hc *http.Client, timeout time.Duration, baseURL, token string, au
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return client{}, fmt.Errorf("base URL %q: want http(s)://host[/path]", baseURL)
 	}
-	return client{http: hc, base: u, auth: auth, token: token, timeout: timeout}, nil
+	def := DefaultRetryOptions()
+	if retry.Attempts <= 0 {
+		retry.Attempts = def.Attempts
+	}
+	if retry.Backoff <= 0 {
+		retry.Backoff = def.Backoff
+	}
+	if retry.MaxWait <= 0 {
+		retry.MaxWait = def.MaxWait
+	}
+	if retry.sleep == nil {
+		retry.sleep = sleep
+	}
+	// A copy of the caller's client that follows a redirect only on the API's
+	// own scheme and host. Go's client sends custom headers (GitLab's
+	// PRIVATE-TOKEN) to any host it is redirected to, and Authorization to
+	// the same host name on another port; neither may carry the token away.
+	own := *hc
+	next := hc.CheckRedirect
+	own.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if req.URL.Scheme != u.Scheme || req.URL.Host != u.Host {
+			return fmt.Errorf("refusing to follow a redirect to %s://%s: not the API's host %s://%s, and the token would go with it", req.URL.Scheme, req.URL.Host, u.Scheme, u.Host)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return client{http: &own, base: u, auth: auth, token: token, timeout: timeout, retry: retry}, nil
 }
 
 // do sends one request, with in (if not nil) as its JSON body, and decodes a
 // 2xx response's JSON into out (if not nil). It returns the response headers.
-// The request, reading its response included, gets c.timeout.
+// Each attempt, reading its response included, gets c.timeout. A request the
+// API refused for now is sent again (see retryWait); the last error is returned.
 func (c client) do(ctx context.Context, method, rawURL string, in, out any) (http.Header, error) {
+	for attempt := 1; ; attempt++ {
+		h, err := c.attempt(ctx, method, rawURL, in, out)
+		if err == nil {
+			return h, nil
+		}
+		wait, again := c.retryWait(method, h, err, attempt)
+		if !again {
+			return h, err
+		}
+		if serr := c.retry.sleep(ctx, wait); serr != nil {
+			return h, fmt.Errorf("%w (stopped waiting %s to try again: %w)", err, wait, serr)
+		}
+	}
+}
+
+func (c client) attempt(ctx context.Context, method, rawURL string, in, out any) (http.Header, error) {
 	rctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	h, err := c.send(rctx, method, rawURL, in, out)
@@ -105,6 +208,82 @@ func (c client) do(ctx context.Context, method, rawURL string, in, out any) (htt
 		return h, fmt.Errorf("no complete response within %s: %w", c.timeout, err)
 	}
 	return h, err
+}
+
+// retryWait decides whether a failed attempt is tried again, and after how
+// long. Tried again: 429, a rate limit's 403 (GitHub's secondary limits), and
+// 500, 502, 503, 504 unless the request was a POST, which may have been
+// carried out all the same (Upsert lists again instead of creating twice).
+// The wait is what the API asks for (Retry-After; a rate limit's reset), else
+// Backoff doubled per attempt; a longer wait than MaxWait fails at once.
+// It records the attempts and a refused wait on the APIError.
+func (c client) retryWait(method string, h http.Header, err error, attempt int) (time.Duration, bool) {
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) {
+		return 0, false
+	}
+	apiErr.Attempts = attempt
+	switch s := apiErr.StatusCode; {
+	case s == http.StatusTooManyRequests, s == http.StatusForbidden && rateLimited(h):
+	case s == 500 || s == 502 || s == 503 || s == 504:
+		if method == http.MethodPost {
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	if attempt >= c.retry.Attempts {
+		return 0, false
+	}
+	wait, told := askedWait(h, time.Now())
+	if !told {
+		wait = c.retry.Backoff << (attempt - 1)
+	}
+	if wait > c.retry.MaxWait {
+		apiErr.AskedWait, apiErr.MaxWait = wait, c.retry.MaxWait
+		return 0, false
+	}
+	return wait, true
+}
+
+// rateLimited tells a rate limit's 403 from a permission's: GitHub sends
+// Retry-After with a secondary limit and X-RateLimit-Remaining: 0 with the primary one.
+func rateLimited(h http.Header) bool {
+	return h.Get("Retry-After") != "" || h.Get("X-RateLimit-Remaining") == "0"
+}
+
+// askedWait is how long the API asked to wait: Retry-After (seconds or an
+// HTTP date), else the reset time of an exhausted rate limit (GitHub's
+// X-RateLimit-Reset, GitLab's RateLimit-Reset, Unix seconds).
+func askedWait(h http.Header, now time.Time) (time.Duration, bool) {
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			return time.Duration(n) * time.Second, true
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(t.Sub(now), 0), true
+		}
+	}
+	for _, p := range []string{"X-", ""} {
+		if h.Get(p+"RateLimit-Remaining") != "0" {
+			continue
+		}
+		if n, err := strconv.ParseInt(strings.TrimSpace(h.Get(p+"RateLimit-Reset")), 10, 64); err == nil {
+			return max(time.Unix(n, 0).Sub(now), 0), true
+		}
+	}
+	return 0, false
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func (c client) send(ctx context.Context, method, rawURL string, in, out any) (http.Header, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -11,17 +12,24 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
 
 const marker = "<!-- tandem:report -->"
 
-// fakeGitHub implements the three issue-comment endpoints Upsert calls, with
-// in-memory comments, GitHub's auth headers and Link-header pagination.
+// fakeGitHub implements the issue-comment endpoints Upsert calls, with
+// in-memory comments and their authors, GitHub's auth headers, Link-header
+// pagination, GET /user (403 for an App installation token, as GitHub
+// answers) and the GraphQL viewer query. It records every request, with
+// whether it carried a token, and answers injected faults first.
 type fakeGitHub struct {
 	prefix string // "" for api.github.com, "/api/v3" for GitHub Enterprise Server
 	token  string
+	// users maps a token to its identity; appTokens are installation tokens.
+	users     map[string]ghUser
+	appTokens map[string]bool
 	// echoAuth makes a 401 repeat the Authorization header, to prove the client redacts it.
 	echoAuth bool
 	// nextHost, when set, makes list pages link to another host.
@@ -31,20 +39,60 @@ type fakeGitHub struct {
 	nextID   int64
 	comments map[string][]ghComment // by "owner/repo#n"
 	requests []string               // "METHOD path?query"
+	log      []recorded
+	faults   []fault
 }
+
+// recorded is one request as the fake saw it.
+type recorded struct {
+	Method, URI string
+	// Token is the credential the request carried, "" for none.
+	Token string
+	At    time.Time
+}
+
+// fault is an answer the fake gives, once, to the next request whose method
+// and path (without the prefix) match, instead of serving it.
+type fault struct {
+	method, path string
+	status       int
+	header       map[string]string
+	body         string
+	// after, when set, serves the request first and then answers status:
+	// the write happened, but the client is told it failed.
+	after bool
+}
+
+// bot is the identity of the fakes' default token; octocat is someone else.
+var (
+	bot     = ghUser{Login: "tandem-bot", ID: 7}
+	octocat = ghUser{Login: "octocat", ID: 583231}
+)
 
 func newFakeGitHub(t *testing.T, prefix, token string) (*fakeGitHub, *httptest.Server) {
 	t.Helper()
-	f := &fakeGitHub{prefix: prefix, token: token, nextID: 1000, comments: map[string][]ghComment{}}
+	f := &fakeGitHub{prefix: prefix, token: token, nextID: 1000, comments: map[string][]ghComment{},
+		users: map[string]ghUser{token: bot}, appTokens: map[string]bool{}}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+prefix+"/user", f.user)
+	mux.HandleFunc("POST "+strings.TrimSuffix(prefix, "/v3")+"/graphql", f.graphql)
 	mux.HandleFunc("GET "+prefix+"/repos/{owner}/{repo}/issues/{n}/comments", f.list)
 	mux.HandleFunc("POST "+prefix+"/repos/{owner}/{repo}/issues/{n}/comments", f.create)
 	mux.HandleFunc("PATCH "+prefix+"/repos/{owner}/{repo}/issues/comments/{id}", f.edit)
+	mux.HandleFunc("DELETE "+prefix+"/repos/{owner}/{repo}/issues/comments/{id}", f.remove)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		f.mu.Lock()
 		f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
+		f.log = append(f.log, recorded{Method: r.Method, URI: r.URL.RequestURI(), Token: tok, At: time.Now()})
+		ft, hit := f.takeFault(r.Method, strings.TrimPrefix(r.URL.Path, prefix))
+		_, known := f.users[tok]
 		f.mu.Unlock()
-		if r.Header.Get("Authorization") != "Bearer "+f.token {
+		if hit && !ft.after {
+			ft.write(w)
+			return
+		}
+		if !known {
 			msg := "Bad credentials"
 			if f.echoAuth {
 				msg += " (" + r.Header.Get("Authorization") + ")"
@@ -56,18 +104,92 @@ func newFakeGitHub(t *testing.T, prefix, token string) (*fakeGitHub, *httptest.S
 			writeJSON(w, http.StatusBadRequest, map[string]string{"message": "missing Accept or X-GitHub-Api-Version"})
 			return
 		}
+		if hit {
+			mux.ServeHTTP(httptest.NewRecorder(), r)
+			ft.write(w)
+			return
+		}
 		mux.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	return f, srv
 }
 
-func (f *fakeGitHub) seed(key string, bodies ...string) {
+// inject queues faults; each answers one matching request.
+func (f *fakeGitHub) inject(fs ...fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults = append(f.faults, fs...)
+}
+
+func (f *fakeGitHub) takeFault(method, path string) (fault, bool) {
+	return takeFault(&f.faults, method, path)
+}
+
+func takeFault(faults *[]fault, method, path string) (fault, bool) {
+	for i, ft := range *faults {
+		if ft.method == method && ft.path == path {
+			*faults = append((*faults)[:i:i], (*faults)[i+1:]...)
+			return ft, true
+		}
+	}
+	return fault{}, false
+}
+
+func (ft fault) write(w http.ResponseWriter) {
+	for k, v := range ft.header {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(ft.status)
+	_, _ = io.WriteString(w, ft.body)
+}
+
+func (f *fakeGitHub) caller(r *http.Request) ghUser {
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.users[tok]
+}
+
+func (f *fakeGitHub) user(w http.ResponseWriter, r *http.Request) {
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	f.mu.Lock()
+	app := f.appTokens[tok]
+	f.mu.Unlock()
+	if app {
+		writeJSON(w, http.StatusForbidden, map[string]string{"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest/users/users#get-the-authenticated-user"})
+		return
+	}
+	writeJSON(w, http.StatusOK, f.caller(r))
+}
+
+func (f *fakeGitHub) graphql(w http.ResponseWriter, r *http.Request) {
+	var in struct{ Query string }
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || !strings.Contains(in.Query, "viewer") {
+		writeJSON(w, http.StatusOK, map[string]any{"errors": []map[string]string{{"message": "unsupported query"}}})
+		return
+	}
+	u := f.caller(r)
+	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"viewer": map[string]any{"login": u.Login, "databaseId": u.ID}}})
+}
+
+// requestLog returns every request so far.
+func (f *fakeGitHub) requestLog() []recorded {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]recorded(nil), f.log...)
+}
+
+// seed adds comments by octocat, someone other than the token's identity.
+func (f *fakeGitHub) seed(key string, bodies ...string) { f.seedAs(key, octocat, bodies...) }
+
+func (f *fakeGitHub) seedAs(key string, by ghUser, bodies ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, b := range bodies {
 		f.nextID++
-		f.comments[key] = append(f.comments[key], ghComment{ID: f.nextID, Body: b, HTMLURL: fmt.Sprintf("https://github.com/%s#issuecomment-%d", key, f.nextID)})
+		u := by
+		f.comments[key] = append(f.comments[key], ghComment{ID: f.nextID, Body: b, HTMLURL: fmt.Sprintf("https://github.com/%s#issuecomment-%d", key, f.nextID), User: &u})
 	}
 }
 
@@ -112,7 +234,7 @@ func (f *fakeGitHub) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.PathValue("owner") + "/" + r.PathValue("repo") + "#" + r.PathValue("n")
-	f.seed(key, in.Body)
+	f.seedAs(key, f.caller(r), in.Body)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c := f.comments[key]
@@ -137,6 +259,22 @@ func (f *fakeGitHub) edit(w http.ResponseWriter, r *http.Request) {
 			if cs[i].ID == id {
 				cs[i].Body = in.Body
 				writeJSON(w, http.StatusOK, cs[i])
+				return
+			}
+		}
+	}
+	writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
+}
+
+func (f *fakeGitHub) remove(w http.ResponseWriter, r *http.Request) {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for key, cs := range f.comments {
+		for i := range cs {
+			if cs[i].ID == id {
+				f.comments[key] = append(cs[:i:i], cs[i+1:]...)
+				w.WriteHeader(http.StatusNoContent)
 				return
 			}
 		}
@@ -187,6 +325,7 @@ func TestGitHubUpsertCreatesThenEdits(t *testing.T) {
 				t.Errorf("first Upsert = %+v, want a created comment with id and URL", first)
 			}
 			wantReq := []string{
+				"GET " + prefix + "/user",
 				"GET " + prefix + "/repos/acme/shop/issues/7/comments?per_page=100",
 				"POST " + prefix + "/repos/acme/shop/issues/7/comments",
 			}
@@ -198,10 +337,11 @@ func TestGitHubUpsertCreatesThenEdits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(Result{Action: ActionUpdated, ID: first.ID, URL: first.URL}, second); diff != "" {
+			if diff := cmp.Diff(Result{Action: ActionUpdated, ID: first.ID, URL: first.URL, Author: "tandem-bot"}, second); diff != "" {
 				t.Errorf("second Upsert (-want +got):\n%s", diff)
 			}
 			wantReq = []string{
+				"GET " + prefix + "/user",
 				"GET " + prefix + "/repos/acme/shop/issues/7/comments?per_page=100",
 				fmt.Sprintf("PATCH %s/repos/acme/shop/issues/comments/%d", prefix, first.ID),
 			}
@@ -229,6 +369,7 @@ func TestGitHubUpsertPaginates(t *testing.T) {
 		{
 			name: "marker on page 2", markerAt: 120, wantAction: ActionUpdated,
 			wantReq: []string{
+				"GET /user",
 				"GET /repos/acme/shop/issues/9/comments?per_page=100",
 				"GET /repos/acme/shop/issues/9/comments?per_page=100&page=2",
 				"PATCH /repos/acme/shop/issues/comments/1121",
@@ -237,6 +378,7 @@ func TestGitHubUpsertPaginates(t *testing.T) {
 		{
 			name: "no marker on any page", markerAt: -1, wantAction: ActionCreated,
 			wantReq: []string{
+				"GET /user",
 				"GET /repos/acme/shop/issues/9/comments?per_page=100",
 				"GET /repos/acme/shop/issues/9/comments?per_page=100&page=2",
 				"POST /repos/acme/shop/issues/9/comments",
@@ -246,11 +388,13 @@ func TestGitHubUpsertPaginates(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f, srv := newFakeGitHub(t, "", "tok")
-			seed := append([]string(nil), others...)
 			if tt.markerAt >= 0 {
-				seed[tt.markerAt] = marker + "\nold plan"
+				f.seed("acme/shop#9", others[:tt.markerAt]...)
+				f.seedAs("acme/shop#9", bot, marker+"\nold plan")
+				f.seed("acme/shop#9", others[tt.markerAt+1:]...)
+			} else {
+				f.seed("acme/shop#9", others...)
 			}
-			f.seed("acme/shop#9", seed...)
 			got, err := GitHub{BaseURL: srv.URL, Token: "tok", Repo: "acme/shop", HTTPClient: srv.Client()}.Upsert(context.Background(), 9, marker+"\nnew plan", marker)
 			if err != nil {
 				t.Fatal(err)
@@ -295,7 +439,7 @@ func TestGitHubErrorsNeverHoldTheToken(t *testing.T) {
 			if strings.Contains(msg, secret) {
 				t.Errorf("error holds the token: %s", msg)
 			}
-			for _, want := range []string{"github acme/shop#3", "list comments", "GET ", "401", "Bad credentials"} {
+			for _, want := range []string{"github acme/shop#3", "cannot tell whose comments are tandem's", "GET ", "401", "Bad credentials"} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("error %q does not say %q", msg, want)
 				}

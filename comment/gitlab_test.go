@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -23,30 +24,71 @@ type fakeGitLab struct {
 	prefix   string // a path prefix for instances served under one, e.g. /gitlab
 	token    string
 	linkOnly bool // send only the Link header, not X-Next-Page
+	// user is the token's user, as GET /user answers.
+	user glUser
 
 	mu       sync.Mutex
 	nextID   int64
 	projects map[string]string // path -> id
 	notes    map[string][]glNote
 	requests []string // "METHOD escaped-path?query"
+	log      []recorded
+	faults   []fault
 }
+
+// glBot is the project access token's bot user; glHuman is someone else.
+var (
+	glBot   = glUser{ID: 91, Username: "project_42_bot_1f2e"}
+	glHuman = glUser{ID: 12, Username: "mallory"}
+)
 
 func newFakeGitLab(t *testing.T, prefix, token string) (*fakeGitLab, *httptest.Server) {
 	t.Helper()
-	f := &fakeGitLab{prefix: prefix, token: token, nextID: 500,
+	f := &fakeGitLab{prefix: prefix, token: token, nextID: 500, user: glBot,
 		projects: map[string]string{"platform/shop/deploy": "42"}, notes: map[string][]glNote{}}
 	srv := httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(srv.Close)
 	return f, srv
 }
 
+func (f *fakeGitLab) inject(fs ...fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults = append(f.faults, fs...)
+}
+
+func (f *fakeGitLab) requestLog() []recorded {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]recorded(nil), f.log...)
+}
+
 func (f *fakeGitLab) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
 	f.mu.Lock()
 	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
+	f.log = append(f.log, recorded{Method: r.Method, URI: r.URL.RequestURI(), Token: r.Header.Get("PRIVATE-TOKEN"), At: time.Now()})
+	ft, hit := takeFault(&f.faults, r.Method, strings.TrimPrefix(path, f.prefix))
 	f.mu.Unlock()
+	if hit && !ft.after {
+		ft.write(w)
+		return
+	}
+	if hit {
+		f.serveAuthed(httptest.NewRecorder(), r, path)
+		ft.write(w)
+		return
+	}
+	f.serveAuthed(w, r, path)
+}
+
+func (f *fakeGitLab) serveAuthed(w http.ResponseWriter, r *http.Request, path string) {
 	if r.Header.Get("PRIVATE-TOKEN") != f.token {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
+		return
+	}
+	if path == f.prefix+"/api/v4/user" && r.Method == http.MethodGet {
+		writeJSON(w, http.StatusOK, f.user)
 		return
 	}
 	rest, ok := strings.CutPrefix(path, f.prefix+"/api/v4/projects/")
@@ -82,6 +124,8 @@ func (f *fakeGitLab) serve(w http.ResponseWriter, r *http.Request) {
 		f.create(w, r, key)
 	case len(seg) == 5 && r.Method == http.MethodPut:
 		f.edit(w, r, key, seg[4])
+	case len(seg) == 5 && r.Method == http.MethodDelete:
+		f.remove(w, key, seg[4])
 	default:
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "405 Method Not Allowed"})
 	}
@@ -132,7 +176,8 @@ func (f *fakeGitLab) create(w http.ResponseWriter, r *http.Request, key string) 
 		writeJSON(w, http.StatusBadRequest, map[string]any{"message": map[string][]string{"note": {"can't be blank"}}})
 		return
 	}
-	f.seed(key, glNote{Body: in.Body})
+	u := f.user
+	f.seed(key, glNote{Body: in.Body, Author: &u})
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := f.notes[key]
@@ -151,6 +196,19 @@ func (f *fakeGitLab) edit(w http.ResponseWriter, r *http.Request, key, id string
 		if strconv.FormatInt(n.ID, 10) == id {
 			f.notes[key][i].Body = in.Body
 			writeJSON(w, http.StatusOK, f.notes[key][i])
+			return
+		}
+	}
+	writeJSON(w, http.StatusNotFound, map[string]string{"message": "404 Not found"})
+}
+
+func (f *fakeGitLab) remove(w http.ResponseWriter, key, id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, n := range f.notes[key] {
+		if strconv.FormatInt(n.ID, 10) == id {
+			f.notes[key] = append(f.notes[key][:i:i], f.notes[key][i+1:]...)
+			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 	}
@@ -211,7 +269,7 @@ func TestGitLabUpsertCreatesThenEdits(t *testing.T) {
 			if first.URL != wantURL {
 				t.Errorf("URL = %q, want %q", first.URL, wantURL)
 			}
-			wantReq := []string{"GET " + notes + "?per_page=100&sort=asc&order_by=created_at", "POST " + notes}
+			wantReq := []string{"GET " + tt.prefix + "/api/v4/user", "GET " + notes + "?per_page=100&sort=asc&order_by=created_at", "POST " + notes}
 			if diff := cmp.Diff(wantReq, f.takeRequests()); diff != "" {
 				t.Errorf("first run requests (-want +got):\n%s", diff)
 			}
@@ -220,10 +278,10 @@ func TestGitLabUpsertCreatesThenEdits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(Result{Action: ActionUpdated, ID: first.ID, URL: first.URL}, second); diff != "" {
+			if diff := cmp.Diff(Result{Action: ActionUpdated, ID: first.ID, URL: first.URL, Author: glBot.Username}, second); diff != "" {
 				t.Errorf("second Upsert (-want +got):\n%s", diff)
 			}
-			wantReq = []string{"GET " + notes + "?per_page=100&sort=asc&order_by=created_at", fmt.Sprintf("PUT %s/%d", notes, first.ID)}
+			wantReq = []string{"GET " + tt.prefix + "/api/v4/user", "GET " + notes + "?per_page=100&sort=asc&order_by=created_at", fmt.Sprintf("PUT %s/%d", notes, first.ID)}
 			if diff := cmp.Diff(wantReq, f.takeRequests()); diff != "" {
 				t.Errorf("second run requests (-want +got):\n%s", diff)
 			}
@@ -244,17 +302,18 @@ func TestGitLabUpsertPaginates(t *testing.T) {
 			for i := range 130 {
 				notes = append(notes, glNote{Body: fmt.Sprintf("note %d", i)})
 			}
-			notes[110] = glNote{Body: marker + "\nold plan"}
+			me := glBot
+			notes[110] = glNote{Body: marker + "\nold plan", Author: &me}
 			f.seed("42!3", notes...)
 			got, err := GitLab{BaseURL: srv.URL, Token: "tok", Project: "platform/shop/deploy", HTTPClient: srv.Client()}.Upsert(context.Background(), 3, marker+"\nnew plan", marker)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(Result{Action: ActionUpdated, ID: 611, URL: srv.URL + "/platform/shop/deploy/-/merge_requests/3#note_611"}, got); diff != "" {
+			if diff := cmp.Diff(Result{Action: ActionUpdated, ID: 611, URL: srv.URL + "/platform/shop/deploy/-/merge_requests/3#note_611", Author: glBot.Username}, got); diff != "" {
 				t.Errorf("Upsert (-want +got):\n%s", diff)
 			}
 			reqs := f.takeRequests()
-			if len(reqs) != 3 || !strings.Contains(reqs[1], "page=2") || reqs[2] != "PUT /api/v4/projects/platform%2Fshop%2Fdeploy/merge_requests/3/notes/611" {
+			if len(reqs) != 4 || reqs[0] != "GET /api/v4/user" || !strings.Contains(reqs[2], "page=2") || reqs[3] != "PUT /api/v4/projects/platform%2Fshop%2Fdeploy/merge_requests/3/notes/611" {
 				t.Errorf("requests = %q, want two pages listed and note 611 edited", reqs)
 			}
 			if diff := cmp.Diff([]string{marker + "\nnew plan"}, f.withMarkerBodies("42!3")); diff != "" {
@@ -275,7 +334,7 @@ func TestGitLabErrorsNeverHoldTheToken(t *testing.T) {
 	if strings.Contains(msg, secret) {
 		t.Errorf("error holds the token: %s", msg)
 	}
-	for _, want := range []string{"gitlab platform/shop/deploy!3", "list notes", "GET ", "401"} {
+	for _, want := range []string{"gitlab platform/shop/deploy!3", "cannot tell whose notes are tandem's", "GET ", "401"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not say %q", msg, want)
 		}

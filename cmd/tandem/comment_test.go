@@ -28,12 +28,21 @@ type forge struct {
 	mu       sync.Mutex
 	nextID   int64
 	bodies   map[string]map[int64]string // "acme/shop#7" or "42!3" -> id -> body
+	authors  map[int64]string            // id -> the login that wrote it
 	requests []string
+	// appToken makes GitHub's GET /user answer 403, as for an App installation token.
+	appToken bool
 }
+
+// The forge's tokens write as these users.
+const (
+	forgeGitHubUser = "tandem-bot"
+	forgeGitLabUser = "project_42_bot"
+)
 
 func newForge(t *testing.T) (*forge, *httptest.Server) {
 	t.Helper()
-	f := &forge{githubToken: "ghp_cmdtest", gitlabToken: "glpat-cmdtest", nextID: 100, bodies: map[string]map[int64]string{}}
+	f := &forge{githubToken: "ghp_cmdtest", gitlabToken: "glpat-cmdtest", nextID: 100, bodies: map[string]map[int64]string{}, authors: map[int64]string{}}
 	mux := http.NewServeMux()
 	gh := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -62,26 +71,43 @@ func newForge(t *testing.T) (*forge, *httptest.Server) {
 		return r.PathValue("owner") + "/" + r.PathValue("repo") + "#" + r.PathValue("n")
 	}
 	glKey := func(r *http.Request) string { return "42!" + r.PathValue("iid") }
+	mux.HandleFunc("GET /api/v3/user", gh(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		app := f.appToken
+		f.mu.Unlock()
+		if app {
+			reply(w, http.StatusForbidden, map[string]string{"message": "Resource not accessible by integration"})
+			return
+		}
+		reply(w, http.StatusOK, map[string]any{"login": forgeGitHubUser, "id": 7})
+	}))
+	mux.HandleFunc("GET /api/v4/user", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("PRIVATE-TOKEN") != f.gitlabToken {
+			reply(w, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
+			return
+		}
+		reply(w, http.StatusOK, map[string]any{"username": forgeGitLabUser, "id": 91})
+	})
 	mux.HandleFunc("GET /api/v3/repos/{owner}/{repo}/issues/{n}/comments", gh(func(w http.ResponseWriter, r *http.Request) {
-		reply(w, http.StatusOK, f.list(ghKey(r), "body", "html_url"))
+		reply(w, http.StatusOK, f.list(ghKey(r), "body", "html_url", "user", "login"))
 	}))
 	mux.HandleFunc("POST /api/v3/repos/{owner}/{repo}/issues/{n}/comments", gh(func(w http.ResponseWriter, r *http.Request) {
-		reply(w, http.StatusCreated, f.save(ghKey(r), 0, r))
+		reply(w, http.StatusCreated, f.save(ghKey(r), 0, r, forgeGitHubUser))
 	}))
 	mux.HandleFunc("PATCH /api/v3/repos/{owner}/{repo}/issues/comments/{id}", gh(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
-		reply(w, http.StatusOK, f.save(f.keyOf(id), id, r))
+		reply(w, http.StatusOK, f.save(f.keyOf(id), id, r, ""))
 	}))
 	mux.HandleFunc("GET /api/v4/projects/{project}/merge_requests/{iid}/notes", gl(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Next-Page", "")
-		reply(w, http.StatusOK, f.list(glKey(r), "body", ""))
+		reply(w, http.StatusOK, f.list(glKey(r), "body", "", "author", "username"))
 	}))
 	mux.HandleFunc("POST /api/v4/projects/{project}/merge_requests/{iid}/notes", gl(func(w http.ResponseWriter, r *http.Request) {
-		reply(w, http.StatusCreated, f.save(glKey(r), 0, r))
+		reply(w, http.StatusCreated, f.save(glKey(r), 0, r, forgeGitLabUser))
 	}))
 	mux.HandleFunc("PUT /api/v4/projects/{project}/merge_requests/{iid}/notes/{id}", gl(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
-		reply(w, http.StatusOK, f.save(glKey(r), id, r))
+		reply(w, http.StatusOK, f.save(glKey(r), id, r, ""))
 	}))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -93,13 +119,13 @@ func newForge(t *testing.T) (*forge, *httptest.Server) {
 	return f, srv
 }
 
-func (f *forge) list(key, bodyField, urlField string) []map[string]any {
+func (f *forge) list(key, bodyField, urlField, authorField, loginField string) []map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := []map[string]any{}
 	for id := int64(0); id <= f.nextID; id++ {
 		if b, ok := f.bodies[key][id]; ok {
-			c := map[string]any{"id": id, bodyField: b}
+			c := map[string]any{"id": id, bodyField: b, authorField: map[string]any{loginField: f.authors[id]}}
 			if urlField != "" {
 				c[urlField] = fmt.Sprintf("https://github.example/%s#issuecomment-%d", key, id)
 			}
@@ -120,8 +146,8 @@ func (f *forge) keyOf(id int64) string {
 	return ""
 }
 
-// save creates (id 0) or edits a comment from the request's {"body": ...}.
-func (f *forge) save(key string, id int64, r *http.Request) map[string]any {
+// save creates (id 0, written by author) or edits a comment from the request's {"body": ...}.
+func (f *forge) save(key string, id int64, r *http.Request, author string) map[string]any {
 	var in struct{ Body string }
 	_ = json.NewDecoder(r.Body).Decode(&in)
 	f.mu.Lock()
@@ -129,6 +155,7 @@ func (f *forge) save(key string, id int64, r *http.Request) map[string]any {
 	if id == 0 {
 		f.nextID++
 		id = f.nextID
+		f.authors[id] = author
 	}
 	if f.bodies[key] == nil {
 		f.bodies[key] = map[int64]string{}
@@ -182,7 +209,7 @@ func TestCommentGitHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "created comment 101 on acme/shop#7 (https://github.example/acme/shop#7#issuecomment-101)\n"; out != want {
+	if want := "created comment 101 on acme/shop#7 as tandem-bot (https://github.example/acme/shop#7#issuecomment-101)\n"; out != want {
 		t.Errorf("first run printed %q, want %q", out, want)
 	}
 
@@ -207,7 +234,7 @@ func TestCommentGitLab(t *testing.T) {
 	t.Setenv("GITLAB_TOKEN", f.gitlabToken)
 	t.Setenv("CI_SERVER_URL", "")
 	report := diffview.Marker + "\nplan\n"
-	for i, want := range []string{"created comment 101 on platform/shop!3", "updated comment 101 on platform/shop!3"} {
+	for i, want := range []string{"created comment 101 on platform/shop!3 as project_42_bot", "updated comment 101 on platform/shop!3 as project_42_bot"} {
 		out, err := runComment(t, "", report+strconv.Itoa(i), "--gitlab", "platform/shop", "--mr", "3", "--gitlab-url", srv.URL)
 		if err != nil {
 			t.Fatal(err)
@@ -219,7 +246,7 @@ func TestCommentGitLab(t *testing.T) {
 	if diff := cmp.Diff(map[int64]string{101: report + "1"}, f.all("42!3")); diff != "" {
 		t.Errorf("notes on the merge request (-want +got):\n%s", diff)
 	}
-	if got := f.requestLog()[0]; got != "GET /api/v4/projects/platform%2Fshop/merge_requests/3/notes" {
+	if got := f.requestLog()[1]; got != "GET /api/v4/projects/platform%2Fshop/merge_requests/3/notes" {
 		t.Errorf("first request %q, want the project path escaped", got)
 	}
 }
@@ -235,7 +262,7 @@ func TestCommentJSONOutput(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, out)
 	}
-	want := map[string]any{"action": "created", "id": float64(101), "url": "https://github.example/acme/shop#1#issuecomment-101"}
+	want := map[string]any{"action": "created", "id": float64(101), "url": "https://github.example/acme/shop#1#issuecomment-101", "author": "tandem-bot"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("JSON output (-want +got):\n%s", diff)
 	}
@@ -364,5 +391,179 @@ func TestCIExamplesUseRealFlags(t *testing.T) {
 				t.Errorf("%s never runs tandem %s", name, want)
 			}
 		}
+	}
+}
+
+// plant writes a comment by someone else, the way anyone who can comment on a
+// pull request can, and returns its id.
+func (f *forge) plant(key, author, body string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nextID++
+	if f.bodies[key] == nil {
+		f.bodies[key] = map[int64]string{}
+	}
+	f.bodies[key][f.nextID] = body
+	f.authors[f.nextID] = author
+	return f.nextID
+}
+
+// TestCommentPlanFailedReplacesThePlan covers issue 11 item 2: when the plan
+// for a push could not be made, the plan of an earlier push must not stay on
+// the pull request looking current. `tandem comment --plan-failed` replaces it
+// with a notice, the report the failed diff wrote if it is one, and nothing else.
+func TestCommentPlanFailedReplacesThePlan(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	partial := diffview.Marker + "\n### tandem plan for `3f2c1ab` → `9d81e07`\n\n> **⚠ green** (standby) could not be diffed: `render: release \"web\": template: web/templates/x.yaml:3: nil pointer`\n"
+	const oldPlan = "**web** image 1.2 → 1.3"
+	notice := []string{"### ⚠ tandem plan failed for `9d81e07`", "No plan could be made for this push", "<https://github.example/acme/shop/actions/runs/4242>"}
+	tests := []struct {
+		name    string
+		file    string
+		wantHas []string
+		wantNot []string
+	}{
+		{name: "the diff wrote nothing", file: write("empty.md", ""), wantHas: notice, wantNot: []string{oldPlan, "What the failed run reported"}},
+		{name: "the diff never ran", file: filepath.Join(dir, "missing.md"), wantHas: notice, wantNot: []string{oldPlan}},
+		{name: "a partial report", file: write("partial.md", partial), wantHas: append(notice, "What the failed run reported", "could not be diffed: `render: release"), wantNot: []string{oldPlan}},
+		{name: "not a report", file: write("stderr.txt", "Error: GET https://x-access-token:ghp_cmdtest@github.com: 403\n"), wantHas: notice, wantNot: []string{oldPlan, "x-access-token", "What the failed run reported"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, srv := newForge(t)
+			t.Setenv("GITHUB_TOKEN", f.githubToken)
+			t.Setenv("GITHUB_SERVER_URL", "https://github.example")
+			t.Setenv("GITHUB_REPOSITORY", "acme/shop")
+			t.Setenv("GITHUB_RUN_ID", "4242")
+			t.Setenv("GITHUB_SHA", "9d81e07aabbccddeeff00112233445566778899a")
+			args := []string{"--github", "acme/shop", "--pr", "7", "--github-url", srv.URL + "/api/v3"}
+			if _, err := runComment(t, "", diffview.Marker+"\n### tandem plan\n\n"+oldPlan+"\n", args...); err != nil {
+				t.Fatal(err)
+			}
+			out, err := runComment(t, "", "", append(args, "--plan-failed", "--file", tt.file)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(out, "updated comment 101 on acme/shop#7") {
+				t.Errorf("printed %q, want comment 101 updated", out)
+			}
+			all := f.all("acme/shop#7")
+			if len(all) != 1 {
+				t.Fatalf("comments = %v, want the one sticky comment", all)
+			}
+			body := all[101]
+			if !strings.HasPrefix(body, diffview.Marker+"\n") || strings.Count(body, diffview.Marker) != 1 {
+				t.Errorf("body does not start with the marker exactly once:\n%s", body)
+			}
+			for _, w := range tt.wantHas {
+				if !strings.Contains(body, w) {
+					t.Errorf("body does not say %q:\n%s", w, body)
+				}
+			}
+			for _, w := range append(tt.wantNot, f.githubToken) {
+				if strings.Contains(body, w) {
+					t.Errorf("body holds %q:\n%s", w, body)
+				}
+			}
+		})
+	}
+}
+
+func TestCommentPlanFailedGitLab(t *testing.T) {
+	f, srv := newForge(t)
+	t.Setenv("GITLAB_TOKEN", f.gitlabToken)
+	t.Setenv("CI_JOB_URL", "https://gitlab.example/platform/shop/-/jobs/77")
+	t.Setenv("CI_COMMIT_SHA", "")
+	args := []string{"--gitlab", "platform/shop", "--mr", "3", "--gitlab-url", srv.URL}
+	if _, err := runComment(t, "", diffview.Marker+"\nold plan\n", args...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runComment(t, "", "", append(args, "--plan-failed")...); err != nil {
+		t.Fatal(err)
+	}
+	body := f.all("42!3")[101]
+	for _, w := range []string{"### ⚠ tandem plan failed\n", "<https://gitlab.example/platform/shop/-/jobs/77>"} {
+		if !strings.Contains(body, w) {
+			t.Errorf("body does not say %q:\n%s", w, body)
+		}
+	}
+	if strings.Contains(body, "old plan") {
+		t.Errorf("the old plan survived:\n%s", body)
+	}
+}
+
+// TestCommentPlantedMarkerIgnored: a comment by someone else holding the
+// marker is left alone; tandem writes its own.
+func TestCommentPlantedMarkerIgnored(t *testing.T) {
+	f, srv := newForge(t)
+	t.Setenv("GITHUB_TOKEN", f.githubToken)
+	planted := diffview.Marker + "\n### tandem plan\n\n**No changes**\n"
+	id := f.plant("acme/shop#7", "mallory", planted)
+	out, err := runComment(t, "", diffview.Marker+"\nreal plan\n", "--github", "acme/shop", "--pr", "7", "--github-url", srv.URL+"/api/v3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "created comment 102 on acme/shop#7 as tandem-bot") {
+		t.Errorf("printed %q, want a comment of tandem's own created", out)
+	}
+	if diff := cmp.Diff(map[int64]string{id: planted, 102: diffview.Marker + "\nreal plan\n"}, f.all("acme/shop#7")); diff != "" {
+		t.Errorf("comments (-want +got):\n%s", diff)
+	}
+}
+
+// TestCommentAuthorFlag: when the API will not say whose token it is, the
+// error says to name the author, and --author does.
+func TestCommentAuthorFlag(t *testing.T) {
+	f, srv := newForge(t)
+	f.appToken = true // GET /user answers 403 and this forge has no GraphQL
+	t.Setenv("GITHUB_TOKEN", f.githubToken)
+	args := []string{"--github", "acme/shop", "--pr", "7", "--github-url", srv.URL + "/api/v3"}
+	f.plant("acme/shop#7", "mallory", diffview.Marker+"\nplanted\n")
+	_, err := runComment(t, "", diffview.Marker+"\nplan\n", args...)
+	if err == nil || !strings.Contains(err.Error(), "cannot tell whose comments are tandem's") || !strings.Contains(err.Error(), "--author: github-actions[bot]") {
+		t.Fatalf("error = %v, want one that asks for --author", err)
+	}
+	if strings.Contains(err.Error(), f.githubToken) {
+		t.Errorf("error holds the token: %v", err)
+	}
+	for range 2 {
+		if _, err := runComment(t, "", diffview.Marker+"\nplan\n", append(args, "--author", forgeGitHubUser)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff(map[int64]string{101: diffview.Marker + "\nplanted\n", 102: diffview.Marker + "\nplan\n"}, f.all("acme/shop#7")); diff != "" {
+		t.Errorf("comments (-want +got):\n%s", diff)
+	}
+}
+
+func TestCommentPlanFailedFlags(t *testing.T) {
+	t.Setenv("GITHUB_TOKEN", "x")
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{name: "details without plan-failed", args: []string{"--details-url", "https://ci.example/1"}, wantErr: "--details-url goes with --plan-failed"},
+		{name: "details not http", args: []string{"--plan-failed", "--details-url", "javascript:alert(1)"}, wantErr: `--details-url "javascript:alert(1)": want an http(s) URL`},
+		{name: "bad run URL from env", env: map[string]string{"GITHUB_SERVER_URL": "https://github.example", "GITHUB_REPOSITORY": "a/b> <img", "GITHUB_RUN_ID": "1"}, args: []string{"--plan-failed"}, wantErr: "$GITHUB_SERVER_URL, $GITHUB_REPOSITORY and $GITHUB_RUN_ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			_, err := runComment(t, "", "", append([]string{"--github", "a/b", "--pr", "1"}, tt.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
 	}
 }
