@@ -344,8 +344,8 @@ func TestGitLabCIExample(t *testing.T) {
 	if v, _ := cj["variables"].(map[string]any); v["GIT_STRATEGY"] != "none" {
 		t.Errorf("tandem-comment variables %v: want GIT_STRATEGY none (no merge request content next to the token)", cj["variables"])
 	}
-	if diff := cmp.Diff([]any{map[string]any{"if": `$CI_PIPELINE_SOURCE == "merge_request_event"`, "when": "always"}}, cj["rules"]); diff != "" {
-		t.Errorf("tandem-comment rules: want merge requests, also after a failed plan (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]any{map[string]any{"if": `$CI_PIPELINE_SOURCE == "merge_request_event" && $CI_MERGE_REQUEST_SOURCE_PROJECT_ID == $CI_MERGE_REQUEST_PROJECT_ID`, "when": "always"}}, cj["rules"]); diff != "" {
+		t.Errorf("tandem-comment rules: want merge requests from this project, also after a failed plan (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]any{map[string]any{"job": "tandem-plan", "artifacts": true}}, cj["needs"]); diff != "" {
 		t.Errorf("tandem-comment needs: want tandem-plan's artifacts (-want +got):\n%s", diff)
