@@ -111,8 +111,7 @@ func (t ghThread) whoami(ctx context.Context) (identity, error) {
 	var out struct {
 		Data struct {
 			Viewer struct {
-				Login      string `json:"login"`
-				DatabaseID int64  `json:"databaseId"`
+				Login string `json:"login"`
 			} `json:"viewer"`
 		} `json:"data"`
 		Errors []struct {
@@ -120,7 +119,7 @@ func (t ghThread) whoami(ctx context.Context) (identity, error) {
 		} `json:"errors"`
 	}
 	gql := graphQLURL(t.base)
-	if _, gerr := t.c.do(ctx, http.MethodPost, gql, map[string]string{"query": "query { viewer { login databaseId } }"}, &out); gerr != nil {
+	if _, gerr := t.c.do(ctx, http.MethodPost, gql, map[string]string{"query": "query { viewer { login } }"}, &out); gerr != nil {
 		return identity{}, fmt.Errorf("%w; then GraphQL viewer: %w", err, gerr)
 	}
 	if len(out.Errors) > 0 {
@@ -129,7 +128,10 @@ func (t ghThread) whoami(ctx context.Context) (identity, error) {
 	if out.Data.Viewer.Login == "" {
 		return identity{}, fmt.Errorf("%w; then POST %s: no viewer login in the answer", err, gql)
 	}
-	return identity{Login: out.Data.Viewer.Login, ID: out.Data.Viewer.DatabaseID}, nil
+	// The login only: a bot's databaseId in GraphQL may number it in another
+	// table than the user id REST gives its comments. Logins are unique, and a
+	// "[bot]" login cannot be taken by a person.
+	return identity{Login: out.Data.Viewer.Login}, nil
 }
 
 // graphQLURL is the GraphQL endpoint next to a REST root: https://api.github.com/graphql,

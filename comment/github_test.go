@@ -170,7 +170,9 @@ func (f *fakeGitHub) graphql(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := f.caller(r)
-	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"viewer": map[string]any{"login": u.Login, "databaseId": u.ID}}})
+	// A bot's databaseId may number it in another table than REST's user id:
+	// answer one that differs, so a client matching on it finds nothing.
+	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"viewer": map[string]any{"login": u.Login, "databaseId": u.ID + 1_000_000}}})
 }
 
 // requestLog returns every request so far.
