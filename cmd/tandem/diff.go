@@ -23,7 +23,7 @@ type diffFlags struct {
 	// files included, as the newer side of --against (local use only).
 	workingTree bool
 	exitCode    bool
-	maxBytes int
+	maxBytes    int
 }
 
 func newDiffCmd(g *globalFlags, s streams) *cobra.Command {
