@@ -92,7 +92,8 @@ var _ postrender.PostRenderer = Overlay{}
 
 // Run implements Helm's post-renderer: it applies the overlay to every document
 // of a rendered multi-document manifest, keeping each document's "# Source:"
-// comment and its order.
+// comment and its order. A List (any object with items, as Helm's apply
+// decodes it) is replaced by its items, each overlaid like any other object.
 func (o Overlay) Run(in *bytes.Buffer) (*bytes.Buffer, error) {
 	docs, err := splitDocuments(in.Bytes())
 	if err != nil {
@@ -107,18 +108,26 @@ func (o Overlay) Run(in *bytes.Buffer) (*bytes.Buffer, error) {
 		if len(obj) == 0 {
 			continue
 		}
-		if err := o.apply(obj); err != nil {
-			return nil, fmt.Errorf("overlay: %s: %w", d.sourceOr(objectID(obj)), err)
-		}
-		b, err := yaml.Marshal(obj)
+		// A List's items are applied one by one (see flattenList): each
+		// becomes a document of its own, with the List's template as source.
+		objs, err := flattenList(obj)
 		if err != nil {
 			return nil, fmt.Errorf("overlay: %s: %w", d.sourceOr(objectID(obj)), err)
 		}
-		out.WriteString("---\n")
-		if d.source != "" {
-			out.WriteString("# Source: " + d.source + "\n")
+		for _, obj := range objs {
+			if err := o.apply(obj); err != nil {
+				return nil, fmt.Errorf("overlay: %s: %w", d.sourceOr(objectID(obj)), err)
+			}
+			b, err := yaml.Marshal(obj)
+			if err != nil {
+				return nil, fmt.Errorf("overlay: %s: %w", d.sourceOr(objectID(obj)), err)
+			}
+			out.WriteString("---\n")
+			if d.source != "" {
+				out.WriteString("# Source: " + d.source + "\n")
+			}
+			out.Write(b)
 		}
-		out.Write(b)
 	}
 	return out, nil
 }

@@ -70,12 +70,20 @@ func identities(manifest string) ([]string, error) {
 		if len(obj) == 0 {
 			continue
 		}
-		apiVersion, _ := obj["apiVersion"].(string)
-		kind, _ := obj["kind"].(string)
-		meta, _ := obj["metadata"].(map[string]any)
-		name, _ := meta["name"].(string)
-		ns, _ := meta["namespace"].(string)
-		ids = append(ids, d.source+": "+apiVersion+" "+Object{Kind: kind, Namespace: ns, Name: name}.ID())
+		// Helm's render holds Lists the plan has flattened: compare the
+		// objects Helm would apply.
+		objs, err := flattenList(obj)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.sourceOr("manifest"), err)
+		}
+		for _, obj := range objs {
+			apiVersion, _ := obj["apiVersion"].(string)
+			kind, _ := obj["kind"].(string)
+			meta, _ := obj["metadata"].(map[string]any)
+			name, _ := meta["name"].(string)
+			ns, _ := meta["namespace"].(string)
+			ids = append(ids, d.source+": "+apiVersion+" "+Object{Kind: kind, Namespace: ns, Name: name}.ID())
+		}
 	}
 	slices.Sort(ids)
 	return ids, nil

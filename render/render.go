@@ -258,8 +258,10 @@ func ClusterScoped(kind string) bool {
 }
 
 // ParseObjects splits a rendered manifest into objects, putting namespaced
-// objects without a namespace into the given one. Objects without apiVersion,
-// kind or metadata.name are errors naming their template.
+// objects without a namespace into the given one, and a List's items in
+// place of the List (as Helm applies them; the overlay has already done so
+// for tandem's renders). Objects without apiVersion, kind or metadata.name
+// are errors naming their template.
 func ParseObjects(manifest, namespace string) ([]Object, error) {
 	docs, err := splitDocuments([]byte(manifest))
 	if err != nil {
@@ -267,7 +269,7 @@ func ParseObjects(manifest, namespace string) ([]Object, error) {
 	}
 	var objs []Object
 	var problems []string
-	for _, d := range docs {
+	for _, d := range expandLists(docs, &problems) {
 		var m struct {
 			APIVersion string `json:"apiVersion"`
 			Kind       string `json:"kind"`
@@ -341,4 +343,36 @@ func digest(r *Result) string {
 		fmt.Fprintf(h, "%d:%s\n", len(s), s)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:40]
+}
+
+// expandLists replaces each List document by one document per item (see
+// flattenList); other documents are kept byte for byte. Problems are
+// appended to problems, naming the template.
+func expandLists(docs []document, problems *[]string) []document {
+	out := make([]document, 0, len(docs))
+	for _, d := range docs {
+		obj := map[string]any{}
+		if err := yaml.Unmarshal(d.body, &obj); err != nil {
+			out = append(out, d) // the caller reports it
+			continue
+		}
+		if _, isList := obj["items"]; !isList {
+			out = append(out, d)
+			continue
+		}
+		items, err := flattenList(obj)
+		if err != nil {
+			*problems = append(*problems, fmt.Sprintf("%s: %v", d.sourceOr("manifest"), err))
+			continue
+		}
+		for _, it := range items {
+			b, err := yaml.Marshal(it)
+			if err != nil {
+				*problems = append(*problems, fmt.Sprintf("%s: %v", d.sourceOr("manifest"), err))
+				continue
+			}
+			out = append(out, document{source: d.source, body: b})
+		}
+	}
+	return out
 }
