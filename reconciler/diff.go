@@ -1,9 +1,6 @@
 package reconciler
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -24,12 +21,13 @@ import (
 // there). No cluster is contacted.
 func DiffAgainst(from *manifest.Manifest, fromResults []*render.Result, to *manifest.Manifest, toResults []*render.Result, fromRev, toRev string) (*DiffReport, error) {
 	rep := &DiffReport{Mode: ModeAgainst, From: fromRev, To: toRev}
+	mask := NewSecretMask()
 	old, cur := byClusterRelease(fromResults), byClusterRelease(toResults)
 	for _, c := range orderClusters(to, from) {
 		cd := ClusterDiff{Name: c.Name, Role: string(c.Role), Releases: []ReleaseDiff{}}
 		keys := unionKeys(old[c.Name], cur[c.Name])
 		for _, k := range keys {
-			rd, err := diffRelease(old[c.Name][k], cur[c.Name][k])
+			rd, err := diffRelease(old[c.Name][k], cur[c.Name][k], mask)
 			if err != nil {
 				return nil, fmt.Errorf("cluster %q: release %s: %w", c.Name, k, err)
 			}
@@ -93,7 +91,7 @@ func unionKeys(a, b map[string]*render.Result) []string {
 }
 
 // diffRelease compares one release's two renders; either may be nil.
-func diffRelease(old, cur *render.Result) (ReleaseDiff, error) {
+func diffRelease(old, cur *render.Result, mask *SecretMask) (ReleaseDiff, error) {
 	var rd ReleaseDiff
 	switch {
 	case old == nil:
@@ -115,7 +113,7 @@ func diffRelease(old, cur *render.Result) (ReleaseDiff, error) {
 		return rd, err
 	}
 	for _, k := range sortedObjectKeys(oldObjs, curObjs) {
-		od, err := diffObject(oldObjs[k], curObjs[k], nil)
+		od, err := diffObject(oldObjs[k], curObjs[k], nil, mask)
 		if err != nil {
 			return rd, err
 		}
@@ -192,18 +190,18 @@ func sortedObjectKeys(a, b map[objectKey]map[string]any) []objectKey {
 
 // diffObject compares two versions of an object (either may be nil) after
 // cleaning server-populated fields, dropping ignored JSON pointers and masking
-// Secret values, and returns a unified diff of their YAML.
-func diffObject(old, cur map[string]any, ignore []string) (ObjectDiff, error) {
+// Secret values with mask, and returns a unified diff of their YAML.
+func diffObject(old, cur map[string]any, ignore []string, mask *SecretMask) (ObjectDiff, error) {
 	ref := cur
 	if ref == nil {
 		ref = old
 	}
 	od := ObjectDiff{APIVersion: str(ref, "apiVersion"), Kind: str(ref, "kind"), Name: str(meta(ref), "name"), Namespace: str(meta(ref), "namespace")}
-	oldY, err := cleanYAML(old, ignore)
+	oldY, err := cleanYAML(old, ignore, mask)
 	if err != nil {
 		return od, err
 	}
-	curY, err := cleanYAML(cur, ignore)
+	curY, err := cleanYAML(cur, ignore, mask)
 	if err != nil {
 		return od, err
 	}
@@ -235,7 +233,7 @@ func unifiedDiff(old, cur string) string {
 // Fields the API server owns; they never count as a difference.
 var serverMetadata = []string{"managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"}
 
-func cleanYAML(obj map[string]any, ignore []string) (string, error) {
+func cleanYAML(obj map[string]any, ignore []string, mask *SecretMask) (string, error) {
 	if obj == nil {
 		return "", nil
 	}
@@ -260,38 +258,12 @@ func cleanYAML(obj map[string]any, ignore []string) (string, error) {
 		}
 		c = u.Object
 	}
-	MaskSecret(c)
+	mask.Mask(c)
 	b, err := yaml.Marshal(c)
 	if err != nil {
 		return "", err
 	}
 	return string(b), nil
-}
-
-// MaskSecret replaces the values of a Secret's data and stringData with a
-// short hash of the decoded value, so a diff shows which keys changed but
-// never what they hold. Other objects are left alone.
-func MaskSecret(obj map[string]any) {
-	if str(obj, "kind") != "Secret" || str(obj, "apiVersion") != "v1" {
-		return
-	}
-	for _, field := range []string{"data", "stringData"} {
-		m, ok := obj[field].(map[string]any)
-		if !ok {
-			continue
-		}
-		for k, v := range m {
-			s, _ := v.(string)
-			raw := []byte(s)
-			if field == "data" {
-				if dec, err := base64.StdEncoding.DecodeString(s); err == nil {
-					raw = dec
-				}
-			}
-			sum := sha256.Sum256(raw)
-			m[k] = "(hidden, sha256 " + hex.EncodeToString(sum[:])[:10] + ")"
-		}
-	}
 }
 
 func meta(obj map[string]any) map[string]any {

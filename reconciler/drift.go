@@ -25,6 +25,9 @@ type DiffOptions struct {
 	// connected, with its capabilities and live lookup, as reconcile does;
 	// nil compares the results given.
 	Renderer Renderer
+
+	// mask hides Secret values, one key per report (DiffLive sets it).
+	mask *SecretMask
 }
 
 // DefaultDiffOptions returns the CLI defaults.
@@ -44,6 +47,7 @@ func DiffLive(ctx context.Context, m *manifest.Manifest, results []*render.Resul
 		}
 	}
 	desired := desiredByCluster(m, results)
+	opts.mask = NewSecretMask() // one key for the whole report
 	rep.Clusters = make([]ClusterDiff, len(selected))
 	var wg sync.WaitGroup
 	for i, c := range selected {
@@ -104,7 +108,7 @@ func diffCluster(ctx context.Context, m *manifest.Manifest, c manifest.Cluster, 
 	if len(opts.Selection.Releases) == 0 { // a run restricted to some releases says nothing of the others
 		for _, s := range plan.Prune {
 			rd := ReleaseDiff{Name: s.Name, Namespace: s.Namespace, Change: ChangeRemoved, Notes: []string{"would be uninstalled: no longer in the manifest for this cluster"}}
-			objs, err := removedObjects(byKey[ReleaseKey{s.Namespace, s.Name}].Manifest, s.Namespace, nil)
+			objs, err := removedObjects(byKey[ReleaseKey{s.Namespace, s.Name}].Manifest, s.Namespace, nil, opts.mask)
 			if err != nil {
 				rd.Notes = append(rd.Notes, fmt.Sprintf("its deployed objects could not be listed: %v", err))
 			}
@@ -147,7 +151,7 @@ func diffLiveRelease(ctx context.Context, t Target, snap *clusters.Snapshot, c m
 		}
 	}
 
-	drift, err := liveDrift(ctx, t, snap, c, d, opts.FieldManager)
+	drift, err := liveDrift(ctx, t, snap, c, d, opts.FieldManager, opts.mask)
 	if err != nil {
 		return rd, err
 	}
@@ -160,7 +164,7 @@ func diffLiveRelease(ctx context.Context, t Target, snap *clusters.Snapshot, c m
 	}
 	// Objects the deployed revision has that the manifest no longer renders:
 	// the next upgrade deletes them.
-	removed, err := removedObjects(cur.Manifest, d.Spec.Namespace, rendered)
+	removed, err := removedObjects(cur.Manifest, d.Spec.Namespace, rendered, opts.mask)
 	if err != nil {
 		return rd, fmt.Errorf("release %s: deployed manifest: %w", d.key(), err)
 	}
@@ -211,7 +215,7 @@ func desiredObjects(d Desired) ([]*unstructured.Unstructured, error) {
 // liveDrift compares each desired object of a release with the cluster: a
 // server-side-apply dry run per object against the live object, minus the
 // fields diffs ignore (see ignorePaths).
-func liveDrift(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, d Desired, fieldManager string) ([]objectDrift, error) {
+func liveDrift(ctx context.Context, t Target, snap *clusters.Snapshot, c manifest.Cluster, d Desired, fieldManager string, mask *SecretMask) ([]objectDrift, error) {
 	objs, err := desiredObjects(d)
 	if err != nil {
 		return nil, err
@@ -228,11 +232,11 @@ func liveDrift(ctx context.Context, t Target, snap *clusters.Snapshot, c manifes
 		var od ObjectDiff
 		switch {
 		case st.Live == nil:
-			od, err = diffObject(nil, u.Object, nil)
+			od, err = diffObject(nil, u.Object, nil, mask)
 		case st.Applied == nil:
-			od, err = diffObject(st.Live.Object, u.Object, ignores[k])
+			od, err = diffObject(st.Live.Object, u.Object, ignores[k], mask)
 		default:
-			od, err = diffObject(st.Live.Object, st.Applied.Object, ignores[k])
+			od, err = diffObject(st.Live.Object, st.Applied.Object, ignores[k], mask)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("release %s: %s %s: %w", d.key(), k.kind, k.name, err)
@@ -297,7 +301,7 @@ func ignorePaths(c manifest.Cluster, d Desired) map[objectKey][]string {
 // removedObjects lists the objects of a deployed release manifest that are not
 // in keep, as removals; namespaced objects without a namespace are in the
 // release namespace.
-func removedObjects(manifest, namespace string, keep map[objectKey]bool) ([]ObjectDiff, error) {
+func removedObjects(manifest, namespace string, keep map[objectKey]bool, mask *SecretMask) ([]ObjectDiff, error) {
 	objs, err := manifestObjects(manifest)
 	if err != nil {
 		return nil, err
@@ -311,7 +315,7 @@ func removedObjects(manifest, namespace string, keep map[objectKey]bool) ([]Obje
 		if keep[keyOf(&u)] {
 			continue
 		}
-		od, err := diffObject(u.Object, nil, nil)
+		od, err := diffObject(u.Object, nil, nil, mask)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", u.GetKind(), u.GetName(), err)
 		}

@@ -31,7 +31,7 @@ func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.R
 			return nil
 		}
 	}
-	objs, err := liveDrift(ctx, cr.t, cr.snap, cr.c, *s.desired, r.opts.FieldManager)
+	objs, err := liveDrift(ctx, cr.t, cr.snap, cr.c, *s.desired, r.opts.FieldManager, NewSecretMask())
 	if err != nil {
 		return fmt.Errorf("drift check: %w", err)
 	}

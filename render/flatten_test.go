@@ -51,6 +51,9 @@ func TestListWrappedObjectsGetTheOverlay(t *testing.T) {
 		t.Errorf("the manifest still holds a List:\n%s", res.Manifest)
 	}
 	dep := byID["Deployment ns/r-wrapped"]
+	if dep == nil || byID["CronJob ns/r-nested"] == nil {
+		t.Fatal("the wrapped Deployment or CronJob is not among the objects")
+	}
 	if got := dep["spec"].(map[string]any)["replicas"]; got != float64(0) {
 		t.Errorf("wrapped Deployment on Standby: replicas %v, want 0", got)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"os/exec"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -191,7 +192,9 @@ func TestLiveDrift(t *testing.T) {
 			t.Fatalf("the hand edit did not take: apiKey is %q", got)
 		}
 		secrets := []string{desiredAPIKey, hackedAPIKey, base64.StdEncoding.EncodeToString([]byte(desiredAPIKey)), base64.StdEncoding.EncodeToString([]byte(hackedAPIKey))}
-		hashes := []string{"(hidden, sha256 " + shortHash(hackedAPIKey) + ")", "(hidden, sha256 " + shortHash(desiredAPIKey) + ")"}
+		// Values show as a keyed hash under a key random per report: never
+		// the plain sha256 of the value (brute-forceable offline).
+		plain := []string{shortHash(hackedAPIKey), shortHash(desiredAPIKey)}
 		for _, format := range []string{"text", "json", "markdown"} {
 			t.Run(format, func(t *testing.T) {
 				res := diff(t, 2, format)
@@ -203,7 +206,15 @@ func TestLiveDrift(t *testing.T) {
 						t.Errorf("a Secret value (%d bytes) appears in the %s output", len(s), format)
 					}
 				}
-				want := append([]string{"apiKey", "storefront-secret"}, hashes...)
+				for _, h := range plain {
+					if strings.Contains(res.Stdout, h) {
+						t.Errorf("the %s output shows the plain sha256 of a Secret value", format)
+					}
+				}
+				if !maskedValue.MatchString(res.Stdout) {
+					t.Errorf("the %s output shows no masked value:\n%s", format, res.Stdout)
+				}
+				want := []string{"apiKey", "storefront-secret"}
 				if format != "json" {
 					want = append(want, "Secret shop/storefront-secret")
 				}
@@ -221,8 +232,14 @@ func TestLiveDrift(t *testing.T) {
 		}
 		o := rep.cluster(t, "blue").object(t, "storefront", "Secret shop/storefront-secret")
 		removed, added := diffMarks(o.Diff)
-		if d := cmp.Diff([]string{"apiKey: " + hashes[0], "apiKey: " + hashes[1]}, trimAll(removed, added)); d != "" {
-			t.Errorf("want only the key, old hash then new (-want +got):\n%s\nfull diff:\n%s", d, o.Diff)
+		lines := trimAll(removed, added)
+		if len(lines) != 2 || !maskedLine.MatchString(lines[0]) || !maskedLine.MatchString(lines[1]) || lines[0] == lines[1] {
+			t.Errorf("want only the key, old hash then new (two different hashes), got %q\nfull diff:\n%s", lines, o.Diff)
+		}
+		// Another report hashes the same values under another key.
+		again := diffJSON(t, 2).cluster(t, "blue").object(t, "storefront", "Secret shop/storefront-secret")
+		if r2, a2 := diffMarks(again.Diff); slices.Equal(trimAll(r2, a2), lines) {
+			t.Errorf("two reports show the same hashes %q: the key is not random per report", lines)
 		}
 	})
 
@@ -466,7 +483,13 @@ func helmRevisions(t *testing.T, kc kubectl) []string {
 	return out
 }
 
-// shortHash is how tandem names a Secret value: the first 10 hex digits of its sha256.
+var (
+	maskedValue = regexp.MustCompile(`apiKey: \(hidden, hmac [0-9a-f]{10}\)`)
+	maskedLine  = regexp.MustCompile(`^apiKey: \(hidden, hmac [0-9a-f]{10}\)$`)
+)
+
+// shortHash is how tandem named a Secret value before the keyed hash: the
+// first 10 hex digits of its sha256, which must not appear.
 func shortHash(v string) string {
 	sum := sha256.Sum256([]byte(v))
 	return hex.EncodeToString(sum[:])[:10]

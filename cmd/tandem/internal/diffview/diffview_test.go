@@ -71,7 +71,7 @@ func maskedSecret() *reconciler.DiffReport {
 					{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "web", Change: reconciler.ChangeChanged,
 						Diff: "@@ -20,3 +20,3 @@\n       containers:\n-      - image: registry.local/web:HACKED\n+      - image: registry.local/web:2.1\n"},
 					{APIVersion: "v1", Kind: "Secret", Namespace: "shop", Name: "web-secret", Change: reconciler.ChangeChanged,
-						Diff: "@@ -1,3 +1,3 @@\n data:\n-  apiKey: (hidden, sha256 1f3a9c0d2e)\n+  apiKey: (hidden, sha256 9bc0aa17f4)\n kind: Secret\n"},
+						Diff: "@@ -1,3 +1,3 @@\n data:\n-  apiKey: (hidden, hmac 1f3a9c0d2e)\n+  apiKey: (hidden, hmac 9bc0aa17f4)\n kind: Secret\n"},
 				}},
 			}},
 		},
@@ -224,7 +224,7 @@ func TestMarkdownContent(t *testing.T) {
 		{
 			name:   "live mode heading, masked secret shown as given",
 			report: maskedSecret(), opts: DefaultMarkdownOptions(),
-			want: []string{"### tandem drift at `9d81e07`", "| blue | active | 0 | 0 | 0 | 1 | 0 |", " # Secret shop/web-secret\n", "-  apiKey: (hidden, sha256 1f3a9c0d2e)"},
+			want: []string{"### tandem drift at `9d81e07`", "| blue | active | 0 | 0 | 0 | 1 | 0 |", " # Secret shop/web-secret\n", "-  apiKey: (hidden, hmac 1f3a9c0d2e)"},
 		},
 		{
 			name:   "no differences",
