@@ -158,7 +158,7 @@ func TestReleaseLifecycle(t *testing.T) {
 
 	// Rollback to 1 writes revision 3.
 	cost = c.Requests()
-	rel, err = c.Rollback(ctx, ns, "web", 1)
+	rel, err = c.Rollback(ctx, ns, "web", 1, RollbackOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestReleaseLifecycle(t *testing.T) {
 	if err := c.Uninstall(ctx, ns, "web"); err != nil {
 		t.Errorf("second Uninstall() = %v, want nil", err)
 	}
-	if _, err := c.Rollback(ctx, ns, "web", 1); !errors.Is(err, ErrReleaseNotFound) || !strings.Contains(err.Error(), `cluster "blue": release "`+ns+`/web"`) {
+	if _, err := c.Rollback(ctx, ns, "web", 1, RollbackOptions{}); !errors.Is(err, ErrReleaseNotFound) || !strings.Contains(err.Error(), `cluster "blue": release "`+ns+`/web"`) {
 		t.Errorf("Rollback(uninstalled) = %v, want ErrReleaseNotFound naming cluster and release", err)
 	}
 }

@@ -108,6 +108,17 @@ type ReleaseRequest struct {
 	// DryRun renders with cluster lookups and validates every object with
 	// server-side dry-run requests; nothing is persisted.
 	DryRun bool
+	// DisableHooks installs or upgrades without running the chart's Helm
+	// hooks (helm --no-hooks): a Standby cluster where the release's
+	// workloads are scaled to zero must not run a hook Job at full strength.
+	DisableHooks bool
+}
+
+// RollbackOptions configures a Rollback.
+type RollbackOptions struct {
+	// DisableHooks rolls back without running the chart's hooks (helm
+	// rollback --no-hooks), as ReleaseRequest.DisableHooks.
+	DisableHooks bool
 }
 
 func (r ReleaseRequest) id() string { return r.Namespace + "/" + r.Name }
@@ -208,6 +219,7 @@ func (c *Cluster) install(ctx context.Context, req ReleaseRequest) (*Release, er
 	in.Timeout = req.timeout()
 	in.PostRenderer = req.PostRenderer
 	in.Description = req.Description
+	in.DisableHooks = req.DisableHooks
 	if req.DryRun {
 		in.DryRun = true
 		in.DryRunOption = "server"
@@ -250,6 +262,7 @@ func (c *Cluster) newUpgrade(cfg *action.Configuration, req ReleaseRequest) *act
 	up.Timeout = req.timeout()
 	up.PostRenderer = req.PostRenderer
 	up.Description = req.Description
+	up.DisableHooks = req.DisableHooks
 	up.MaxHistory = c.maxHistory
 	up.ResetValues = true
 	// Helm's own Force replaces objects with PUT, which neither gets past
@@ -344,15 +357,15 @@ func upgradeBase(history []*release.Release) *release.Release {
 // latest) by writing a new revision, as `helm rollback` does, and returns
 // that revision. Helm offers no cancellation for a rollback: once started it
 // runs to completion, bounded by DefaultReleaseTimeout for hooks.
-func (c *Cluster) Rollback(ctx context.Context, namespace, name string, toRevision int) (*Release, error) {
-	r, err := c.rollback(ctx, namespace, name, toRevision)
+func (c *Cluster) Rollback(ctx context.Context, namespace, name string, toRevision int, opts RollbackOptions) (*Release, error) {
+	r, err := c.rollback(ctx, namespace, name, toRevision, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: release %q: rollback to revision %d: %w", c.name, namespace+"/"+name, toRevision, err)
 	}
 	return r, nil
 }
 
-func (c *Cluster) rollback(ctx context.Context, namespace, name string, toRevision int) (*Release, error) {
+func (c *Cluster) rollback(ctx context.Context, namespace, name string, toRevision int, opts RollbackOptions) (*Release, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -362,6 +375,7 @@ func (c *Cluster) rollback(ctx context.Context, namespace, name string, toRevisi
 	}
 	rb := action.NewRollback(cfg)
 	rb.Version = toRevision
+	rb.DisableHooks = opts.DisableHooks
 	rb.Timeout = DefaultReleaseTimeout
 	rb.MaxHistory = c.maxHistory
 	if err := rb.Run(name); err != nil {

@@ -105,7 +105,7 @@ func TestLoadValid(t *testing.T) {
 				DNS:      DNS{AnnotationPrefix: DefaultAnnotationPrefix, ActiveWeight: DefaultActiveWeight},
 				Releases: []Release{{
 					Name: "web", Namespace: "shop", Chart: "./charts/web",
-					Standby: StandbyScaleToZero, Rollout: RolloutParallel, OnFailure: OnFailureRollback, Timeout: "5m",
+					Standby: StandbyScaleToZero, StandbyHooks: StandbyHooksSkip, Rollout: RolloutParallel, OnFailure: OnFailureRollback, Timeout: "5m",
 				}},
 			},
 		},
@@ -136,7 +136,7 @@ func TestLoadValid(t *testing.T) {
 							"blue":  {Values: []string{"values/blue.yaml"}},
 						},
 						Wave: 1, Needs: []string{"platform/api"},
-						Standby: StandbyKeep, Rollout: RolloutStandbyFirst, Timeout: "90s",
+						Standby: StandbyKeep, StandbyHooks: StandbyHooksRun, Rollout: RolloutStandbyFirst, Timeout: "90s",
 						Adopt: true, Force: true, OnFailure: OnFailureKeep, DriftCorrection: true,
 						Ignore: []IgnoreRule{
 							{Kind: "Deployment", Name: "web", Paths: []string{"/spec/replicas", "/metadata/annotations/a~1b~0c"}},
@@ -145,11 +145,11 @@ func TestLoadValid(t *testing.T) {
 					},
 					{
 						Name: "api", Namespace: "shop", Chart: "bitnami/nginx", Version: "15.0.0", Wave: 2, Needs: []string{"web"},
-						Standby: StandbyScaleToZero, Rollout: RolloutParallel, OnFailure: OnFailureRollback, Timeout: "5m",
+						Standby: StandbyScaleToZero, StandbyHooks: StandbyHooksSkip, Rollout: RolloutParallel, OnFailure: OnFailureRollback, Timeout: "5m",
 					},
 					{
 						Name: "api", Namespace: "platform", Chart: "oci://registry.example.com/charts/api", Version: "1.0.0",
-						Standby: StandbyScaleToZero, Rollout: RolloutParallel, OnFailure: OnFailureRollback, Timeout: "5m",
+						Standby: StandbyScaleToZero, StandbyHooks: StandbyHooksSkip, Rollout: RolloutParallel, OnFailure: OnFailureRollback, Timeout: "5m",
 					},
 				},
 			},
@@ -163,12 +163,12 @@ func TestLoadValid(t *testing.T) {
 				Releases: []Release{
 					{
 						Name: "web", Namespace: "shop", Chart: "./charts/web", Values: []string{"values/common.yaml"},
-						Standby: StandbyScaleToZero, Rollout: RolloutParallel, OnFailure: OnFailureRollback, Timeout: "10m",
+						Standby: StandbyScaleToZero, StandbyHooks: StandbyHooksSkip, Rollout: RolloutParallel, OnFailure: OnFailureRollback, Timeout: "10m",
 					},
 					{
 						Name: "web-canary", Namespace: "shop", Chart: "./charts/web", Values: []string{"values/common.yaml"},
 						Set:     map[string]any{"canary": true},
-						Standby: StandbyScaleToZero, Rollout: RolloutParallel, OnFailure: OnFailureRollback, Timeout: "10m",
+						Standby: StandbyScaleToZero, StandbyHooks: StandbyHooksSkip, Rollout: RolloutParallel, OnFailure: OnFailureRollback, Timeout: "10m",
 					},
 				},
 			},
@@ -306,6 +306,7 @@ func TestLoadInvalidFixtures(t *testing.T) {
 			at("releases[0].onFailure", 10, `unknown onFailure "retry": must be rollback or keep`),
 			at("releases[0].timeout", 11, `"5 minutes" is not a Go duration such as 90s or 5m`),
 			at("releases[1].timeout", 15, `must be positive, got "0s"`),
+			at("releases[1].standbyHooks", 16, `unknown standbyHooks "always": must be skip or run`),
 		}},
 		{"invalid-repositories.yaml", []Problem{
 			at("repositories[1].name", 7, `duplicate repository name "bitnami" (also repositories[0])`),

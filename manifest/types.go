@@ -25,6 +25,19 @@ const (
 	StandbyKeep StandbyMode = "keep"
 )
 
+// StandbyHooks says whether a release's Helm hooks run on a Standby cluster
+// where its workloads are scaled to zero.
+type StandbyHooks string
+
+const (
+	// StandbyHooksSkip installs and upgrades without hooks on such a
+	// Standby cluster (the default): Helm does not post-render hooks, so a
+	// hook Job (a database migration) would run there at full strength.
+	StandbyHooksSkip StandbyHooks = "skip"
+	// StandbyHooksRun runs the hooks on every cluster, as Helm would.
+	StandbyHooksRun StandbyHooks = "run"
+)
+
 // Rollout says how a release change is spread over the clusters.
 type Rollout string
 
@@ -154,6 +167,9 @@ type Release struct {
 	Needs []string `json:"needs,omitempty"`
 	// Standby is scale-to-zero (default) or keep.
 	Standby StandbyMode `json:"standby,omitempty"`
+	// StandbyHooks is skip (default) or run: whether Helm hooks run on a
+	// Standby cluster where the release is scaled to zero.
+	StandbyHooks StandbyHooks `json:"standbyHooks,omitempty"`
 	// Rollout is parallel (default) or standby-first.
 	Rollout Rollout `json:"rollout,omitempty"`
 

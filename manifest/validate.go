@@ -57,6 +57,9 @@ func applyDefaults(m *Manifest, d *decoder) {
 		if r.Standby == "" {
 			r.Standby = StandbyScaleToZero
 		}
+		if r.StandbyHooks == "" {
+			r.StandbyHooks = StandbyHooksSkip
+		}
 		if r.Rollout == "" {
 			r.Rollout = RolloutParallel
 		}
@@ -310,6 +313,11 @@ func (v *validator) enums(p string, r *Release) {
 	case StandbyScaleToZero, StandbyKeep:
 	default:
 		v.d.addAt(p+".standby", "unknown standby mode %q: must be %s or %s", r.Standby, StandbyScaleToZero, StandbyKeep)
+	}
+	switch r.StandbyHooks {
+	case StandbyHooksSkip, StandbyHooksRun:
+	default:
+		v.d.addAt(p+".standbyHooks", "unknown standbyHooks %q: must be %s or %s", r.StandbyHooks, StandbyHooksSkip, StandbyHooksRun)
 	}
 	switch r.Rollout {
 	case RolloutParallel, RolloutStandbyFirst:

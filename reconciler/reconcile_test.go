@@ -101,7 +101,7 @@ func (f *fakeTarget) Upgrade(_ context.Context, req clusters.ReleaseRequest) (*c
 	return f.put(req, "upgrade")
 }
 
-func (f *fakeTarget) Rollback(_ context.Context, _, name string, rev int) (*clusters.Release, error) {
+func (f *fakeTarget) Rollback(_ context.Context, _, name string, rev int, _ clusters.RollbackOptions) (*clusters.Release, error) {
 	f.log.add(fmt.Sprintf("%s rollback %s to %d", f.name, name, rev))
 	return &clusters.Release{Name: name, Revision: rev}, nil
 }

@@ -129,6 +129,8 @@ func OverlayFor(m *manifest.Manifest, c manifest.Cluster, rel manifest.Release) 
 		ScaleToZero:  rel.Standby != manifest.StandbyKeep,
 		DNSPrefix:    m.DNS.AnnotationPrefix,
 		ActiveWeight: m.DNS.ActiveWeight,
+		// standbyHooks: skip is the default (and the zero value).
+		RunStandbyHooks: rel.StandbyHooks == manifest.StandbyHooksRun,
 	}
 }
 

@@ -95,6 +95,9 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 		Timeout:      timeout,
 		Force:        spec.Force,
 		Description:  "tandem " + shortCommit(r.opts.Commit),
+		// Hooks are not post-rendered: on a cluster where the overlay
+		// scales the release down they would run at full strength.
+		DisableHooks: res.SkipHooks,
 	}
 	var rel *clusters.Release
 	var err error
@@ -216,7 +219,7 @@ func (r *run) afterFailure(ctx context.Context, cr *clusterRun, s Step, spec man
 	if cr.lost() {
 		return fmt.Errorf("%w; %v: nothing more written (no rollback)", cause, errLockLost)
 	}
-	if _, err := t.Rollback(rctx, s.Namespace, s.Name, target); err != nil {
+	if _, err := t.Rollback(rctx, s.Namespace, s.Name, target, clusters.RollbackOptions{DisableHooks: s.desired.Result.SkipHooks}); err != nil {
 		return fmt.Errorf("%w; rollback to revision %d failed: %v", cause, target, err)
 	}
 	rr.RolledBackTo = target

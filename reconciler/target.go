@@ -29,7 +29,7 @@ type Target interface {
 	ListReleases(ctx context.Context, labels map[string]string) ([]clusters.Release, error)
 	Install(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)
 	Upgrade(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)
-	Rollback(ctx context.Context, namespace, name string, toRevision int) (*clusters.Release, error)
+	Rollback(ctx context.Context, namespace, name string, toRevision int, opts clusters.RollbackOptions) (*clusters.Release, error)
 	Uninstall(ctx context.Context, namespace, name string) error
 	MarkFailed(ctx context.Context, namespace, name string, revision int, reason string) error
 	MarkUnhealthy(ctx context.Context, namespace, name string, revision int, reason string) error

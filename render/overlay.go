@@ -50,6 +50,10 @@ type Overlay struct {
 	DNSPrefix string
 	// ActiveWeight is the record weight on Active clusters; Standby clusters get 0.
 	ActiveWeight int
+	// RunStandbyHooks lets the release's Helm hooks run where the overlay
+	// scales workloads down (the release's standbyHooks: run). Without it
+	// they are skipped there: see SkipHooks.
+	RunStandbyHooks bool
 	// Knobs, when set, replace what Role and ScaleToZero decide: a
 	// switchover phase is a role in between (workloads up but DNS weight
 	// still 0, say). nil keeps the plain Active/Standby overlay, byte for
@@ -86,6 +90,16 @@ func (o Overlay) Effective() Knobs {
 		return Knobs{ScaleDown: o.ScaleToZero, SuspendCronJobs: true}
 	}
 	return Knobs{}
+}
+
+// SkipHooks says the release must be installed and upgraded without its
+// Helm hooks on this cluster: the overlay scales its workloads down (a
+// scale-to-zero release on a Standby, or a switchover phase that does) and
+// the release did not opt in with RunStandbyHooks. Helm 3 does not
+// post-render hooks, so a hook Job (a database migration) would otherwise
+// run there at full strength.
+func (o Overlay) SkipHooks() bool {
+	return o.Effective().ScaleDown && !o.RunStandbyHooks
 }
 
 var _ postrender.PostRenderer = Overlay{}
@@ -269,6 +283,7 @@ func objectID(obj map[string]any) string {
 
 type document struct {
 	source string // the template path from Helm's "# Source:" comment
+	hook   string // for an item of a List, the List's helm.sh/hook annotation
 	body   []byte
 }
 

@@ -102,10 +102,16 @@ type Result struct {
 	Values map[string]any
 	// Manifest is the post-rendered manifest with "# Source:" comments, in Helm's install order.
 	Manifest string
-	// Hooks are the chart's hook manifests; Helm runs them itself and does not post-render them.
+	// Hooks are the chart's hook manifests; Helm runs them itself and does
+	// not post-render them, so they carry no overlay.
 	Hooks string
 	// Objects are the manifest's objects, in the same order.
 	Objects []Object
+	// HookObjects are the hooks' objects (Object.Hook says when each runs).
+	HookObjects []Object
+	// SkipHooks says the install or upgrade on this cluster runs without
+	// hooks (Overlay.SkipHooks): HookObjects are not created there.
+	SkipHooks bool
 	// Digest identifies the rendered content: equal digests mean an upgrade would change nothing.
 	Digest string
 	// UsedLookup says the templates called lookup. A render without the
@@ -123,6 +129,9 @@ type Object struct {
 	Name       string `json:"name"`
 	// Source is the template that produced it, e.g. "example/templates/deployment.yaml".
 	Source string `json:"source,omitempty"`
+	// Hook is, for a hook, its helm.sh/hook annotation (the events it runs
+	// on, e.g. "pre-install,pre-upgrade"); empty for other objects.
+	Hook string `json:"hook,omitempty"`
 	// Body is the object as YAML.
 	Body []byte `json:"-"`
 }
@@ -194,6 +203,10 @@ func (r *Renderer) render(ctx context.Context, req Request, pool *workerPool) (*
 	if err != nil {
 		return nil, err
 	}
+	hookObjs, err := ParseObjects(o.hooks, req.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("hooks: %w", err)
+	}
 	res := &Result{
 		Cluster:      req.Cluster,
 		Release:      req.Release,
@@ -205,6 +218,8 @@ func (r *Renderer) render(ctx context.Context, req Request, pool *workerPool) (*
 		Manifest:     o.manifest,
 		Hooks:        o.hooks,
 		Objects:      objs,
+		HookObjects:  hookObjs,
+		SkipHooks:    req.Overlay.SkipHooks(),
 		UsedLookup:   o.usedLookup,
 	}
 	res.Digest = digest(res)
@@ -274,8 +289,9 @@ func ParseObjects(manifest, namespace string) ([]Object, error) {
 			APIVersion string `json:"apiVersion"`
 			Kind       string `json:"kind"`
 			Metadata   struct {
-				Name      string `json:"name"`
-				Namespace string `json:"namespace"`
+				Name        string         `json:"name"`
+				Namespace   string         `json:"namespace"`
+				Annotations map[string]any `json:"annotations"`
 			} `json:"metadata"`
 		}
 		if err := yaml.Unmarshal(d.body, &m); err != nil {
@@ -300,7 +316,11 @@ func ParseObjects(manifest, namespace string) ([]Object, error) {
 		if ns == "" && !ClusterScoped(m.Kind) {
 			ns = namespace
 		}
-		objs = append(objs, Object{APIVersion: m.APIVersion, Kind: m.Kind, Namespace: ns, Name: m.Metadata.Name, Source: d.source, Body: d.body})
+		hook, _ := m.Metadata.Annotations[hookAnnotation].(string)
+		if hook == "" {
+			hook = d.hook // an item of a List hook
+		}
+		objs = append(objs, Object{APIVersion: m.APIVersion, Kind: m.Kind, Namespace: ns, Name: m.Metadata.Name, Source: d.source, Hook: hook, Body: d.body})
 	}
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "; "))
@@ -345,6 +365,9 @@ func digest(r *Result) string {
 	return hex.EncodeToString(h.Sum(nil))[:40]
 }
 
+// hookAnnotation marks a Helm hook and names the events it runs on.
+const hookAnnotation = "helm.sh/hook"
+
 // expandLists replaces each List document by one document per item (see
 // flattenList); other documents are kept byte for byte. Problems are
 // appended to problems, naming the template.
@@ -365,13 +388,18 @@ func expandLists(docs []document, problems *[]string) []document {
 			*problems = append(*problems, fmt.Sprintf("%s: %v", d.sourceOr("manifest"), err))
 			continue
 		}
+		// Helm decides what is a hook from the document's own annotation:
+		// the items of a List hook run as that hook.
+		meta, _ := obj["metadata"].(map[string]any)
+		ann, _ := meta["annotations"].(map[string]any)
+		hook, _ := ann[hookAnnotation].(string)
 		for _, it := range items {
 			b, err := yaml.Marshal(it)
 			if err != nil {
 				*problems = append(*problems, fmt.Sprintf("%s: %v", d.sourceOr("manifest"), err))
 				continue
 			}
-			out = append(out, document{source: d.source, body: b})
+			out = append(out, document{source: d.source, hook: hook, body: b})
 		}
 	}
 	return out
