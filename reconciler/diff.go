@@ -121,10 +121,24 @@ func diffRelease(old, cur *render.Result, mask *SecretMask) (ReleaseDiff, error)
 			rd.Objects = append(rd.Objects, od)
 		}
 	}
+	hookDiffs, err := diffHooks(old, cur, mask)
+	if err != nil {
+		return rd, err
+	}
+	rd.Objects = append(rd.Objects, hookDiffs...)
 	if rd.Change == ChangeUnchanged && (len(rd.Objects) > 0 || len(rd.Notes) > 0 || old.Digest != cur.Digest) {
 		rd.Change = ChangeChanged
 		if len(rd.Objects) == 0 && len(rd.Notes) == 0 {
 			rd.Notes = append(rd.Notes, "values or hooks changed; the rendered objects are the same")
+		}
+	}
+	if cur != nil && rd.Change != ChangeUnchanged {
+		op := "upgrade"
+		if rd.Change == ChangeAdded {
+			op = "install"
+		}
+		if n := hooksNote(cur, op); n != "" {
+			rd.Notes = append(rd.Notes, n)
 		}
 	}
 	if cur != nil && cur.UsedLookup {
@@ -143,11 +157,15 @@ func diffRelease(old, cur *render.Result, mask *SecretMask) (ReleaseDiff, error)
 type objectKey struct{ group, kind, namespace, name string }
 
 func objectsOf(r *render.Result) (map[objectKey]map[string]any, error) {
-	out := map[objectKey]map[string]any{}
 	if r == nil {
-		return out, nil
+		return map[objectKey]map[string]any{}, nil
 	}
-	for _, o := range r.Objects {
+	return objectsIn(r.Objects)
+}
+
+func objectsIn(objs []render.Object) (map[objectKey]map[string]any, error) {
+	out := map[objectKey]map[string]any{}
+	for _, o := range objs {
 		obj := map[string]any{}
 		if err := yaml.Unmarshal(o.Body, &obj); err != nil {
 			return nil, fmt.Errorf("%s: %w", o.ID(), err)

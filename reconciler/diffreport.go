@@ -65,6 +65,24 @@ type ObjectDiff struct {
 	// Diff is a unified diff of the object's YAML (old side first), without
 	// file headers; empty for unchanged objects. Secret values are masked.
 	Diff string `json:"diff,omitempty"`
+	// Hook is, for a Helm hook, the events it runs on (its helm.sh/hook
+	// annotation, e.g. "pre-install,pre-upgrade"); empty for other objects.
+	Hook string `json:"hook,omitempty"`
+	// HookSkipped says the hook does not run on this cluster: the release
+	// is scaled to zero there (standby: scale-to-zero) and not standbyHooks: run.
+	HookSkipped bool `json:"hookSkipped,omitempty"`
+}
+
+// Label is ID, marked for a hook: "Job shop/migrate (hook pre-upgrade)", or
+// "(hook pre-upgrade, not run on this cluster)".
+func (o ObjectDiff) Label() string {
+	switch {
+	case o.Hook == "":
+		return o.ID()
+	case o.HookSkipped:
+		return o.ID() + " (hook " + o.Hook + ", not run on this cluster)"
+	}
+	return o.ID() + " (hook " + o.Hook + ")"
 }
 
 // ID names the object as "Kind namespace/name".

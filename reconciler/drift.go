@@ -151,6 +151,13 @@ func diffLiveRelease(ctx context.Context, t Target, snap *clusters.Snapshot, c m
 		}
 	}
 
+	switch s.Action {
+	case ActionInstall, ActionUpgrade:
+		if n := hooksNote(d.Result, string(s.Action)); n != "" {
+			rd.Notes = append(rd.Notes, n)
+		}
+	}
+
 	drift, err := liveDrift(ctx, t, snap, c, d, opts.FieldManager, opts.mask)
 	if err != nil {
 		return rd, err

@@ -66,6 +66,9 @@ func writeRenderYAML(w io.Writer, m *manifest.Manifest, results []*render.Result
 		c, _ := m.Cluster(r.Cluster)
 		fmt.Fprintf(&b, "# tandem: cluster %s (%s), release %s/%s, chart %s-%s\n", r.Cluster, c.Role, r.Namespace, r.Release, r.ChartName, r.ChartVersion)
 		b.WriteString(r.Manifest)
+		if r.SkipHooks && r.Hooks != "" {
+			fmt.Fprintf(&b, "# tandem: the hooks below are not run on cluster %s: the release is scaled to zero there (standbyHooks: run runs them)\n", r.Cluster)
+		}
 		b.WriteString(r.Hooks)
 	}
 	_, err := io.WriteString(w, b.String())
@@ -81,19 +84,28 @@ type renderedRelease struct {
 	ChartVersion string           `json:"chartVersion"`
 	Digest       string           `json:"digest"`
 	Objects      []map[string]any `json:"objects"`
+	// Hooks are the chart's Helm hooks, which carry no overlay; HooksSkipped
+	// says they are not run on this cluster (scaled to zero there).
+	Hooks        []map[string]any `json:"hooks"`
+	HooksSkipped bool             `json:"hooksSkipped,omitempty"`
 }
 
 func writeRenderJSON(w io.Writer, results []*render.Result) error {
 	out := make([]renderedRelease, 0, len(results))
 	for _, r := range results {
 		rr := renderedRelease{Cluster: r.Cluster, Release: r.Release, Namespace: r.Namespace, Chart: r.ChartName,
-			ChartVersion: r.ChartVersion, Digest: r.Digest, Objects: []map[string]any{}}
-		for _, o := range r.Objects {
-			obj := map[string]any{}
-			if err := yaml.Unmarshal(o.Body, &obj); err != nil {
-				return fmt.Errorf("cluster %q: release %q: %s: %w", r.Cluster, r.Release, o.ID(), err)
+			ChartVersion: r.ChartVersion, Digest: r.Digest, Objects: []map[string]any{}, Hooks: []map[string]any{}, HooksSkipped: r.SkipHooks}
+		for _, list := range []struct {
+			objs []render.Object
+			out  *[]map[string]any
+		}{{r.Objects, &rr.Objects}, {r.HookObjects, &rr.Hooks}} {
+			for _, o := range list.objs {
+				obj := map[string]any{}
+				if err := yaml.Unmarshal(o.Body, &obj); err != nil {
+					return fmt.Errorf("cluster %q: release %q: %s: %w", r.Cluster, r.Release, o.ID(), err)
+				}
+				*list.out = append(*list.out, obj)
 			}
-			rr.Objects = append(rr.Objects, obj)
 		}
 		out = append(out, rr)
 	}

@@ -208,7 +208,7 @@ func newSection(c reconciler.ClusterDiff, name string, r reconciler.ReleaseDiff)
 		if o.Change == reconciler.ChangeUnchanged {
 			continue
 		}
-		s.lines = append(s.lines, " # "+o.ID()+objectSuffix(o.Change))
+		s.lines = append(s.lines, " # "+o.Label()+objectSuffix(o.Change))
 		for _, l := range diffLines(o.Diff) {
 			s.lines = append(s.lines, clip(l, maxLineBytes))
 		}

@@ -72,7 +72,7 @@ func Text(w io.Writer, d *reconciler.DiffReport) error {
 				if o.Change == reconciler.ChangeUnchanged {
 					continue
 				}
-				ew.printf("  %s%s\n", sanitize(o.ID()), objectSuffix(o.Change))
+				ew.printf("  %s%s\n", sanitize(o.Label()), objectSuffix(o.Change))
 				for _, l := range diffLines(o.Diff) {
 					ew.printf("%s\n", sanitize(textDiffLine(l)))
 				}
