@@ -64,9 +64,31 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// serverError reports whether err is a server error a later try may not get
-// again (500, 502, 503, 504), after which a create may have been carried out.
+// ConnError is a request that got no answer: the connection was refused,
+// reset or closed before a response came (not a timeout, which is not tried again).
+type ConnError struct {
+	Err error
+	// Attempts is how many times the request was sent.
+	Attempts int
+}
+
+func (e *ConnError) Error() string {
+	if e.Attempts > 1 {
+		return fmt.Sprintf("%v (gave up after %d attempts)", e.Err, e.Attempts)
+	}
+	return e.Err.Error()
+}
+
+func (e *ConnError) Unwrap() error { return e.Err }
+
+// serverError reports whether err is a passing failure a later try may not
+// get again (500, 502, 503, 504, or no answer at all), after which a create
+// may have been carried out all the same.
 func serverError(err error) bool {
+	var connErr *ConnError
+	if errors.As(err, &connErr) {
+		return true
+	}
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) {
 		return false
@@ -76,6 +98,12 @@ func serverError(err error) bool {
 		return true
 	}
 	return false
+}
+
+// notFound reports whether err is the API's 404.
+func notFound(err error) bool {
+	var apiErr *APIError
+	return errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusNotFound
 }
 
 // maxPages bounds pagination, so a server that always answers with a next
@@ -167,13 +195,16 @@ func newClient(hc *http.Client, timeout time.Duration, retry RetryOptions, baseU
 	next := hc.CheckRedirect
 	own.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if req.URL.Scheme != u.Scheme || req.URL.Host != u.Host {
-			return fmt.Errorf("refusing to follow a redirect to %s://%s: not the API's host %s://%s, and the token would go with it", req.URL.Scheme, req.URL.Host, u.Scheme, u.Host)
+			return &redirectError{fmt.Errorf("refusing to follow a redirect to %s://%s: not the API's host %s://%s, and the token would go with it", req.URL.Scheme, req.URL.Host, u.Scheme, u.Host)}
 		}
 		if next != nil {
-			return next(req, via)
+			if err := next(req, via); err != nil {
+				return &redirectError{err}
+			}
+			return nil
 		}
 		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
+			return &redirectError{errors.New("stopped after 10 redirects")}
 		}
 		return nil
 	}
@@ -190,6 +221,9 @@ func (c client) do(ctx context.Context, method, rawURL string, in, out any) (htt
 		if err == nil {
 			return h, nil
 		}
+		if ctx.Err() != nil {
+			return h, err
+		}
 		wait, again := c.retryWait(method, h, err, attempt)
 		if !again {
 			return h, err
@@ -205,6 +239,11 @@ func (c client) attempt(ctx context.Context, method, rawURL string, in, out any)
 	defer cancel()
 	h, err := c.send(rctx, method, rawURL, in, out)
 	if err != nil && ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
+		// A slow API is not tried again: each attempt would wait as long.
+		var connErr *ConnError
+		if errors.As(err, &connErr) {
+			err = connErr.Err
+		}
 		return h, fmt.Errorf("no complete response within %s: %w", c.timeout, err)
 	}
 	return h, err
@@ -212,12 +251,21 @@ func (c client) attempt(ctx context.Context, method, rawURL string, in, out any)
 
 // retryWait decides whether a failed attempt is tried again, and after how
 // long. Tried again: 429, a rate limit's 403 (GitHub's secondary limits), and
-// 500, 502, 503, 504 unless the request was a POST, which may have been
-// carried out all the same (Upsert lists again instead of creating twice).
+// 500, 502, 503, 504 or no answer at all (a refused, reset or closed
+// connection) unless the request was a POST, which may have been carried out
+// all the same (Upsert lists again instead of creating twice).
 // The wait is what the API asks for (Retry-After; a rate limit's reset), else
 // Backoff doubled per attempt; a longer wait than MaxWait fails at once.
 // It records the attempts and a refused wait on the APIError.
 func (c client) retryWait(method string, h http.Header, err error, attempt int) (time.Duration, bool) {
+	var connErr *ConnError
+	if errors.As(err, &connErr) {
+		connErr.Attempts = attempt
+		if method == http.MethodPost || attempt >= c.retry.Attempts {
+			return 0, false
+		}
+		return c.retry.Backoff << (attempt - 1), true
+	}
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) {
 		return 0, false
@@ -306,7 +354,12 @@ func (c client) send(ctx context.Context, method, rawURL string, in, out any) (h
 	c.auth(req.Header)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.redactErr(err)
+		err = c.redactErr(err)
+		var redirect *redirectError
+		if errors.As(err, &redirect) {
+			return nil, err
+		}
+		return nil, &ConnError{Err: err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -339,6 +392,13 @@ func (c client) sameOrigin(from, link string) (string, error) {
 	}
 	return u.String(), nil
 }
+
+// redirectError is a redirect refused: an answer, not a connection failing,
+// so it is never tried again.
+type redirectError struct{ err error }
+
+func (e *redirectError) Error() string { return e.err.Error() }
+func (e *redirectError) Unwrap() error { return e.err }
 
 // redact replaces the token wherever it appears in s.
 func (c client) redact(s string) string {
@@ -416,12 +476,22 @@ func nextLink(h http.Header) string {
 	return ""
 }
 
-// withMarker returns body with marker as its first line unless it already holds it.
+// withMarker returns body with marker as its first line unless it already
+// starts with it: tandem's comments are found again by a marker that opens
+// them (see opensWith).
 func withMarker(body, marker string) string {
-	if strings.Contains(body, marker) {
+	if opensWith(body, marker) {
 		return body
 	}
 	return marker + "\n" + body
+}
+
+// opensWith reports whether body starts with marker, leading blank space
+// aside. tandem writes the marker as its comments' first line; a comment that
+// holds it further down (another workflow quoting a pull request's text under
+// the same bot identity, say) is not tandem's.
+func opensWith(body, marker string) bool {
+	return strings.HasPrefix(strings.TrimLeft(body, " \t\r\n"), marker)
 }
 
 func checkArgs(n int, body, marker string) error {

@@ -61,6 +61,9 @@ type fault struct {
 	// after, when set, serves the request first and then answers status:
 	// the write happened, but the client is told it failed.
 	after bool
+	// drop closes the connection instead of answering (status is unused):
+	// an API, proxy or network that resets the connection.
+	drop bool
 }
 
 // bot is the identity of the fakes' default token; octocat is someone else.
@@ -137,6 +140,14 @@ func takeFault(faults *[]fault, method, path string) (fault, bool) {
 }
 
 func (ft fault) write(w http.ResponseWriter) {
+	if ft.drop {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		_ = conn.Close()
+		return
+	}
 	for k, v := range ft.header {
 		w.Header().Set(k, v)
 	}

@@ -68,13 +68,17 @@ type thread interface {
 	remove(ctx context.Context, id int64) error
 }
 
-// upsert keeps exactly one comment holding marker by tandem's identity (the
-// author, or the token's own when author is empty) on t, with body as its
+// upsert keeps exactly one comment opening with marker by tandem's identity
+// (the author, or the token's own when author is empty) on t, with body as its
 // text. Comments by anyone else are never touched, whatever they hold: anyone
-// can write the marker. Further comments of tandem's holding the marker (two
-// runs raced) are deleted, so that no stale plan stays on the page. A create
-// answered with a server error may have been carried out: the comments are
-// listed again, and the comment edited if it landed, rather than created twice.
+// can write the marker. Nor are comments by the same identity that hold the
+// marker further down: Actions' GITHUB_TOKEN writes as github-actions[bot] for
+// every workflow, and another one may quote a pull request's text. Further
+// comments of tandem's (two runs raced) are deleted, so that no stale plan
+// stays on the page; one already gone (the other run deleted it) is fine. A
+// create answered with a server error, or with no answer, may have been
+// carried out: the comments are listed again, and the comment edited if it
+// landed, rather than created twice.
 func upsert(ctx context.Context, t thread, retry RetryOptions, author, body, marker string) (Result, error) {
 	who := identity{Login: author}
 	if author == "" {
@@ -90,7 +94,7 @@ func upsert(ctx context.Context, t thread, retry RetryOptions, author, body, mar
 		}
 		var ours []note
 		for _, n := range all {
-			if who.wrote(n) && strings.Contains(n.Body, marker) {
+			if who.wrote(n) && opensWith(n.Body, marker) {
 				ours = append(ours, n)
 			}
 		}
@@ -102,6 +106,9 @@ func upsert(ctx context.Context, t thread, retry RetryOptions, author, body, mar
 			res.Action, res.Author = ActionUpdated, who.Login
 			for _, n := range ours[1:] {
 				if err := t.remove(ctx, n.ID); err != nil {
+					if notFound(err) {
+						continue // a run that raced this one deleted it first
+					}
 					return res, fmt.Errorf("%s %d updated; delete the older duplicate %d: %w", t.noun(), ours[0].ID, n.ID, err)
 				}
 				res.Removed = append(res.Removed, n.ID)
@@ -113,7 +120,7 @@ func upsert(ctx context.Context, t thread, retry RetryOptions, author, body, mar
 			res.Action, res.Author = ActionCreated, who.Login
 			return res, nil
 		}
-		if !serverError(err) || round >= retry.Attempts {
+		if !serverError(err) || round >= retry.Attempts || ctx.Err() != nil {
 			return Result{}, fmt.Errorf("create %s: %w", t.noun(), err)
 		}
 		wait := retry.Backoff << (round - 1)
