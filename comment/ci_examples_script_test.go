@@ -1,0 +1,89 @@
+package comment
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCIExamplesCommentScriptNeverLeavesAStalePlan runs the comment job's
+// script of each example with bash, a stand-in `tandem` that records its
+// arguments, and the files the plan job may or may not have left. A plan job
+// that succeeded but whose plan file did not arrive (the artifact download
+// failed; the GitHub step goes on past that) must replace the previous plan
+// with the "plan failed" notice: a `tandem comment --file plan.md` that fails
+// on the missing file leaves the plan of an earlier push up, looking current.
+func TestCIExamplesCommentScriptNeverLeavesAStalePlan(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	gh, _ := readExample(t, "github-actions.yaml")
+	var ghScript string
+	for _, s := range ghSteps(gh["jobs"].(map[string]any)["comment"].(map[string]any)) {
+		if strings.Contains(s.run, "tandem comment") {
+			ghScript = s.run
+		}
+	}
+	gl, _ := readExample(t, "gitlab-ci.yaml")
+	var glScript strings.Builder
+	for _, l := range toSlice(gl["tandem-comment"].(map[string]any)["script"]) {
+		glScript.WriteString(toString(l) + "\n")
+	}
+	if ghScript == "" || glScript.Len() == 0 {
+		t.Fatal("no comment script found in the examples")
+	}
+
+	const plan = "<!-- tandem:report -->\n### tandem plan\n"
+	tests := []struct {
+		name   string
+		script string
+		env    []string
+		files  map[string]string
+		// failed: the script must call --plan-failed.
+		failed bool
+	}{
+		{name: "github, plan succeeded", script: ghScript, env: []string{"PLAN_RESULT=success"}, files: map[string]string{"plan.md": plan}},
+		{name: "github, plan succeeded, plan file missing", script: ghScript, env: []string{"PLAN_RESULT=success"}, failed: true},
+		{name: "github, plan succeeded, plan file empty", script: ghScript, env: []string{"PLAN_RESULT=success"}, files: map[string]string{"plan.md": ""}, failed: true},
+		{name: "github, plan failed", script: ghScript, env: []string{"PLAN_RESULT=failure"}, files: map[string]string{"plan.md": plan}, failed: true},
+		{name: "gitlab, plan succeeded", script: glScript.String(), files: map[string]string{"plan.md": plan, "plan.ok": ""}},
+		{name: "gitlab, plan failed", script: glScript.String(), files: map[string]string{"plan.md": plan}, failed: true},
+		{name: "gitlab, plan.ok without a plan", script: glScript.String(), files: map[string]string{"plan.ok": ""}, failed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, bin := t.TempDir(), t.TempDir()
+			args := filepath.Join(bin, "args")
+			stub := "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " + args + "\n"
+			if err := os.WriteFile(filepath.Join(bin, "tandem"), []byte(stub), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, body := range tt.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command(bash, "-e", "-c", tt.script)
+			cmd.Dir = dir
+			cmd.Env = append([]string{"PATH=" + bin + ":/usr/bin:/bin", "GITHUB_REPOSITORY=acme/shop", "PR_NUMBER=7",
+				"CI_PROJECT_PATH=acme/shop", "CI_MERGE_REQUEST_IID=3", "CI_PIPELINE_URL=https://gitlab.example/acme/shop/-/pipelines/9"}, tt.env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("script failed: %v\n%s", err, out)
+			}
+			got, err := os.ReadFile(args)
+			if err != nil {
+				t.Fatalf("the script never ran tandem: %v", err)
+			}
+			calls := strings.Split(strings.TrimSpace(string(got)), "\n")
+			if len(calls) != 1 || !strings.HasPrefix(calls[0], "comment ") {
+				t.Fatalf("tandem calls = %q, want one tandem comment", calls)
+			}
+			if has := strings.Contains(calls[0], "--plan-failed"); has != tt.failed {
+				t.Errorf("tandem %s: --plan-failed is %v, want %v", calls[0], has, tt.failed)
+			}
+		})
+	}
+}
