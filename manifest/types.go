@@ -142,10 +142,35 @@ func (d DNS) Drain() time.Duration {
 	return time.Duration(*d.DrainSeconds) * time.Second
 }
 
-// Repository is a chart repository (https:// index or oci://).
+// Repository is a chart repository (https:// index or oci://), and how to reach it.
+// tandem.yaml names where credentials are (environment variables, files outside the
+// repository), never the credentials themselves.
 type Repository struct {
 	Name string `json:"name"`
 	URL  string `json:"url"`
+	// Insecure allows an http:// URL, or an OCI registry served over plain HTTP. Without it
+	// every request, redirects included, is HTTPS.
+	Insecure bool `json:"insecure,omitempty"`
+	// Username is the basic-auth user; UsernameEnv names an environment variable holding it
+	// instead. At most one of them.
+	Username    string `json:"username,omitempty"`
+	UsernameEnv string `json:"usernameEnv,omitempty"`
+	// PasswordEnv names an environment variable, PasswordFile an absolute path of a file,
+	// holding the password or token. At most one of them, and only with a user.
+	PasswordEnv  string `json:"passwordEnv,omitempty"`
+	PasswordFile string `json:"passwordFile,omitempty"`
+	// CAFile is a PEM bundle of CAs trusted besides the system's: an absolute path, or a path
+	// inside the manifest repository (a CA certificate is no secret).
+	CAFile string `json:"caFile,omitempty"`
+	// CertFile and KeyFile are a PEM client certificate and its key, absolute paths, both or
+	// neither.
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+}
+
+// HasCredentials reports whether the repository sends a user and password.
+func (r Repository) HasCredentials() bool {
+	return r.Username != "" || r.UsernameEnv != "" || r.PasswordEnv != "" || r.PasswordFile != ""
 }
 
 // Release is one Helm release that tandem deploys to every cluster that enables it.
@@ -155,6 +180,10 @@ type Release struct {
 	// Chart is a path inside the manifest repository (starting with ./), repo/chart, or an oci:// reference.
 	Chart   string `json:"chart"`
 	Version string `json:"version,omitempty"`
+	// Digest pins a remote chart's archive: "sha256:" followed by the hex SHA-256 of the
+	// .tgz (for OCI, the chart layer's digest, as `helm push` prints it). A download that
+	// does not match fails the render, so what was reviewed is what is applied.
+	Digest string `json:"digest,omitempty"`
 	// Values are files inside the manifest repository, merged in order.
 	Values []string `json:"values,omitempty"`
 	// Set holds dotted keys like helm --set; values may be any YAML scalar.

@@ -20,6 +20,8 @@ var (
 	// helmReleaseName is Helm's own check (chartutil.ValidateReleaseName), without importing Helm.
 	helmReleaseName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	repoName        = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	envName         = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	sha256Digest    = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 )
 
 const (
@@ -205,7 +207,41 @@ func (v *validator) repositories() {
 			v.d.addAt(p+".url", "must be set")
 		} else if msg := checkRepoURL(r.URL, "https", "http", "oci"); msg != "" {
 			v.d.addAt(p+".url", "%s", msg)
+		} else if strings.HasPrefix(r.URL, "http://") && !r.Insecure {
+			v.d.addAt(p+".url", "is plain http://: use https://, or set insecure: true to send charts (and any credentials) unencrypted")
 		}
+		v.repositoryAccess(p, r)
+	}
+}
+
+// repositoryAccess checks where a repository's credentials and TLS files are. It never reads
+// them: they exist where tandem runs, not where the manifest is validated.
+func (v *validator) repositoryAccess(p string, r Repository) {
+	for _, e := range []struct{ field, value string }{{"usernameEnv", r.UsernameEnv}, {"passwordEnv", r.PasswordEnv}} {
+		if e.value != "" && !envName.MatchString(e.value) {
+			v.d.addAt(p+"."+e.field, "%q is not an environment variable name", e.value)
+		}
+	}
+	for _, f := range []struct{ field, value string }{{"passwordFile", r.PasswordFile}, {"certFile", r.CertFile}, {"keyFile", r.KeyFile}} {
+		if f.value != "" && !path.IsAbs(f.value) {
+			v.d.addAt(p+"."+f.field, "must be an absolute path: a credential does not belong in the manifest repository")
+		}
+	}
+	if r.CAFile != "" && !path.IsAbs(r.CAFile) {
+		if _, err := v.m.Path(r.CAFile); err != nil {
+			v.d.addAt(p+".caFile", "%v", err)
+		}
+	}
+	switch {
+	case r.Username != "" && r.UsernameEnv != "":
+		v.d.addAt(p+".usernameEnv", "set username or usernameEnv, not both")
+	case r.PasswordEnv != "" && r.PasswordFile != "":
+		v.d.addAt(p+".passwordFile", "set passwordEnv or passwordFile, not both")
+	case (r.Username != "" || r.UsernameEnv != "") != (r.PasswordEnv != "" || r.PasswordFile != ""):
+		v.d.addAt(p, "a user needs a password (passwordEnv or passwordFile) and a password a user (username or usernameEnv)")
+	}
+	if (r.CertFile == "") != (r.KeyFile == "") {
+		v.d.addAt(p, "certFile and keyFile go together")
 	}
 }
 
@@ -217,7 +253,7 @@ func checkRepoURL(raw string, schemes ...string) string {
 		return "is not a valid URL"
 	}
 	if u.User != nil {
-		return "must not hold credentials: give them to Helm's registry or repository configuration instead"
+		return "must not hold credentials: name where they are with username or usernameEnv, and passwordEnv or passwordFile"
 	}
 	ok := false
 	for _, s := range schemes {
@@ -260,6 +296,7 @@ func (v *validator) releases() {
 			}
 		}
 		v.chart(p, r)
+		v.digest(p, r)
 		for j, f := range r.Values {
 			v.valuesFile(indexPath(p+".values", j), f)
 		}
@@ -372,6 +409,19 @@ func (v *validator) releaseNeeds(i int, p string) {
 			v.d.addAt(np, "needs %q, which is in a later wave (%d) than this release (%d)", ref, w, r.Wave)
 		}
 		v.needs[i] = append(v.needs[i], k)
+	}
+}
+
+// digest checks a release's chart pin: only for remote charts, sha256 only.
+func (v *validator) digest(p string, r *Release) {
+	if r.Digest == "" {
+		return
+	}
+	switch {
+	case !sha256Digest.MatchString(r.Digest):
+		v.d.addAt(p+".digest", "must be \"sha256:\" and 64 lower-case hex digits (the SHA-256 of the chart archive)")
+	case r.Local():
+		v.d.addAt(p+".digest", "pins a remote chart's archive; a chart in this repository is pinned by its commit")
 	}
 }
 

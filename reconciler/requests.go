@@ -137,7 +137,7 @@ func OverlayFor(m *manifest.Manifest, c manifest.Cluster, rel manifest.Release) 
 func chartSource(m *manifest.Manifest, rel manifest.Release) (render.ChartSource, error) {
 	switch {
 	case strings.HasPrefix(rel.Chart, "oci://"):
-		return render.ChartSource{OCI: rel.Chart, Version: rel.Version}, nil
+		return render.ChartSource{OCI: rel.Chart, Version: rel.Version, Digest: rel.Digest}, nil
 	case rel.Local():
 		dir, err := m.Path(rel.Chart)
 		if err != nil {
@@ -150,15 +150,38 @@ func chartSource(m *manifest.Manifest, rel manifest.Release) (render.ChartSource
 			return render.ChartSource{}, fmt.Errorf("%q is neither a local path, repo/chart nor oci://", rel.Chart)
 		}
 		for _, r := range m.Repositories {
-			if r.Name == repoName {
-				if strings.HasPrefix(r.URL, "oci://") {
-					return render.ChartSource{OCI: strings.TrimSuffix(r.URL, "/") + "/" + chartName, Version: rel.Version}, nil
-				}
-				return render.ChartSource{RepoURL: r.URL, Name: filepath.Base(chartName), Version: rel.Version}, nil
+			if r.Name != repoName {
+				continue
 			}
+			access, err := repositoryAccess(m, r)
+			if err != nil {
+				return render.ChartSource{}, err
+			}
+			if strings.HasPrefix(r.URL, "oci://") {
+				return render.ChartSource{OCI: strings.TrimSuffix(r.URL, "/") + "/" + chartName, Version: rel.Version, Digest: rel.Digest, Access: access}, nil
+			}
+			return render.ChartSource{RepoURL: r.URL, Name: filepath.Base(chartName), Version: rel.Version, Digest: rel.Digest, Access: access}, nil
 		}
 		return render.ChartSource{}, fmt.Errorf("unknown repository %q", repoName)
 	}
+}
+
+// repositoryAccess converts a repository's access settings; a CA file inside
+// the manifest repository is resolved there (and kept inside it).
+func repositoryAccess(m *manifest.Manifest, r manifest.Repository) (render.Access, error) {
+	a := render.Access{
+		Insecure: r.Insecure, Username: r.Username, UsernameEnv: r.UsernameEnv,
+		PasswordEnv: r.PasswordEnv, PasswordFile: r.PasswordFile,
+		CAFile: r.CAFile, CertFile: r.CertFile, KeyFile: r.KeyFile,
+	}
+	if a.CAFile != "" && !filepath.IsAbs(a.CAFile) {
+		p, err := m.Path(a.CAFile)
+		if err != nil {
+			return render.Access{}, fmt.Errorf("repository %q: caFile: %w", r.Name, err)
+		}
+		a.CAFile = p
+	}
+	return a, nil
 }
 
 func releaseIndex(m *manifest.Manifest, rel manifest.Release) int {

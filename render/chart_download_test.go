@@ -107,7 +107,7 @@ func TestChartDownloadBounded(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &chartCache{dir: t.TempDir(), dl: short, entries: map[string]*chartEntry{}}
-			src := ChartSource{RepoURL: tc.url(t), Name: "web", Version: "1.0.0"}
+			src := ChartSource{RepoURL: tc.url(t), Name: "web", Version: "1.0.0", Access: Access{Insecure: true}}
 			done := make(chan error, 1)
 			go func() {
 				_, err := c.load(src)

@@ -29,6 +29,12 @@ type Options struct {
 	// Download bounds remote chart downloads; zero fields take
 	// DefaultDownloadOptions.
 	Download DownloadOptions
+	// RegistryConfig is the file OCI registry credentials are read from
+	// (Docker's config.json format, as `helm registry login` writes it);
+	// empty means Helm's own ($HELM_CONFIG_HOME/registry/config.json), with
+	// Docker's (~/.docker/config.json) as fallback. A repository's own
+	// credentials in tandem.yaml take precedence.
+	RegistryConfig string
 	// Isolation, when set, runs Helm's template engine in worker processes,
 	// so that a render past Timeout, or whose ctx is done, is killed rather
 	// than left running (see Isolation). nil renders in this process.
@@ -56,7 +62,7 @@ func New(opts Options) *Renderer {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = runtime.GOMAXPROCS(0)
 	}
-	return &Renderer{opts: opts, charts: &chartCache{dir: opts.CacheDir, dl: opts.Download, entries: map[string]*chartEntry{}}}
+	return &Renderer{opts: opts, charts: &chartCache{dir: opts.CacheDir, dl: opts.Download, registryConfig: opts.RegistryConfig, entries: map[string]*chartEntry{}}}
 }
 
 // Request is one release to render for one cluster.

@@ -180,7 +180,7 @@ func TestRenderRemoteChart(t *testing.T) {
 
 	cache := t.TempDir()
 	req := exampleRequest(t, "blue", RoleActive)
-	req.Chart = ChartSource{RepoURL: srv.URL, Name: "example", Version: "0.1.0"}
+	req.Chart = ChartSource{RepoURL: srv.URL, Name: "example", Version: "0.1.0", Access: Access{Insecure: true}}
 	for i := range 2 {
 		opts := DefaultOptions()
 		opts.CacheDir = cache

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tandem-gitops/tandem/internal/chartrepo"
 )
 
 // ciSecret stands for the credential a CI checkout leaves in .git/config
@@ -124,5 +126,82 @@ func writeTestFile(t *testing.T, path, content string) {
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAttackRedirectRepositoryCredentials covers issue 11 item 3 and issue
+// 14 item 5: a pull request that points a reviewed repository, credentials
+// and all, at a server of its own gets a plan, but that server never sees
+// CI's credentials — only repositories declared alike in the base revision
+// get them — and the output says so.
+func TestAttackRedirectRepositoryCredentials(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	const user, password = "robot", "s3cr3t-Repo-Passw0rd"
+	t.Setenv("TANDEM_TEST_REPO_PASSWORD", password)
+	t.Setenv("HELM_CACHE_HOME", t.TempDir())
+	t.Setenv("HELM_CONFIG_HOME", t.TempDir())
+	pki := chartrepo.NewPKI(t)
+	chart := chartrepo.Chart{Name: "web", Version: "1.0.0", Archive: chartrepo.Package("web", "1.0.0", map[string]string{
+		"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: b\n",
+	})}
+	real := chartrepo.StartRepo(t, pki, chartrepo.RepoOptions{Username: user, Password: password}, chart)
+	evil := chartrepo.StartRepo(t, pki, chartrepo.RepoOptions{}, chart)
+
+	manifest := func(url string) string {
+		return `clusters:
+  - name: blue
+    role: active
+repositories:
+  - name: private
+    url: ` + url + `
+    username: robot
+    passwordEnv: TANDEM_TEST_REPO_PASSWORD
+    caFile: ` + pki.CAFile + `
+releases:
+  - name: web
+    namespace: web
+    chart: private/web
+    version: 1.0.0
+`
+	}
+	dir := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example"}, args...)...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	writeTestFile(t, filepath.Join(dir, "tandem.yaml"), manifest(real.URL))
+	git("add", "-A")
+	git("commit", "-qm", "base")
+	writeTestFile(t, filepath.Join(dir, "tandem.yaml"), manifest(evil.URL))
+	git("commit", "-qam", "pull request")
+
+	_, errOut, code := runCLI(t, "diff", "--against", "HEAD~1", "--manifest-dir", dir, "-o", "markdown")
+	if code != 0 {
+		t.Fatalf("diff --against: exit %d\n%s", code, errOut)
+	}
+	if !strings.Contains(errOut, `repository "private": its credentials are not used`) {
+		t.Errorf("stderr does not say the credentials were held back:\n%s", errOut)
+	}
+	if len(evil.Requests()) == 0 {
+		t.Fatal("the pull request's server got no request: the test tested nothing")
+	}
+	for _, r := range evil.Requests() {
+		if r.Auth != "" {
+			t.Errorf("the pull request's server got credentials with %s", r.Path)
+		}
+	}
+	authorized := false
+	for _, r := range real.Requests() {
+		authorized = authorized || r.Auth != ""
+	}
+	if !authorized {
+		t.Error("the base revision's repository got no credentials")
 	}
 }

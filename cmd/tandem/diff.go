@@ -149,6 +149,9 @@ func (f *diffFlags) diffAgainst(ctx context.Context, g *globalFlags, s streams) 
 		return nil, nil, err
 	}
 	defer cleanup()
+	for _, name := range to.DropUnreviewedCredentials(from) {
+		fmt.Fprintf(s.Err, "note: repository %q: its credentials are not used: it is new or changed since %s, and only reviewed repositories get credentials\n", name, shortSHA(fromCommit))
+	}
 	p := g.pipeline(s, 50, 100)
 	rep, err := p.DiffAgainst(ctx, from, to, f.selection(), fromCommit, toLabel)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -57,6 +58,8 @@ exactly as helm template would, plus tandem's Active/Standby overlay, and prints
 func renderOptions() render.Options {
 	o := render.DefaultOptions()
 	o.CacheDir = cacheDir()
+	// As the helm CLI's --registry-config defaults; empty is Helm's own file.
+	o.RegistryConfig = os.Getenv("HELM_REGISTRY_CONFIG")
 	return o
 }
 
