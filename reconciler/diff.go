@@ -27,7 +27,7 @@ func DiffAgainst(from *manifest.Manifest, fromResults []*render.Result, to *mani
 		cd := ClusterDiff{Name: c.Name, Role: string(c.Role), Releases: []ReleaseDiff{}}
 		keys := unionKeys(old[c.Name], cur[c.Name])
 		for _, k := range keys {
-			rd, err := diffRelease(old[c.Name][k], cur[c.Name][k], mask)
+			rd, err := diffRelease(old[c.Name][k], cur[c.Name][k], againstIgnores(to, from, old[c.Name][k], cur[c.Name][k]), mask)
 			if err != nil {
 				return nil, fmt.Errorf("cluster %q: release %s: %w", c.Name, k, err)
 			}
@@ -90,8 +90,58 @@ func unionKeys(a, b map[string]*render.Result) []string {
 	return keys
 }
 
-// diffRelease compares one release's two renders; either may be nil.
-func diffRelease(old, cur *render.Result, mask *SecretMask) (ReleaseDiff, error) {
+// againstIgnores collects the JSON pointers the release's ignore rules leave
+// out of diff --against, per object of either render: the newer manifest's
+// rules, or the older one's for a release the change removes. (An HPA's
+// replicas, which live diffs leave out on Active clusters, are a change a
+// merge applies, so they stay in.)
+func againstIgnores(newer, older *manifest.Manifest, old, cur *render.Result) map[objectKey][]string {
+	m, r := newer, cur
+	if r == nil {
+		m, r = older, old
+	}
+	if m == nil || r == nil {
+		return nil
+	}
+	var spec manifest.Release
+	for _, rel := range m.Releases {
+		if rel.Name == r.Release && rel.Namespace == r.Namespace {
+			spec = rel
+		}
+	}
+	if len(spec.Ignore) == 0 {
+		return nil
+	}
+	out := map[objectKey][]string{}
+	for _, res := range []*render.Result{old, cur} {
+		if res == nil {
+			continue
+		}
+		for _, o := range res.Objects {
+			k := objectKeyOf(o)
+			if _, done := out[k]; done {
+				continue
+			}
+			out[k] = rulePaths(spec.Ignore, o)
+		}
+	}
+	return out
+}
+
+// rulePaths returns the paths of the rules that match o.
+func rulePaths(rules []manifest.IgnoreRule, o render.Object) []string {
+	var paths []string
+	for _, r := range rules {
+		if (r.Kind == "" || r.Kind == o.Kind) && (r.Name == "" || r.Name == o.Name) {
+			paths = append(paths, r.Paths...)
+		}
+	}
+	return paths
+}
+
+// diffRelease compares one release's two renders; either may be nil. ignore
+// holds, per object, the JSON pointers left out of the comparison.
+func diffRelease(old, cur *render.Result, ignore map[objectKey][]string, mask *SecretMask) (ReleaseDiff, error) {
 	var rd ReleaseDiff
 	switch {
 	case old == nil:
@@ -112,13 +162,20 @@ func diffRelease(old, cur *render.Result, mask *SecretMask) (ReleaseDiff, error)
 	if err != nil {
 		return rd, err
 	}
+	ignoredOnly := false
 	for _, k := range sortedObjectKeys(oldObjs, curObjs) {
-		od, err := diffObject(oldObjs[k], curObjs[k], nil, mask)
+		od, err := diffObject(oldObjs[k], curObjs[k], ignore[k], mask)
 		if err != nil {
 			return rd, err
 		}
 		if od.Change != ChangeUnchanged {
 			rd.Objects = append(rd.Objects, od)
+		} else if len(ignore[k]) > 0 && oldObjs[k] != nil && curObjs[k] != nil {
+			whole, err := diffObject(oldObjs[k], curObjs[k], nil, mask)
+			if err != nil {
+				return rd, err
+			}
+			ignoredOnly = ignoredOnly || whole.Change != ChangeUnchanged
 		}
 	}
 	hookDiffs, err := diffHooks(old, cur, mask)
@@ -128,7 +185,11 @@ func diffRelease(old, cur *render.Result, mask *SecretMask) (ReleaseDiff, error)
 	rd.Objects = append(rd.Objects, hookDiffs...)
 	if rd.Change == ChangeUnchanged && (len(rd.Objects) > 0 || len(rd.Notes) > 0 || old.Digest != cur.Digest) {
 		rd.Change = ChangeChanged
-		if len(rd.Objects) == 0 && len(rd.Notes) == 0 {
+		switch {
+		case len(rd.Objects) > 0 || len(rd.Notes) > 0:
+		case ignoredOnly:
+			rd.Notes = append(rd.Notes, "only fields its ignore rules leave out changed; a merge still upgrades it")
+		default:
 			rd.Notes = append(rd.Notes, "values or hooks changed; the rendered objects are the same")
 		}
 	}

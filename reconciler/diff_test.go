@@ -142,11 +142,57 @@ func TestRemovedObjects(t *testing.T) {
 func TestDiffAgainstSaysWhichReleasesUsedLookup(t *testing.T) {
 	old := &render.Result{Release: "db", Namespace: "s", Digest: "a", ChartName: "db", ChartVersion: "1"}
 	cur := &render.Result{Release: "db", Namespace: "s", Digest: "b", ChartName: "db", ChartVersion: "2", UsedLookup: true}
-	rd, err := diffRelease(old, cur, NewSecretMask())
+	rd, err := diffRelease(old, cur, nil, NewSecretMask())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rd.UsedLookup || !strings.Contains(strings.Join(rd.Notes, "\n"), "lookup") {
 		t.Errorf("release diff %+v: want UsedLookup and a note about lookup", rd)
+	}
+}
+
+// The release's ignore rules leave their fields out of diff --against too,
+// as they do in live diffs; other fields of the same object still show.
+func TestDiffAgainstAppliesIgnoreRules(t *testing.T) {
+	dep := func(stamp, image string) string {
+		return "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    metadata:\n      annotations: {rollme: \"" + stamp + "\"}\n    spec:\n      containers: [{name: web, image: \"" + image + "\"}]\n"
+	}
+	rules := []manifest.IgnoreRule{{Kind: "Deployment", Name: "web", Paths: []string{"/spec/template/metadata/annotations"}}}
+	m := &manifest.Manifest{
+		Clusters: []manifest.Cluster{{Name: "blue", Role: manifest.RoleActive}},
+		Releases: []manifest.Release{{Name: "web", Namespace: "shop", Ignore: rules}, {Name: "api", Namespace: "shop"}},
+	}
+	from := []*render.Result{result("blue", "web", dep("1", "web:1")), result("blue", "api", dep("1", "web:1"))}
+	to := []*render.Result{result("blue", "web", dep("2", "web:1")), result("blue", "api", dep("2", "web:1"))}
+	rep, err := DiffAgainst(m, from, m, to, "aaa", "bbb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]ReleaseDiff{}
+	for _, r := range rep.Clusters[0].Releases {
+		got[r.Name] = r
+	}
+	if n := len(got["web"].Objects); n != 0 {
+		t.Errorf("web: the ignored annotation shows as %d changed objects: %+v", n, got["web"].Objects)
+	}
+	if want := []string{"only fields its ignore rules leave out changed; a merge still upgrades it"}; !cmp.Equal(want, got["web"].Notes) {
+		t.Errorf("web notes: %q", got["web"].Notes)
+	}
+	if n := len(got["api"].Objects); n != 1 {
+		t.Errorf("api (no ignore rules): %d changed objects, want 1", n)
+	}
+
+	// Another field of the ignored object still shows, without the ignored one.
+	to[0] = result("blue", "web", dep("2", "web:2"))
+	rep, err = DiffAgainst(m, from, m, to, "aaa", "bbb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := rep.Clusters[0].Releases[1]
+	if web.Name != "web" || len(web.Objects) != 1 {
+		t.Fatalf("web: %+v", web)
+	}
+	if d := web.Objects[0].Diff; !strings.Contains(d, "+      - image: web:2") || strings.Contains(d, "rollme") {
+		t.Errorf("web diff shows the ignored field or misses the image:\n%s", d)
 	}
 }

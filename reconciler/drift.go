@@ -271,11 +271,9 @@ func liveDrift(ctx context.Context, t Target, snap *clusters.Snapshot, c manifes
 func ignorePaths(c manifest.Cluster, d Desired) map[objectKey][]string {
 	out := map[objectKey][]string{}
 	for _, o := range d.Result.Objects {
-		k := objectKeyOf(o)
-		for _, r := range d.Spec.Ignore {
-			if (r.Kind == "" || r.Kind == o.Kind) && (r.Name == "" || r.Name == o.Name) {
-				out[k] = append(out[k], r.Paths...)
-			}
+		if p := rulePaths(d.Spec.Ignore, o); len(p) > 0 {
+			k := objectKeyOf(o)
+			out[k] = append(out[k], p...)
 		}
 	}
 	if c.Role != manifest.RoleActive {
