@@ -183,6 +183,20 @@ func diffRelease(old, cur *render.Result, ignore map[objectKey][]string, mask *S
 		return rd, err
 	}
 	rd.Objects = append(rd.Objects, hookDiffs...)
+	crds, err := diffCRDs(old, cur, mask)
+	if err != nil {
+		return rd, err
+	}
+	if cur == nil {
+		if len(old.CRDs) > 0 {
+			rd.Notes = append(rd.Notes, "the CRDs of its chart's crds/ stay in the cluster: Helm never deletes them")
+		}
+	} else if len(crds) > 0 {
+		rd.Objects = append(rd.Objects, crds...)
+		if old != nil && cur != nil {
+			rd.Notes = append(rd.Notes, crdUpgradeNote)
+		}
+	}
 	if rd.Change == ChangeUnchanged && (len(rd.Objects) > 0 || len(rd.Notes) > 0 || old.Digest != cur.Digest) {
 		rd.Change = ChangeChanged
 		switch {
@@ -212,6 +226,38 @@ func diffRelease(old, cur *render.Result, ignore map[objectKey][]string, mask *S
 		}
 	}
 	return rd, nil
+}
+
+// crdUpgradeNote goes with a change to the CRDs of a release that exists.
+const crdUpgradeNote = "its chart's crds/ changed: Helm creates CRDs only at a release's first install and never upgrades or deletes them, so apply the change yourself (kubectl apply --server-side -f <chart>/crds/)"
+
+// diffCRDs compares the CRDs of two renders of a release (either may be nil).
+func diffCRDs(old, cur *render.Result, mask *SecretMask) ([]ObjectDiff, error) {
+	crdsOf := func(r *render.Result) (map[objectKey]map[string]any, error) {
+		if r == nil {
+			return nil, nil
+		}
+		return objectsOf(&render.Result{Objects: r.CRDs})
+	}
+	oldObjs, err := crdsOf(old)
+	if err != nil {
+		return nil, fmt.Errorf("crds: %w", err)
+	}
+	curObjs, err := crdsOf(cur)
+	if err != nil {
+		return nil, fmt.Errorf("crds: %w", err)
+	}
+	var out []ObjectDiff
+	for _, k := range sortedObjectKeys(oldObjs, curObjs) {
+		od, err := diffObject(oldObjs[k], curObjs[k], nil, mask)
+		if err != nil {
+			return nil, err
+		}
+		if od.Change != ChangeUnchanged {
+			out = append(out, od)
+		}
+	}
+	return out, nil
 }
 
 // objectKey identifies an object across renders and clusters.

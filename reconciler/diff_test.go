@@ -196,3 +196,39 @@ func TestDiffAgainstAppliesIgnoreRules(t *testing.T) {
 		t.Errorf("web diff shows the ignored field or misses the image:\n%s", d)
 	}
 }
+
+// A change to a chart's crds/ shows in the plan with what Helm does with it
+// (nothing, for a release that exists); a new release's CRDs show as added.
+func TestDiffAgainstShowsCRDs(t *testing.T) {
+	crd := func(size string) render.Object {
+		return render.Object{APIVersion: "apiextensions.k8s.io/v1", Kind: "CustomResourceDefinition", Name: "widgets.example.com", Source: "c/crds/w.yaml",
+			Body: []byte("apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec: {group: example.com, size: " + size + "}\n")}
+	}
+	m := &manifest.Manifest{Clusters: []manifest.Cluster{{Name: "blue", Role: manifest.RoleActive}}}
+	withCRD := func(r *render.Result, o render.Object) *render.Result { r.CRDs = []render.Object{o}; return r }
+	from := []*render.Result{withCRD(result("blue", "web", cmOld), crd("1"))}
+	to := []*render.Result{withCRD(result("blue", "web", cmOld), crd("2")), withCRD(result("blue", "new", cmNew), crd("2"))}
+	to[1].Objects[0].Name = "other"
+	rep, err := DiffAgainst(m, from, m, to, "aaa", "bbb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rels := rep.Clusters[0].Releases
+	if len(rels) != 2 || rels[0].Name != "new" || rels[1].Name != "web" {
+		t.Fatalf("releases: %+v", rels)
+	}
+	web := rels[1]
+	if web.Change != ChangeChanged || len(web.Objects) != 1 || web.Objects[0].Kind != "CustomResourceDefinition" || !strings.Contains(web.Objects[0].Diff, "+  size: 2") {
+		t.Errorf("web: %+v", web)
+	}
+	if !cmp.Equal([]string{crdUpgradeNote}, web.Notes) {
+		t.Errorf("web notes: %q", web.Notes)
+	}
+	var kinds []string
+	for _, o := range rels[0].Objects {
+		kinds = append(kinds, string(o.Change)+" "+o.Kind)
+	}
+	if diff := cmp.Diff([]string{"added ConfigMap", "added CustomResourceDefinition"}, kinds); diff != "" {
+		t.Errorf("new release (-want +got):\n%s", diff)
+	}
+}

@@ -176,6 +176,12 @@ func diffLiveRelease(ctx context.Context, t Target, snap *clusters.Snapshot, c m
 		return rd, fmt.Errorf("release %s: deployed manifest: %w", d.key(), err)
 	}
 	rd.Objects = append(rd.Objects, removed...)
+	crds, notes, err := liveCRDs(ctx, snap, d, s.Action != ActionInstall, opts.mask)
+	if err != nil {
+		return rd, err
+	}
+	rd.Objects = append(rd.Objects, crds...)
+	rd.Notes = append(rd.Notes, notes...)
 	if rd.Change == ChangeUnchanged && (len(rd.Objects) > 0 || len(rd.Notes) > 0) {
 		rd.Change = ChangeChanged
 	}

@@ -118,6 +118,13 @@ type Result struct {
 	// SkipHooks says the install or upgrade on this cluster runs without
 	// hooks (Overlay.SkipHooks): HookObjects are not created there.
 	SkipHooks bool
+	// CRDs are the CustomResourceDefinitions in the crds/ directories of the
+	// chart and its enabled subcharts, as `helm template --include-crds`
+	// prints them: Helm creates them at a release's first install, before its
+	// templates, and never upgrades or deletes them. Neither the overlay nor
+	// Planned touches them, and they are not in Digest (an upgrade leaves
+	// them alone).
+	CRDs []Object
 	// Digest identifies the rendered content: equal digests mean an upgrade would change nothing.
 	Digest string
 	// UsedLookup says the templates called lookup. A render without the
@@ -213,7 +220,12 @@ func (r *Renderer) render(ctx context.Context, req Request, pool *workerPool) (*
 	if err != nil {
 		return nil, fmt.Errorf("hooks: %w", err)
 	}
+	crds, err := chartCRDs(ch, vals)
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{
+		CRDs:         crds,
 		Cluster:      req.Cluster,
 		Release:      req.Release,
 		Namespace:    req.Namespace,

@@ -27,7 +27,8 @@ func newRenderCmd(g *globalFlags, s streams) *cobra.Command {
 		Short: "Print what would be applied to each cluster, overlays included",
 		Long: `render renders every enabled release for every cluster (or the ones named) client-side,
 exactly as helm template would, plus tandem's Active/Standby overlay, and prints the result with
-"# Source:" comments. It needs no cluster access.`,
+"# Source:" comments. It needs no cluster access. The CRDs in a chart's crds/ come first, as
+helm template --include-crds prints them: Helm creates them at a release's first install only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -68,6 +69,7 @@ func writeRenderYAML(w io.Writer, m *manifest.Manifest, results []*render.Result
 	for _, r := range results {
 		c, _ := m.Cluster(r.Cluster)
 		fmt.Fprintf(&b, "# tandem: cluster %s (%s), release %s/%s, chart %s-%s\n", r.Cluster, c.Role, r.Namespace, r.Release, r.ChartName, r.ChartVersion)
+		b.WriteString(render.CRDManifest(r.CRDs)) // first, as helm template --include-crds prints them
 		b.WriteString(r.Manifest)
 		if r.SkipHooks && r.Hooks != "" {
 			fmt.Fprintf(&b, "# tandem: the hooks below are not run on cluster %s: the release is scaled to zero there (standbyHooks: run runs them)\n", r.Cluster)
@@ -91,6 +93,8 @@ type renderedRelease struct {
 	// says they are not run on this cluster (scaled to zero there).
 	Hooks        []map[string]any `json:"hooks"`
 	HooksSkipped bool             `json:"hooksSkipped,omitempty"`
+	// CRDs are the chart's crds/, which Helm creates at the first install only.
+	CRDs []map[string]any `json:"crds,omitempty"`
 }
 
 func writeRenderJSON(w io.Writer, results []*render.Result) error {
@@ -109,6 +113,13 @@ func writeRenderJSON(w io.Writer, results []*render.Result) error {
 				}
 				*list.out = append(*list.out, obj)
 			}
+		}
+		for _, o := range r.CRDs {
+			obj := map[string]any{}
+			if err := yaml.Unmarshal(o.Body, &obj); err != nil {
+				return fmt.Errorf("cluster %q: release %q: %s: %w", r.Cluster, r.Release, o.Source, err)
+			}
+			rr.CRDs = append(rr.CRDs, obj)
 		}
 		out = append(out, rr)
 	}
