@@ -96,6 +96,9 @@ Standby clusters holding every object at zero replicas and DNS weight 0, and
 applies them to all clusters in parallel as real Helm releases.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return checkOutput(cmd, g.output)
+		},
 	}
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
@@ -106,7 +109,7 @@ applies them to all clusters in parallel as real Helm releases.`,
 	pf.CountVarP(&g.verbosity, "verbose", "v", "more log output on stderr (-v info, -vv debug)")
 
 	root.AddCommand(
-		newVersionCmd(s),
+		newVersionCmd(g, s),
 		newValidateCmd(g, s),
 		newRenderCmd(g, s),
 		newReconcileCmd(g, s),
@@ -118,6 +121,7 @@ applies them to all clusters in parallel as real Helm releases.`,
 		newSwitchoverCmd(g, s),
 		newDrillCmd(g, s),
 	)
+	registerCompletions(root)
 	return root
 }
 
@@ -144,13 +148,16 @@ func cacheDir() string {
 	return filepath.Join(os.TempDir(), "tandem-cache")
 }
 
-func newVersionCmd(s streams) *cobra.Command {
+func newVersionCmd(g *globalFlags, s streams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print tandem's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(s.Out, "tandem %s\n", version)
+			if g.output == "json" {
+				return writeJSON(s.Out, map[string]string{"version": versionString()})
+			}
+			_, err := fmt.Fprintf(s.Out, "tandem %s\n", versionString())
 			return err
 		},
 	}

@@ -27,9 +27,9 @@ or its state unreadable), in every output format, after printing what it could r
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch g.output {
-			case "", "json":
+			case "", "text", "json":
 			default:
-				return fmt.Errorf("unknown output format %q (want json, or none for a table)", g.output)
+				return fmt.Errorf("unknown output format %q (want text or json)", g.output)
 			}
 			ctx := cmd.Context()
 			m, _, err := f.load(ctx)
