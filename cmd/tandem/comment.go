@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -112,7 +113,7 @@ by mistake; with --marker, any text is posted and that marker identifies its com
 				where = fmt.Sprintf("%s#%d", f.github, f.pr)
 				gh := comment.GitHub{BaseURL: firstNonEmpty(f.githubURL, os.Getenv("GITHUB_API_URL")), Token: token, Repo: f.github, Author: f.author}
 				if res, err = gh.Upsert(ctx, f.pr, body, marker); err != nil {
-					return authorHint(err, "github-actions[bot] for Actions' GITHUB_TOKEN, APP-SLUG[bot] for a GitHub App's token")
+					return commentHint(err, githubHints)
 				}
 			} else {
 				token, err := tokenFromEnv("GITLAB_TOKEN")
@@ -122,7 +123,7 @@ by mistake; with --marker, any text is posted and that marker identifies its com
 				where = fmt.Sprintf("%s!%d", f.gitlab, f.mr)
 				gl := comment.GitLab{BaseURL: firstNonEmpty(f.gitlabURL, os.Getenv("CI_SERVER_URL")), Token: token, Project: f.gitlab, Author: f.author}
 				if res, err = gl.Upsert(ctx, f.mr, body, marker); err != nil {
-					return authorHint(err, "the username of the token's user; a project access token's bot user is shown under Settings > Members")
+					return commentHint(err, gitlabHints)
 				}
 			}
 			if g.output == "json" {
@@ -238,11 +239,46 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// authorHint adds to an error about the token's unknown identity how to name it.
-func authorHint(err error, example string) error {
+// forgeHints say, per forge, what to do about the answers an on-call
+// engineer meets when a CI job's comment step fails.
+type forgeHints struct {
+	author, rejected, cannotWrite, notFound string
+}
+
+var (
+	githubHints = forgeHints{
+		author:      "pass --author: github-actions[bot] for Actions' GITHUB_TOKEN, APP-SLUG[bot] for a GitHub App's token",
+		rejected:    "GITHUB_TOKEN was rejected: expired, revoked, or not a token of this GitHub (--github-url names GitHub Enterprise Server); --author does not help",
+		cannotWrite: "the token may not write comments here: Actions' GITHUB_TOKEN needs `permissions: pull-requests: write`, and a pull request from a fork gets a read-only one",
+		notFound:    "GitHub answers 404 for a repository or pull request the token cannot see: check --github, --pr and the token's repository access",
+	}
+	gitlabHints = forgeHints{
+		author:      "pass --author: the username of the token's user; a project access token's bot user is shown under Settings > Members",
+		rejected:    "GITLAB_TOKEN was rejected: expired, revoked, or not a token of this GitLab (--gitlab-url); --author does not help",
+		cannotWrite: "the token may not write notes here: it needs the api scope and at least the Reporter role in the project",
+		notFound:    "GitLab answers 404 for a project or merge request the token cannot see: check --gitlab, --mr and the token's membership",
+	}
+)
+
+// commentHint adds to a failed comment's error what to do about it: name the
+// author when the token's identity could not be found out, or what the
+// API's refusal means for the token.
+func commentHint(err error, h forgeHints) error {
+	var apiErr *comment.APIError
+	if errors.As(err, &apiErr) && apiErr.AskedWait == 0 {
+		switch {
+		case apiErr.StatusCode == http.StatusUnauthorized:
+			return fmt.Errorf("%w\n(%s)", err, h.rejected)
+		case apiErr.StatusCode == http.StatusForbidden && apiErr.Method != http.MethodGet && !strings.HasSuffix(apiErr.URL, "/graphql") &&
+			!strings.Contains(strings.ToLower(apiErr.Message), "rate limit"):
+			return fmt.Errorf("%w\n(%s)", err, h.cannotWrite)
+		case apiErr.StatusCode == http.StatusNotFound && apiErr.Method == http.MethodGet && !strings.HasSuffix(apiErr.URL, "/user"):
+			return fmt.Errorf("%w\n(%s)", err, h.notFound)
+		}
+	}
 	var ae *comment.AuthorError
 	if errors.As(err, &ae) {
-		return fmt.Errorf("%w\n(pass --author: %s)", err, example)
+		return fmt.Errorf("%w\n(%s)", err, h.author)
 	}
 	return err
 }

@@ -32,6 +32,8 @@ type forge struct {
 	requests []string
 	// appToken makes GitHub's GET /user answer 403, as for an App installation token.
 	appToken bool
+	// readOnly makes every write answer 403, as for a token that may read comments only.
+	readOnly bool
 }
 
 // The forge's tokens write as these users.
@@ -48,6 +50,10 @@ func newForge(t *testing.T) (*forge, *httptest.Server) {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Authorization") != "Bearer "+f.githubToken || r.Header.Get("X-GitHub-Api-Version") != "2022-11-28" {
 				reply(w, http.StatusUnauthorized, map[string]string{"message": "Bad credentials"})
+				return
+			}
+			if r.PathValue("repo") == "hidden" { // a private repository the token cannot see
+				reply(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
 				return
 			}
 			h(w, r)
@@ -112,7 +118,16 @@ func newForge(t *testing.T) (*forge, *httptest.Server) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.requests = append(f.requests, r.Method+" "+r.URL.EscapedPath())
+		readOnly := f.readOnly
 		f.mu.Unlock()
+		if readOnly && r.Method != http.MethodGet && !strings.HasSuffix(r.URL.Path, "/graphql") {
+			if strings.HasPrefix(r.URL.Path, "/api/v4/") {
+				reply(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": "The request requires higher privileges than provided by the access token."})
+			} else {
+				reply(w, http.StatusForbidden, map[string]string{"message": "Resource not accessible by integration"})
+			}
+			return
+		}
 		mux.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
@@ -563,6 +578,61 @@ func TestCommentPlanFailedFlags(t *testing.T) {
 			_, err := runComment(t, "", "", append([]string{"--github", "a/b", "--pr", "1"}, tt.args...)...)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestCommentTokenProblemsSayWhatToDo: the answers an on-call engineer meets
+// when the comment step fails at 3 a.m. say what to do. A rejected token is
+// not "pass --author" (the identity lookup is merely where it failed first);
+// a token that may not write says which permission it lacks; neither holds the token.
+func TestCommentTokenProblemsSayWhatToDo(t *testing.T) {
+	body := diffview.Marker + "\nplan\n"
+	tests := []struct {
+		name          string
+		readOnly      bool
+		env           map[string]string
+		args          []string
+		want, notWant []string
+	}{
+		{name: "github, rejected token", env: map[string]string{"GITHUB_TOKEN": "ghp_expired"}, args: []string{"--github", "acme/shop", "--pr", "7"},
+			want: []string{"401", "GITHUB_TOKEN was rejected", "--author does not help"}, notWant: []string{"pass --author", "ghp_expired"}},
+		{name: "gitlab, rejected token", env: map[string]string{"GITLAB_TOKEN": "glpat-expired"}, args: []string{"--gitlab", "42", "--mr", "3"},
+			want: []string{"401", "GITLAB_TOKEN was rejected"}, notWant: []string{"pass --author", "glpat-expired"}},
+		{name: "github, read-only token", readOnly: true, env: map[string]string{"GITHUB_TOKEN": "ghp_cmdtest"}, args: []string{"--github", "acme/shop", "--pr", "7"},
+			want: []string{"403", "Resource not accessible by integration", "permissions: pull-requests: write"}, notWant: []string{"pass --author"}},
+		{name: "gitlab, token without the api scope", readOnly: true, env: map[string]string{"GITLAB_TOKEN": "glpat-cmdtest"}, args: []string{"--gitlab", "42", "--mr", "3"},
+			want: []string{"403", "higher privileges", "needs the api scope"}, notWant: []string{"pass --author"}},
+		{name: "github, repository the token cannot see", env: map[string]string{"GITHUB_TOKEN": "ghp_cmdtest"}, args: []string{"--github", "acme/hidden", "--pr", "7"},
+			want: []string{"404", "cannot see"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, srv := newForge(t)
+			f.readOnly = tt.readOnly
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			args := tt.args
+			if args[0] == "--github" {
+				args = append(args, "--github-url", srv.URL+"/api/v3")
+			} else {
+				args = append(args, "--gitlab-url", srv.URL)
+			}
+			_, err := runComment(t, "", body, args...)
+			if err == nil {
+				t.Fatal("comment succeeded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q:\n%v", w, err)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error says %q:\n%v", w, err)
+				}
 			}
 		})
 	}
