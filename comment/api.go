@@ -427,7 +427,7 @@ func apiMessage(raw []byte) string {
 			switch v := m[k].(type) {
 			case nil:
 			case string:
-				return shorten(v)
+				return shorten(v + fieldErrors(m["errors"]))
 			default:
 				b, _ := json.Marshal(v)
 				return shorten(string(b))
@@ -435,6 +435,30 @@ func apiMessage(raw []byte) string {
 		}
 	}
 	return shorten(strings.TrimSpace(string(raw)))
+}
+
+// fieldErrors is what GitHub's "errors" list of a 422 says ("Validation
+// Failed" alone does not say that the body is too long), as ": a; b".
+func fieldErrors(v any) string {
+	list, _ := v.([]any)
+	var out []string
+	for _, e := range list {
+		switch e := e.(type) {
+		case string:
+			out = append(out, e)
+		case map[string]any:
+			if msg, _ := e["message"].(string); msg != "" {
+				out = append(out, msg)
+			} else if code, _ := e["code"].(string); code != "" {
+				field, _ := e["field"].(string)
+				out = append(out, strings.TrimSpace(field+" "+code))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(out, "; ")
 }
 
 func shorten(s string) string {

@@ -9,10 +9,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultGitHubURL is github.com's REST API root.
 const DefaultGitHubURL = "https://api.github.com"
+
+// MaxGitHubComment is the most characters GitHub takes in a comment; it
+// answers a longer one with 422.
+const MaxGitHubComment = 65536
 
 // GitHub keeps a sticky comment on a GitHub pull request.
 type GitHub struct {
@@ -61,6 +66,10 @@ func (g GitHub) Upsert(ctx context.Context, pr int, body, marker string) (Result
 	if err := checkArgs(pr, body, marker); err != nil {
 		return Result{}, fmt.Errorf("%s: %w", where, err)
 	}
+	body = withMarker(body, marker)
+	if n := utf8.RuneCountInString(body); n > MaxGitHubComment {
+		return Result{}, fmt.Errorf("%s: the comment is %d characters, more than the %d GitHub allows", where, n, MaxGitHubComment)
+	}
 	base := strings.TrimRight(g.BaseURL, "/")
 	if base == "" {
 		base = DefaultGitHubURL
@@ -74,7 +83,7 @@ func (g GitHub) Upsert(ctx context.Context, pr int, body, marker string) (Result
 		return Result{}, fmt.Errorf("%s: %w", where, err)
 	}
 	t := ghThread{c: c, base: base, repo: base + "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name), pr: pr}
-	res, err := upsert(ctx, t, c.retry, strings.TrimSpace(g.Author), withMarker(body, marker), marker)
+	res, err := upsert(ctx, t, c.retry, strings.TrimSpace(g.Author), body, marker)
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", where, err)
 	}

@@ -246,6 +246,9 @@ func (f *fakeGitHub) create(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": "Validation Failed"})
 		return
 	}
+	if tooLong(w, in.Body) {
+		return
+	}
 	key := r.PathValue("owner") + "/" + r.PathValue("repo") + "#" + r.PathValue("n")
 	f.seedAs(key, f.caller(r), in.Body)
 	f.mu.Lock()
@@ -258,6 +261,9 @@ func (f *fakeGitHub) edit(w http.ResponseWriter, r *http.Request) {
 	var in struct{ Body string }
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.Body == "" {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": "Validation Failed"})
+		return
+	}
+	if tooLong(w, in.Body) {
 		return
 	}
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -532,4 +538,15 @@ func TestNextLink(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tooLong answers a body over GitHub's limit as GitHub does.
+func tooLong(w http.ResponseWriter, body string) bool {
+	if len([]rune(body)) <= 65536 {
+		return false
+	}
+	writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": "Validation Failed",
+		"errors":            []map[string]string{{"resource": "IssueComment", "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)"}},
+		"documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment"})
+	return true
 }

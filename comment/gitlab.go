@@ -8,10 +8,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultGitLabURL is gitlab.com.
 const DefaultGitLabURL = "https://gitlab.com"
+
+// MaxGitLabNote is the most characters GitLab takes in a note.
+const MaxGitLabNote = 1_000_000
 
 // GitLab keeps a sticky note on a GitLab merge request.
 type GitLab struct {
@@ -62,6 +66,10 @@ func (g GitLab) Upsert(ctx context.Context, mr int, body, marker string) (Result
 	if err := checkArgs(mr, body, marker); err != nil {
 		return Result{}, fmt.Errorf("%s: %w", where, err)
 	}
+	body = withMarker(body, marker)
+	if n := utf8.RuneCountInString(body); n > MaxGitLabNote {
+		return Result{}, fmt.Errorf("%s: the note is %d characters, more than the %d GitLab allows", where, n, MaxGitLabNote)
+	}
 	base := strings.TrimRight(g.BaseURL, "/")
 	if base == "" {
 		base = DefaultGitLabURL
@@ -76,7 +84,7 @@ func (g GitLab) Upsert(ctx context.Context, mr int, body, marker string) (Result
 	t := glThread{c: c, base: base, project: project, mr: mr,
 		// A path is one URL segment with its slashes escaped: group%2Fname.
 		notes: base + "/api/v4/projects/" + url.PathEscape(project) + "/merge_requests/" + strconv.Itoa(mr) + "/notes"}
-	res, err := upsert(ctx, t, c.retry, strings.TrimSpace(g.Author), withMarker(body, marker), marker)
+	res, err := upsert(ctx, t, c.retry, strings.TrimSpace(g.Author), body, marker)
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", where, err)
 	}

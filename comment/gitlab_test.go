@@ -360,6 +360,8 @@ func TestAPIMessage(t *testing.T) {
 		{name: "oauth", raw: `{"error":"insufficient_scope","error_description":"The request requires higher privileges"}`, want: "The request requires higher privileges"},
 		{name: "html", raw: "<html>\n<body>Bad Gateway</body>\n</html>", want: "<html> <body>Bad Gateway</body> </html>"},
 		{name: "long", raw: strings.Repeat("é", 400), want: strings.Repeat("é", 150) + "…"},
+		{name: "github validation", raw: `{"message":"Validation Failed","errors":[{"resource":"IssueComment","code":"custom","field":"body","message":"body is too long (maximum is 65536 characters)"},{"resource":"IssueComment","code":"missing_field","field":"body"}]}`,
+			want: "Validation Failed: body is too long (maximum is 65536 characters); body missing_field"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -173,3 +173,32 @@ func TestDroppedConnectionsAreBounded(t *testing.T) {
 func noReuse() *http.Client {
 	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 }
+
+// TestTooLongCommentSaysSo: GitHub refuses a comment over 65,536 characters
+// with "422 Validation Failed", whose reason is in a list the error did not
+// show. A body over the forge's limit is refused before any request, saying
+// the limit; nothing is touched.
+func TestTooLongCommentSaysSo(t *testing.T) {
+	t.Run("github", func(t *testing.T) {
+		f, srv := newFakeGitHub(t, "", "tok")
+		f.seedAs("acme/shop#7", bot, marker+"\nold plan")
+		body := marker + "\n" + strings.Repeat("é", 65536)
+		_, err := GitHub{BaseURL: srv.URL, Token: "tok", Repo: "acme/shop", HTTPClient: srv.Client()}.Upsert(context.Background(), 7, body, marker)
+		if err == nil || !strings.Contains(err.Error(), "65536") || !strings.Contains(err.Error(), "characters") {
+			t.Errorf("Upsert = %v, want an error naming GitHub's limit of 65536 characters", err)
+		}
+		if n := countRequests(f.requestLog(), "PATCH", "/") + countRequests(f.requestLog(), "POST", "/repos"); n != 0 {
+			t.Errorf("%d writes sent for a body GitHub refuses", n)
+		}
+	})
+	t.Run("gitlab", func(t *testing.T) {
+		f, srv := newFakeGitLab(t, "", "glpat-x")
+		_, err := GitLab{BaseURL: srv.URL, Token: "glpat-x", Project: "42", HTTPClient: srv.Client()}.Upsert(context.Background(), 3, strings.Repeat("x", 1_000_001), marker)
+		if err == nil || !strings.Contains(err.Error(), "1000000") {
+			t.Errorf("Upsert = %v, want an error naming GitLab's limit", err)
+		}
+		if n := len(f.requestLog()); n != 0 {
+			t.Errorf("%d requests sent for a note GitLab refuses", n)
+		}
+	})
+}
