@@ -363,6 +363,10 @@ func (f *commentFlags) detailsURL() (string, error) {
 		return "", nil
 	}
 	p, err := url.Parse(u)
+	if err == nil && p.User != nil {
+		// Posted in a public comment: a password or token in it would be published.
+		return "", fmt.Errorf("%s %q: holds credentials, which the comment would publish; want an http(s) URL without user:password@", from, p.Redacted())
+	}
 	if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" || strings.ContainsAny(u, " <>\t\r\n") {
 		return "", fmt.Errorf("%s %q: want an http(s) URL", from, u)
 	}

@@ -568,6 +568,8 @@ func TestCommentPlanFailedFlags(t *testing.T) {
 	}{
 		{name: "details without plan-failed", args: []string{"--details-url", "https://ci.example/1"}, wantErr: "--details-url goes with --plan-failed"},
 		{name: "details not http", args: []string{"--plan-failed", "--details-url", "javascript:alert(1)"}, wantErr: `--details-url "javascript:alert(1)": want an http(s) URL`},
+		{name: "details with credentials", args: []string{"--plan-failed", "--details-url", "https://ci:s3cr3t-pass@ci.example/1"}, wantErr: `--details-url "https://ci:xxxxx@ci.example/1": holds credentials`},
+		{name: "job URL with credentials", env: map[string]string{"CI_JOB_URL": "https://oauth2:glpat-s3cr3t@gitlab.example/a/b/-/jobs/1"}, args: []string{"--plan-failed"}, wantErr: "$CI_JOB_URL \"https://oauth2:xxxxx@gitlab.example/a/b/-/jobs/1\": holds credentials"},
 		{name: "bad run URL from env", env: map[string]string{"GITHUB_SERVER_URL": "https://github.example", "GITHUB_REPOSITORY": "a/b> <img", "GITHUB_RUN_ID": "1"}, args: []string{"--plan-failed"}, wantErr: "$GITHUB_SERVER_URL, $GITHUB_REPOSITORY and $GITHUB_RUN_ID"},
 	}
 	for _, tt := range tests {
@@ -575,9 +577,17 @@ func TestCommentPlanFailedFlags(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			_, err := runComment(t, "", "", append([]string{"--github", "a/b", "--pr", "1"}, tt.args...)...)
+			where := []string{"--github", "a/b", "--pr", "1"}
+			if _, ok := tt.env["CI_JOB_URL"]; ok {
+				t.Setenv("GITLAB_TOKEN", "x")
+				where = []string{"--gitlab", "a/b", "--mr", "1"}
+			}
+			_, err := runComment(t, "", "", append(where, tt.args...)...)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error = %v, want it to contain %q", err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("error holds the URL's password: %v", err)
 			}
 		})
 	}
