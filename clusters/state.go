@@ -74,6 +74,11 @@ type State struct {
 	// "group/version/Kind", CRDs included) last discovered on the cluster,
 	// for the same reason as KubeVersion.
 	APIVersions []string `json:"apiVersions,omitempty"`
+	// Peers are the roles in effect of the manifest's clusters as the run
+	// that wrote this record left them, so that a later run that cannot
+	// reach a cluster still knows whether it is a switchover's source or
+	// a bystander. A cluster that run knew nothing of is missing.
+	Peers map[string]string `json:"peers,omitempty"`
 	// Switchover is the switchover under way on this cluster (recorded in
 	// the state record of every cluster it involves), nil when none.
 	Switchover *SwitchoverState `json:"switchover,omitempty"`
@@ -98,9 +103,21 @@ type SwitchoverState struct {
 	Blocked string `json:"blocked,omitempty"`
 	// Skipped lists phases (or halves of one) not applied because a
 	// cluster could not be reached, e.g. "3 close blue: unreachable".
-	Skipped   []string  `json:"skipped,omitempty"`
-	StartedAt time.Time `json:"startedAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	Skipped []string `json:"skipped,omitempty"`
+	// SourceLost are the sources a person declared lost while tandem
+	// could not reach them (tandem reconcile --source-lost): the targets'
+	// CronJobs were resumed without the sources' being suspended.
+	SourceLost []LostSource `json:"sourceLost,omitempty"`
+	StartedAt  time.Time    `json:"startedAt"`
+	UpdatedAt  time.Time    `json:"updatedAt"`
+}
+
+// LostSource is one declaration that a switchover's source is lost: who
+// made it (the run's lock holder) and when.
+type LostSource struct {
+	Cluster string    `json:"cluster"`
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
 }
 
 // ReleaseState is one release's part of State.

@@ -126,3 +126,18 @@ func (g *gates) wait(ctx context.Context, rel manifest.Release) error {
 	}
 	return nil
 }
+
+// excuse stops every gate from waiting on cluster: a Standby declared lost
+// (tandem reconcile --source-lost) will not try a change first again.
+func (g *gates) excuse(cluster string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, gt := range g.byRelease {
+		if gt.pending[cluster] {
+			delete(gt.pending, cluster)
+			if len(gt.pending) == 0 {
+				close(gt.done)
+			}
+		}
+	}
+}

@@ -61,6 +61,10 @@ type Options struct {
 	// cluster, it would rotate what the chart keeps through lookup, so it
 	// fails instead.
 	Renderer Renderer
+	// SourceLost names switchover sources a person declares lost: tandem
+	// cannot reach them, and the targets' CronJobs are to resume without
+	// theirs being suspended (recorded in the targets' state records).
+	SourceLost []string
 }
 
 // DefaultOptions returns the CLI defaults.
@@ -155,6 +159,9 @@ type run struct {
 	m     *manifest.Manifest
 	opts  Options
 	gates *gates
+	// held is the switchover the plain reconcile follows while it waits
+	// for its sources (nil when none).
+	held *heldSwitchover
 }
 
 func (r *run) emit(e Event) {

@@ -31,6 +31,14 @@ type SwitchoverReport struct {
 	// release shop/web not healthy on green: …"; Error any other failure.
 	Blocked string `json:"blocked,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// WaitingFor are the sources it waits for (unreachable): the targets
+	// serve, and the sources' phases run once they can be reached. A
+	// reconcile then goes on with the rest of the commit on the others.
+	WaitingFor []string `json:"waitingFor,omitempty"`
+	// SourceLost are the sources declared lost (tandem reconcile
+	// --source-lost), as the state records hold them: the targets' CronJobs
+	// run although the sources' could not be suspended.
+	SourceLost []clusters.LostSource `json:"sourceLost,omitempty"`
 	// Serving is when the targets served with full weight (end of phase 2), from the start.
 	Serving  Duration  `json:"servingAfter,omitempty"`
 	Started  time.Time `json:"started"`
@@ -241,6 +249,11 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 			states[x.c.Name] = x.prev
 		}
 	}
+	if msg := r.declareLost(p, byName); msg != "" {
+		rep.Error = fmt.Sprintf("switchover %s: %s; nothing done", p.Title(), msg)
+		return rep
+	}
+	p = p.withLost(r.m, lostSources(p, states, r.opts.SourceLost))
 	// Decided before the locks: another run may have moved the roles in
 	// effect since. Running this plan's phases on clusters already past it
 	// would close the only open one, so it must still be the plan.
@@ -276,7 +289,7 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 		rep.ResumedAt = first
 	}
 	stay := stayActive(r.m, p, selected, conns)
-	if first <= PhaseClose {
+	if first < PhaseClose || (first == PhaseClose && !anyDown(p.From, byName)) {
 		// Until phase 3 the sources serve untouched: a cluster that is
 		// to serve after it must be ready to before the switchover starts.
 		var targets []*swCluster
@@ -322,6 +335,16 @@ func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs, stay []*swCl
 	for _, x := range xs {
 		if st := x.prev; x.ok() && st != nil && st.Switchover != nil && slices.Equal(st.Switchover.From, p.From) && slices.Equal(st.Switchover.To, p.To) {
 			sw.StartedAt = st.Switchover.StartedAt
+			for _, l := range st.Switchover.SourceLost {
+				if !slices.ContainsFunc(sw.SourceLost, func(o clusters.LostSource) bool { return o.Cluster == l.Cluster }) {
+					sw.SourceLost = append(sw.SourceLost, l)
+				}
+			}
+		}
+	}
+	for _, name := range r.opts.SourceLost {
+		if slices.Contains(p.Lost, name) && !slices.ContainsFunc(sw.SourceLost, func(o clusters.LostSource) bool { return o.Cluster == name }) {
+			sw.SourceLost = append(sw.SourceLost, clusters.LostSource{Cluster: name, By: r.opts.Holder, At: time.Now().UTC()})
 		}
 	}
 	if first > 1 {
@@ -329,10 +352,12 @@ func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs, stay []*swCl
 		// saying where the last one left off.
 		sw.Phase, sw.PhaseName, sw.PhaseDone = first-1, PhaseName(first-1), true
 	}
-	var down []string // sources that cannot be reached
+	var down, downNames []string // sources that cannot be reached
+	allLost := true              // and every one of them declared lost
 	for _, name := range p.From {
 		if x := byName[name]; !x.ok() {
-			down = append(down, fmt.Sprintf("%s: %v", name, x.err))
+			down, downNames = append(down, fmt.Sprintf("%s: %v", name, x.err)), append(downNames, name)
+			allLost = allLost && slices.Contains(p.Lost, name)
 		}
 	}
 	for _, ph := range p.Phases {
@@ -341,6 +366,18 @@ func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs, stay []*swCl
 		}
 		pr := PhaseReport{Number: ph.Number, Name: ph.Name}
 		phStart := time.Now()
+		if ph.Number == PhaseSingletons && len(down) > 0 && allLost {
+			// Declared lost: the targets' CronJobs resume; the sources'
+			// half waits for them. The record (phase 2 done) keeps saying
+			// phases 3–5 are to run on the sources.
+			if !r.singletonsWithoutSources(ctx, p, ph, byName, xs, sw, &pr, rep) {
+				return
+			}
+			sw.Skipped = append(sw.Skipped, fmt.Sprintf("%d %s: the half on %s, declared lost", ph.Number, ph.Name, strings.Join(downNames, ", ")))
+			pr.Duration = Duration(time.Since(phStart))
+			rep.Phases = append(rep.Phases, pr)
+			continue
+		}
 		if ph.Number >= PhaseClose && len(down) > 0 {
 			// The disaster case: the target serves; what touches the source waits for it.
 			pr.Skipped = "source unreachable: " + strings.Join(down, "; ")
@@ -427,8 +464,14 @@ func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs, stay []*swCl
 		if err := r.recordSwitchover(ctx, xs, sw, nil); err != nil {
 			r.opts.Logger.Warn("switchover: skipped phases not recorded", "error", err)
 		}
-		rep.Error = fmt.Sprintf("switchover %s: %s serves; phases %d–%d skipped until the source can be reached (%s): its weight is never raised again, it becomes Standby when it is back",
-			p.Title(), strings.Join(p.To, ", "), PhaseClose, PhaseCount, strings.Join(down, "; "))
+		rep.WaitingFor, rep.SourceLost = downNames, sw.SourceLost
+		if allLost {
+			rep.Error = fmt.Sprintf("switchover %s: %s serves and runs the CronJobs (%s declared lost: %s); phases %d–%d on %s wait until it can be reached (%s): then its weight goes to 0 with its CronJobs suspended, and it becomes Standby",
+				p.Title(), strings.Join(p.To, ", "), strings.Join(downNames, ", "), lostText(sw.SourceLost), PhaseClose, PhaseCount, strings.Join(downNames, ", "), strings.Join(down, "; "))
+			return
+		}
+		rep.Error = fmt.Sprintf("switchover %s: %s serves; phases %d–%d skipped until the source can be reached (%s): its weight is never raised again, it becomes Standby when it is back. CronJobs stay suspended on %s until then: it may still be running them (a partition); once you know it is down for good, tandem reconcile --source-lost %s resumes them",
+			p.Title(), strings.Join(p.To, ", "), PhaseClose, PhaseCount, strings.Join(down, "; "), strings.Join(p.To, ", "), strings.Join(downNames, ","))
 		return
 	}
 	rep.Completed = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,11 @@ func (r *run) switchoverFirst(ctx context.Context, report *Report, selected []ma
 			failAll(report, r, selected, msg)
 			return true
 		}
+		if len(r.opts.SourceLost) > 0 {
+			failAll(report, r, selected, fmt.Sprintf("--source-lost %s: no switchover waits for it (the roles in %s equal the roles in effect); nothing done",
+				strings.Join(r.opts.SourceLost, ","), manifest.FileName))
+			return true
+		}
 		return false
 	}
 	if len(selected) < len(r.m.Clusters) {
@@ -48,6 +54,12 @@ func (r *run) switchoverFirst(ctx context.Context, report *Report, selected []ma
 	sw := r.runSwitchover(ctx, p, selected, conns)
 	report.Switchover = sw
 	if sw.Completed {
+		return false
+	}
+	if len(sw.WaitingFor) > 0 {
+		// The targets serve; the rest of the commit goes on without the
+		// sources, their phases still reported as skipped.
+		r.hold(p, sw, selected, conns)
 		return false
 	}
 	msg := sw.Blocked

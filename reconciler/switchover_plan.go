@@ -47,7 +47,11 @@ type SwitchoverPlan struct {
 	// Warnings are what the manifest allows but makes risky here
 	// (dns.drainSeconds: 0), naming the file and field.
 	Warnings []string `json:"warnings,omitempty"`
-	Phases   []Phase  `json:"phases"`
+	// Lost are sources declared lost (tandem reconcile --source-lost):
+	// from phase 3 on their CronJobs are suspended at once, since the
+	// targets' already run.
+	Lost   []string `json:"sourceLost,omitempty"`
+	Phases []Phase  `json:"phases"`
 }
 
 // Phase is one phase of a switchover.
@@ -141,6 +145,11 @@ func knobsAt(source bool, scaleToZero bool, weight, p int) (render.Knobs, manife
 // reconciled) takes its git role. Pure: it reads no cluster and renders
 // nothing; FillChanges adds the fields each phase changes.
 func PlanSwitchover(m *manifest.Manifest, inEffect Roles) *SwitchoverPlan {
+	return planSwitchover(m, inEffect, nil)
+}
+
+// planSwitchover is PlanSwitchover with the sources declared lost.
+func planSwitchover(m *manifest.Manifest, inEffect Roles, lost []string) *SwitchoverPlan {
 	p := &SwitchoverPlan{ActiveWeight: m.DNS.ActiveWeight, DrainSeconds: int(m.DNS.Drain().Seconds())}
 	for _, c := range m.Clusters {
 		was, ok := inEffect[c.Name]
@@ -155,6 +164,11 @@ func PlanSwitchover(m *manifest.Manifest, inEffect Roles) *SwitchoverPlan {
 	}
 	if len(p.From) == 0 && len(p.To) == 0 {
 		return nil
+	}
+	for _, name := range lost {
+		if slices.Contains(p.From, name) {
+			p.Lost = append(p.Lost, name)
+		}
 	}
 	p.Blocked = switchoverBlockers(m, p.From)
 	p.Warnings = m.Warnings()
@@ -173,12 +187,11 @@ func PlanSwitchover(m *manifest.Manifest, inEffect Roles) *SwitchoverPlan {
 			order = append(slices.Clone(p.From), p.To...)
 		}
 		for _, name := range order {
-			source := slices.Contains(p.From, name)
 			step := PhaseStep{Cluster: name}
 			for _, rel := range m.ReleasesFor(name) {
 				stz := rel.Standby != manifest.StandbyKeep
-				before, _ := knobsAt(source, stz, p.ActiveWeight, n-1)
-				after, role := knobsAt(source, stz, p.ActiveWeight, n)
+				before, _ := p.knobs(name, stz, n-1)
+				after, role := p.knobs(name, stz, n)
 				step.Role = role
 				if before == after {
 					continue // e.g. standby: keep in phases 1 and 5
@@ -186,7 +199,7 @@ func PlanSwitchover(m *manifest.Manifest, inEffect Roles) *SwitchoverPlan {
 				step.Releases = append(step.Releases, PhaseRelease{Name: rel.Name, Namespace: rel.Namespace, Knobs: after})
 			}
 			if step.Role == "" {
-				_, step.Role = knobsAt(source, true, p.ActiveWeight, n)
+				_, step.Role = p.knobs(name, true, n)
 			}
 			ph.Steps = append(ph.Steps, step)
 		}
@@ -226,10 +239,22 @@ func switchoverBlockers(m *manifest.Manifest, from []string) []string {
 // phaseOverlay is the overlay of a release on a cluster at phase p.
 func phaseOverlay(m *manifest.Manifest, p *SwitchoverPlan, c manifest.Cluster, rel manifest.Release, n int) render.Overlay {
 	o := OverlayFor(m, c, rel)
-	source := slices.Contains(p.From, c.Name)
-	k, role := knobsAt(source, rel.Standby != manifest.StandbyKeep, p.ActiveWeight, n)
+	k, role := p.knobs(c.Name, rel.Standby != manifest.StandbyKeep, n)
 	o.Knobs, o.Role = &k, render.Role(role)
 	return o
+}
+
+// knobs are a release's knobs on cluster name after phase n, as knobsAt,
+// except for a source declared lost: the targets' CronJobs resumed while
+// it was away, so once it is back its CronJobs are suspended in phase 3,
+// with its weight going to 0, not after the drain.
+func (p *SwitchoverPlan) knobs(name string, scaleToZero bool, n int) (render.Knobs, manifest.Role) {
+	source := slices.Contains(p.From, name)
+	k, role := knobsAt(source, scaleToZero, p.ActiveWeight, n)
+	if source && n >= PhaseClose && slices.Contains(p.Lost, name) {
+		k.SuspendCronJobs = true
+	}
+	return k, role
 }
 
 // Involved are the clusters the switchover changes, sources first.

@@ -75,11 +75,12 @@ func (f *applyFlags) options() reconciler.Options {
 }
 
 type reconcileFlags struct {
-	source   sourceFlags
-	apply    applyFlags
-	clusters []string
-	releases []string
-	dryRun   bool
+	source     sourceFlags
+	apply      applyFlags
+	clusters   []string
+	releases   []string
+	dryRun     bool
+	sourceLost []string
 }
 
 func newReconcileCmd(g *globalFlags, s streams) *cobra.Command {
@@ -109,6 +110,7 @@ healthy, 1 on any failure.`,
 			opts := f.apply.options()
 			opts.Selection = reconciler.Selection{Clusters: f.clusters, Releases: f.releases}
 			opts.DryRun = f.dryRun
+			opts.SourceLost = f.sourceLost
 			opts.Commit, opts.Ref = rev.Commit, rev.Ref
 			opts.Logger = g.logger(s)
 			opts.Progress = newProgress(s.Err).event
@@ -137,6 +139,8 @@ healthy, 1 on any failure.`,
 	fl.StringSliceVar(&f.clusters, "cluster", nil, "only these clusters (repeatable)")
 	fl.StringSliceVar(&f.releases, "release", nil, "only these releases (repeatable; disables pruning)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "plan and report, change nothing")
+	fl.StringSliceVar(&f.sourceLost, "source-lost", nil, "declare a switchover's source lost: tandem cannot reach it and you know it is down for good, not cut off; "+
+		"the new Active's CronJobs resume without the source's being suspended (recorded in its state record; later runs and tandem serve keep to it)")
 	return cmd
 }
 

@@ -139,6 +139,9 @@ func liveColumns(l *reconciler.LiveStatus) (inEffect, switchover, weights, crons
 		case sw.PhaseDone:
 			switchover += " done"
 		}
+		for _, l := range sw.SourceLost {
+			switchover += fmt.Sprintf(" %s declared lost by %s at %s", l.Cluster, l.By, l.At.Format("2006-01-02 15:04:05"))
+		}
 	}
 	if l.Error == "" {
 		var hs []string
