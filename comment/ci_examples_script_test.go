@@ -15,6 +15,8 @@ import (
 // failed; the GitHub step goes on past that) must replace the previous plan
 // with the "plan failed" notice: a `tandem comment --file plan.md` that fails
 // on the missing file leaves the plan of an earlier push up, looking current.
+// Nor may files an earlier pipeline left in a reused job directory pass for
+// this pipeline's plan.
 func TestCIExamplesCommentScriptNeverLeavesAStalePlan(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
@@ -44,32 +46,49 @@ func TestCIExamplesCommentScriptNeverLeavesAStalePlan(t *testing.T) {
 		files  map[string]string
 		// failed: the script must call --plan-failed.
 		failed bool
+		// noFile: the script must not pass the plan file (it is not this pipeline's).
+		noFile bool
 	}{
-		{name: "github, plan succeeded", script: ghScript, env: []string{"PLAN_RESULT=success"}, files: map[string]string{"plan.md": plan}},
+		{name: "github, plan succeeded", script: ghScript, env: []string{"PLAN_RESULT=success"}, files: map[string]string{"tmp/tandem-plan/plan.md": plan}},
 		{name: "github, plan succeeded, plan file missing", script: ghScript, env: []string{"PLAN_RESULT=success"}, failed: true},
-		{name: "github, plan succeeded, plan file empty", script: ghScript, env: []string{"PLAN_RESULT=success"}, files: map[string]string{"plan.md": ""}, failed: true},
-		{name: "github, plan failed", script: ghScript, env: []string{"PLAN_RESULT=failure"}, files: map[string]string{"plan.md": plan}, failed: true},
-		{name: "gitlab, plan succeeded", script: glScript.String(), files: map[string]string{"plan.md": plan, "plan.ok": ""}},
-		{name: "gitlab, plan failed", script: glScript.String(), files: map[string]string{"plan.md": plan}, failed: true},
-		{name: "gitlab, plan.ok without a plan", script: glScript.String(), files: map[string]string{"plan.ok": ""}, failed: true},
+		{name: "github, plan succeeded, plan file empty", script: ghScript, env: []string{"PLAN_RESULT=success"}, files: map[string]string{"tmp/tandem-plan/plan.md": ""}, failed: true},
+		{name: "github, plan failed", script: ghScript, env: []string{"PLAN_RESULT=failure"}, files: map[string]string{"tmp/tandem-plan/plan.md": plan}, failed: true},
+		// A self-hosted runner keeps the workspace of earlier runs; this job checks nothing out.
+		{name: "github, self-hosted, an earlier run's plan in the workspace", script: ghScript, env: []string{"PLAN_RESULT=success"}, files: map[string]string{"work/plan.md": plan}, failed: true},
+		{name: "gitlab, plan succeeded", script: glScript.String(), files: map[string]string{"work/plan.md": plan, "work/plan.id": "9\n", "work/plan.ok": "9\n"}},
+		{name: "gitlab, plan failed", script: glScript.String(), files: map[string]string{"work/plan.md": plan, "work/plan.id": "9\n"}, failed: true},
+		{name: "gitlab, plan.ok without a plan", script: glScript.String(), files: map[string]string{"work/plan.id": "9\n", "work/plan.ok": "9\n"}, failed: true},
+		// GIT_STRATEGY none reuses the job directory of earlier jobs on the
+		// runner (shell executor, docker's builds volume): the files an
+		// earlier pipeline's comment job downloaded, of another merge request
+		// maybe, are still there when this pipeline's plan left none.
+		{name: "gitlab, plan failed early, an earlier pipeline's files left", script: glScript.String(), files: map[string]string{"work/plan.md": "<!-- tandem:report -->\nanother merge request's plan\n", "work/plan.id": "8\n", "work/plan.ok": "8\n"}, failed: true, noFile: true},
+		{name: "gitlab, plan failed, an earlier pipeline's plan.ok left", script: glScript.String(), files: map[string]string{"work/plan.md": plan, "work/plan.id": "9\n", "work/plan.ok": "8\n"}, failed: true},
+		{name: "gitlab, files of the old example left", script: glScript.String(), files: map[string]string{"work/plan.md": plan, "work/plan.ok": ""}, failed: true, noFile: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir, bin := t.TempDir(), t.TempDir()
+			// root/work is the job's working directory, root/tmp its RUNNER_TEMP.
+			root, bin := t.TempDir(), t.TempDir()
 			args := filepath.Join(bin, "args")
 			stub := "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " + args + "\n"
 			if err := os.WriteFile(filepath.Join(bin, "tandem"), []byte(stub), 0o755); err != nil {
 				t.Fatal(err)
 			}
+			for _, d := range []string{"work", "tmp/tandem-plan"} {
+				if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for name, body := range tt.files {
-				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				if err := os.WriteFile(filepath.Join(root, name), []byte(body), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
 			cmd := exec.Command(bash, "-e", "-c", tt.script)
-			cmd.Dir = dir
-			cmd.Env = append([]string{"PATH=" + bin + ":/usr/bin:/bin", "GITHUB_REPOSITORY=acme/shop", "PR_NUMBER=7",
-				"CI_PROJECT_PATH=acme/shop", "CI_MERGE_REQUEST_IID=3", "CI_PIPELINE_URL=https://gitlab.example/acme/shop/-/pipelines/9"}, tt.env...)
+			cmd.Dir = filepath.Join(root, "work")
+			cmd.Env = append([]string{"PATH=" + bin + ":/usr/bin:/bin", "RUNNER_TEMP=" + filepath.Join(root, "tmp"), "GITHUB_REPOSITORY=acme/shop", "PR_NUMBER=7",
+				"CI_PROJECT_PATH=acme/shop", "CI_MERGE_REQUEST_IID=3", "CI_PIPELINE_ID=9", "CI_PIPELINE_URL=https://gitlab.example/acme/shop/-/pipelines/9"}, tt.env...)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("script failed: %v\n%s", err, out)
 			}
@@ -83,6 +102,9 @@ func TestCIExamplesCommentScriptNeverLeavesAStalePlan(t *testing.T) {
 			}
 			if has := strings.Contains(calls[0], "--plan-failed"); has != tt.failed {
 				t.Errorf("tandem %s: --plan-failed is %v, want %v", calls[0], has, tt.failed)
+			}
+			if has := strings.Contains(calls[0], "--file "); has == tt.noFile {
+				t.Errorf("tandem %s: passes the plan file: %v, want %v", calls[0], has, !tt.noFile)
 			}
 		})
 	}

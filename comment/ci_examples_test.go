@@ -209,8 +209,8 @@ func TestGitHubActionsExample(t *testing.T) {
 		t.Error("comment job checks out the repository: the write token would meet the pull request's content")
 	}
 	for _, w := range []string{"secrets.GITHUB_TOKEN", "actions/download-artifact@", "needs.plan.result",
-		`tandem comment --github "$GITHUB_REPOSITORY" --pr "$PR_NUMBER" --file plan.md`,
-		`tandem comment --github "$GITHUB_REPOSITORY" --pr "$PR_NUMBER" --plan-failed --file plan.md`} {
+		`tandem comment --github "$GITHUB_REPOSITORY" --pr "$PR_NUMBER" --file "$plan"`,
+		`tandem comment --github "$GITHUB_REPOSITORY" --pr "$PR_NUMBER" --plan-failed --file "$plan"`} {
 		if !strings.Contains(cText, w) {
 			t.Errorf("comment job does not run %q", w)
 		}
@@ -324,7 +324,7 @@ func TestGitLabCIExample(t *testing.T) {
 	if strip < 0 || diff < 0 || strip > diff {
 		t.Errorf("tandem-plan does not drop the job token from the remote before rendering:\n%s", ps)
 	}
-	for _, w := range []string{"-o markdown --manifest-dir . > plan.md", "touch plan.ok"} {
+	for _, w := range []string{"-o markdown --manifest-dir . > plan.md", `echo "$CI_PIPELINE_ID" > plan.ok`} {
 		if !strings.Contains(ps, w) {
 			t.Errorf("tandem-plan does not run %q", w)
 		}
@@ -351,7 +351,7 @@ func TestGitLabCIExample(t *testing.T) {
 		t.Errorf("tandem-comment needs: want tandem-plan's artifacts (-want +got):\n%s", diff)
 	}
 	cs := script(cj)
-	for _, w := range []string{"[ -e plan.ok ]",
+	for _, w := range []string{`[ "$(cat plan.ok 2>/dev/null)" = "$CI_PIPELINE_ID" ]`,
 		`tandem comment --gitlab "$CI_PROJECT_PATH" --mr "$CI_MERGE_REQUEST_IID" --file plan.md`,
 		`tandem comment --gitlab "$CI_PROJECT_PATH" --mr "$CI_MERGE_REQUEST_IID" --plan-failed --file plan.md`} {
 		if !strings.Contains(cs, w) {
