@@ -162,6 +162,9 @@ type run struct {
 	// held is the switchover the plain reconcile follows while it waits
 	// for its sources (nil when none).
 	held *heldSwitchover
+	// peers are the roles in effect this run leaves, for the state
+	// records (clusters.State.Peers); nil in a dry run.
+	peers Roles
 }
 
 func (r *run) emit(e Event) {

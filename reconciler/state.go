@@ -63,6 +63,7 @@ func (r *run) writeState(ctx context.Context, cr *clusterRun, rep ClusterReport,
 	if st.KubeVersion == "" && cr.prev != nil { // not rendered live this time: keep what is known
 		st.KubeVersion, st.APIVersions = cr.prev.KubeVersion, cr.prev.APIVersions
 	}
+	st.Peers = peersAfter(cr.prev, r.peers)
 	r.keepSwitchover(&st, cr.prev)
 	for _, k := range sortedKeys(records) {
 		st.Releases = append(st.Releases, records[k])

@@ -123,15 +123,58 @@ func inEffectRoles(ctx context.Context, m *manifest.Manifest, selected []manifes
 			roles[c.Name] = role
 		}
 	}
+	// What the reachable records say of the others: a down bystander is
+	// not a source. Only a cluster no record knows is taken at the worst.
+	var unread []manifest.Cluster
+	for _, c := range unknown {
+		if role := peerRole(c.Name, states); role != "" {
+			roles[c.Name] = role
+			continue
+		}
+		unread = append(unread, c)
+	}
 	if PlanSwitchover(m, roles) == nil && !anySwitchover(states) {
 		return roles, states
 	}
-	for _, c := range unknown {
+	for _, c := range unread {
 		if c.Role == manifest.RoleStandby {
 			roles[c.Name] = manifest.RoleActive
 		}
 	}
 	return roles, states
+}
+
+// peerRole is the role in effect of cluster name as the latest written of
+// the other clusters' records knows it ("" when none does).
+func peerRole(name string, states map[string]*clusters.State) manifest.Role {
+	var role manifest.Role
+	var at time.Time
+	for other, st := range states {
+		if st == nil || other == name || st.Peers[name] == "" {
+			continue
+		}
+		t := st.AppliedAt
+		if st.Switchover != nil && st.Switchover.UpdatedAt.After(t) {
+			t = st.Switchover.UpdatedAt
+		}
+		if role == "" || t.After(at) {
+			role, at = manifest.Role(st.Peers[name]), t
+		}
+	}
+	return role
+}
+
+// peersAfter are the roles in effect a record written now holds: prev's,
+// updated with roles.
+func peersAfter(prev *clusters.State, roles Roles) map[string]string {
+	out := map[string]string{}
+	if prev != nil {
+		maps.Copy(out, prev.Peers)
+	}
+	for name, role := range roles {
+		out[name] = string(role)
+	}
+	return out
 }
 
 func anySwitchover(states map[string]*clusters.State) bool {

@@ -254,12 +254,17 @@ func failure(sr *SwitchoverReport) string { return sr.Failure() }
 // phase 5 every object is at its new role's plain render.)
 func (r *run) settleRoles(ctx context.Context, xs []*swCluster) error {
 	var errs []string
+	settled := Roles{}
+	for _, x := range xs {
+		settled[x.c.Name] = x.c.Role
+	}
 	for _, x := range xs {
 		if x.prev == nil {
 			continue
 		}
 		st := *x.prev
 		st.Role, st.Switchover, st.AppliedAt = string(x.c.Role), nil, time.Now().UTC()
+		st.Peers = peersAfter(x.prev, settled)
 		wctx, cancel := context.WithTimeout(x.ctx, 30*time.Second)
 		err := x.t.WriteState(wctx, st)
 		cancel()

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ func (r *run) switchoverFirst(ctx context.Context, report *Report, selected []ma
 		roles, states = r.inEffectLocked(ctx, selected, conns)
 		p = PlanSwitchover(r.m, roles)
 	}
+	r.peers = peersLeft(p, roles, selected, conns)
 	if p == nil {
 		if msg := staleSwitchover(states); msg != "" {
 			failAll(report, r, selected, msg)
@@ -54,6 +56,10 @@ func (r *run) switchoverFirst(ctx context.Context, report *Report, selected []ma
 	sw := r.runSwitchover(ctx, p, selected, conns)
 	report.Switchover = sw
 	if sw.Completed {
+		for _, name := range p.Involved() {
+			c, _ := r.m.Cluster(name)
+			r.peers[name] = c.Role
+		}
 		return false
 	}
 	if len(sw.WaitingFor) > 0 {
@@ -136,4 +142,19 @@ func (r *run) inEffectLocked(ctx context.Context, selected []manifest.Cluster, c
 		}
 	}()
 	return inEffectRoles(ctx, r.m, selected, conns)
+}
+
+// peersLeft are the roles in effect a plain reconcile after the switchover
+// step leaves, before that switchover completes: the clusters it involves
+// keep their roles in effect (a completed one sets them to git's), every
+// other reachable cluster is at its role in git, and an unreachable one
+// keeps what was known of it.
+func peersLeft(p *SwitchoverPlan, roles Roles, selected []manifest.Cluster, conns []conn) Roles {
+	out := maps.Clone(roles)
+	for i, c := range selected {
+		if conns[i].err == nil && (p == nil || !slices.Contains(p.Involved(), c.Name)) {
+			out[c.Name] = c.Role
+		}
+	}
+	return out
 }

@@ -98,7 +98,7 @@ func TestSwitchoverSourceLostResumesTargetCronJobs(t *testing.T) {
 	if rep := reconcileLost(t, swManifest(), fakes, "", "blue"); rep.Switchover == nil || !strings.Contains(rep.Switchover.Error, "--source-lost blue: tandem reaches blue") || len(writes(log)) > 0 {
 		t.Errorf("reachable source declared lost: %+v, writes %v", rep.Switchover, writes(log))
 	}
-	if rep := reconcileLost(t, swManifest(), fakes, "green", "green"); rep.Switchover == nil || !strings.Contains(rep.Switchover.Error, "--source-lost green: not a cluster this switchover takes from Active to Standby") || len(writes(log)) > 0 {
+	if rep := reconcileLost(t, swManifest(), fakes, "green", "green"); rep.Switchover == nil || !strings.Contains(rep.Switchover.Error, "target green: cluster \"green\": unreachable") || len(writes(log)) > 0 {
 		t.Errorf("target declared lost: %+v, writes %v", rep.Switchover, writes(log))
 	}
 
