@@ -247,6 +247,9 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 	if r.opts.Renderer != nil {
 		results, caps, err := renderCluster(ctx, r.m, r.opts.Renderer, r.opts.Selection, c, cn.t, existing(deployed))
 		cr.caps = caps
+		if err == nil {
+			err = keepGenerated(results, deployed)
+		}
 		if err != nil {
 			return fail(fmt.Errorf("render with the cluster's capabilities and lookup: nothing applied: %w", err))
 		}

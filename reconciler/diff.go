@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -96,12 +97,13 @@ func unionKeys(a, b map[string]*render.Result) []string {
 // replicas, which live diffs leave out on Active clusters, are a change a
 // merge applies, so they stay in.)
 func againstIgnores(newer, older *manifest.Manifest, old, cur *render.Result) map[objectKey][]string {
+	out := generatedPaths(old, cur)
 	m, r := newer, cur
 	if r == nil {
 		m, r = older, old
 	}
 	if m == nil || r == nil {
-		return nil
+		return out
 	}
 	var spec manifest.Release
 	for _, rel := range m.Releases {
@@ -110,19 +112,47 @@ func againstIgnores(newer, older *manifest.Manifest, old, cur *render.Result) ma
 		}
 	}
 	if len(spec.Ignore) == 0 {
-		return nil
+		return out
 	}
-	out := map[objectKey][]string{}
+	done := map[objectKey]bool{}
 	for _, res := range []*render.Result{old, cur} {
 		if res == nil {
 			continue
 		}
 		for _, o := range res.Objects {
 			k := objectKeyOf(o)
-			if _, done := out[k]; done {
-				continue
+			if !done[k] {
+				done[k] = true
+				out[k] = append(out[k], rulePaths(spec.Ignore, o)...)
 			}
-			out[k] = rulePaths(spec.Ignore, o)
+		}
+	}
+	for k, p := range out {
+		slices.Sort(p)
+		out[k] = slices.Compact(p)
+	}
+	return out
+}
+
+// generatedPaths collects the fields either render found generated afresh
+// (render.Result.Generated): rendered without a cluster, they differ at
+// every render and say nothing about the change; reconcile keeps the
+// cluster's values.
+func generatedPaths(renders ...*render.Result) map[objectKey][]string {
+	out := map[objectKey][]string{}
+	for _, res := range renders {
+		if res == nil || len(res.Generated) == 0 {
+			continue
+		}
+		byID := map[string][]string{}
+		for _, g := range res.Generated {
+			byID[g.Object] = g.Paths
+		}
+		for _, o := range res.Objects {
+			if p := byID[o.Identity()]; len(p) > 0 {
+				k := objectKeyOf(o)
+				out[k] = append(out[k], p...)
+			}
 		}
 	}
 	return out

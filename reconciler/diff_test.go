@@ -232,3 +232,26 @@ func TestDiffAgainstShowsCRDs(t *testing.T) {
 		t.Errorf("new release (-want +got):\n%s", diff)
 	}
 }
+
+// A generated password differs between the two offline renders of a PR plan
+// but is no change: the release is unchanged when nothing else is.
+func TestDiffAgainstLeavesGeneratedFieldsOut(t *testing.T) {
+	secret := func(pw string) string {
+		return "# Source: c/templates/s.yaml\napiVersion: v1\nkind: Secret\nmetadata: {name: auth}\ndata: {password: " + pw + "}\n"
+	}
+	gen := func(r *render.Result) *render.Result {
+		r.Generated = []render.Generated{{Object: r.Objects[0].Identity(), Paths: []string{"/data/password"}}}
+		r.Digest = "stable"
+		return r
+	}
+	m := &manifest.Manifest{Clusters: []manifest.Cluster{{Name: "blue", Role: manifest.RoleActive}}, Releases: []manifest.Release{{Name: "db", Namespace: "shop"}}}
+	from := []*render.Result{gen(result("blue", "db", secret("b2xk")))}
+	to := []*render.Result{gen(result("blue", "db", secret("bmV3")))}
+	rep, err := DiffAgainst(m, from, m, to, "aaa", "bbb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd := rep.Clusters[0].Releases[0]; rd.Change != ChangeUnchanged || len(rd.Objects) != 0 || len(rd.Notes) != 0 {
+		t.Errorf("a generated password alone shows as a change: %+v", rd)
+	}
+}

@@ -75,6 +75,9 @@ func diffCluster(ctx context.Context, m *manifest.Manifest, c manifest.Cluster, 
 	}
 	if opts.Renderer != nil {
 		results, _, err := renderCluster(ctx, m, opts.Renderer, opts.Selection, c, t, existing(deployedFrom(live)))
+		if err == nil {
+			err = keepGenerated(results, deployedFrom(live))
+		}
 		if err != nil {
 			cd.Error = fmt.Sprintf("render with the cluster's capabilities and lookup: %v", err)
 			return cd

@@ -55,3 +55,23 @@ func renderCluster(ctx context.Context, m *manifest.Manifest, r Renderer, sel Se
 	results, err := r.RenderAll(ctx, reqs)
 	return results, caps, err
 }
+
+// keepGenerated puts the deployed values of generated fields (a password a
+// chart generates with randAlphaNum) back into each result of a release Helm
+// storage holds, so that the plan, a live diff and drift correction carry
+// what the cluster has rather than a fresh value (render.Result.Generated).
+func keepGenerated(results []*render.Result, deployed []Deployed) error {
+	byKey := make(map[ReleaseKey]string, len(deployed))
+	for _, d := range deployed {
+		byKey[d.key()] = d.Manifest
+	}
+	for _, res := range results {
+		if res == nil || len(res.Generated) == 0 {
+			continue
+		}
+		if _, err := res.KeepGenerated(byKey[ReleaseKey{res.Namespace, res.Release}]); err != nil {
+			return fmt.Errorf("release %s/%s: keep generated values: %w", res.Namespace, res.Release, err)
+		}
+	}
+	return nil
+}

@@ -125,8 +125,18 @@ type Result struct {
 	// Planned touches them, and they are not in Digest (an upgrade leaves
 	// them alone).
 	CRDs []Object
-	// Digest identifies the rendered content: equal digests mean an upgrade would change nothing.
+	// Digest identifies the rendered content: equal digests mean an upgrade
+	// would change nothing. Generated fields count as a placeholder, so a
+	// chart that generates a password digests the same at every render.
 	Digest string
+	// Generated lists the fields the chart generates afresh at every render
+	// (randAlphaNum, uuidv4, now, genCA …), found by rendering a chart that
+	// calls such a function twice and comparing. They belong to the
+	// cluster once installed: KeepGenerated puts the deployed values back
+	// into the plan, so neither an upgrade nor drift correction rotates
+	// them. Empty when the two renders hold different objects (a generated
+	// name): such a release is planned as rendered.
+	Generated []Generated
 	// UsedLookup says the templates called lookup. A render without the
 	// cluster's Lookup that used it planned what lookup would have found as
 	// nothing (a chart's newly generated password, not the live one): it
@@ -224,7 +234,30 @@ func (r *Renderer) render(ctx context.Context, req Request, pool *workerPool) (*
 	if err != nil {
 		return nil, err
 	}
+	var generated []Generated
+	if mayGenerate(ch) {
+		// Render again: what differs is generated afresh each time, and
+		// is left out of the digest (see Result.Generated).
+		o2, err := r.templateWithin(ctx, req, ch, vals, pool)
+		if err != nil {
+			return nil, err
+		}
+		objs2, err := ParseObjects(o2.manifest, req.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		hooks2, err := ParseObjects(o2.hooks, req.Namespace)
+		if err != nil {
+			return nil, fmt.Errorf("hooks: %w", err)
+		}
+		g1, ok1 := generatedFields(objs, objs2)
+		g2, ok2 := generatedFields(hookObjs, hooks2)
+		if ok1 && ok2 {
+			generated = append(g1, g2...)
+		}
+	}
 	res := &Result{
+		Generated:    generated,
 		CRDs:         crds,
 		Cluster:      req.Cluster,
 		Release:      req.Release,
@@ -240,7 +273,9 @@ func (r *Renderer) render(ctx context.Context, req Request, pool *workerPool) (*
 		SkipHooks:    req.Overlay.SkipHooks(),
 		UsedLookup:   o.usedLookup,
 	}
-	res.Digest = digest(res)
+	if res.Digest, err = stableDigest(res); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 

@@ -95,12 +95,14 @@ type renderedRelease struct {
 	HooksSkipped bool             `json:"hooksSkipped,omitempty"`
 	// CRDs are the chart's crds/, which Helm creates at the first install only.
 	CRDs []map[string]any `json:"crds,omitempty"`
+	// Generated are the fields the chart generates afresh at every render.
+	Generated []render.Generated `json:"generated,omitempty"`
 }
 
 func writeRenderJSON(w io.Writer, results []*render.Result) error {
 	out := make([]renderedRelease, 0, len(results))
 	for _, r := range results {
-		rr := renderedRelease{Cluster: r.Cluster, Release: r.Release, Namespace: r.Namespace, Chart: r.ChartName,
+		rr := renderedRelease{Cluster: r.Cluster, Release: r.Release, Namespace: r.Namespace, Chart: r.ChartName, Generated: r.Generated,
 			ChartVersion: r.ChartVersion, Digest: r.Digest, Objects: []map[string]any{}, Hooks: []map[string]any{}, HooksSkipped: r.SkipHooks}
 		for _, list := range []struct {
 			objs []render.Object

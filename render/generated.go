@@ -1,0 +1,295 @@
+package render
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"helm.sh/helm/v3/pkg/chart"
+	"sigs.k8s.io/yaml"
+)
+
+// Generated is one object's fields that a chart generates afresh at every
+// render (randAlphaNum, uuidv4, now, genCA, bcrypt …): the fields two renders
+// of the same request disagree on.
+type Generated struct {
+	// Object is the object's identity, as Planned compares it: "source:
+	// apiVersion Kind namespace/name".
+	Object string `json:"object"`
+	// Paths are RFC 6901 JSON pointers to the fields that differed.
+	Paths []string `json:"paths"`
+}
+
+// generatingFuncs are the template functions whose output differs from one
+// render to the next. A chart whose templates name none of them renders the
+// same every time and is rendered once.
+var generatingFuncs = regexp.MustCompile(`\b(randAlphaNum|randAlpha|randAscii|randNumeric|randBytes|randInt|shuffle|uuidv4|now|genCA|genCAWithKey|genPrivateKey|genSelfSignedCert|genSelfSignedCertWithKey|genSignedCert|genSignedCertWithKey|bcrypt|htpasswd)\b`)
+
+// mayGenerate reports whether a template of ch or of a subchart calls a
+// generating function.
+func mayGenerate(ch *chart.Chart) bool {
+	for _, t := range ch.Templates {
+		if generatingFuncs.Match(t.Data) {
+			return true
+		}
+	}
+	for _, d := range ch.Dependencies() {
+		if mayGenerate(d) {
+			return true
+		}
+	}
+	return false
+}
+
+// generatedFields compares two renders of one request, object by object, and
+// returns the fields they disagree on. ok is false when the renders do not
+// hold the same objects (a generated name): then nothing can be kept.
+func generatedFields(a, b []Object) (out []Generated, ok bool) {
+	if len(a) != len(b) {
+		return nil, false
+	}
+	for i := range a {
+		if objectIdentity(a[i]) != objectIdentity(b[i]) {
+			return nil, false
+		}
+		if string(a[i].Body) == string(b[i].Body) {
+			continue
+		}
+		var x, y map[string]any
+		if yaml.Unmarshal(a[i].Body, &x) != nil || yaml.Unmarshal(b[i].Body, &y) != nil {
+			return nil, false
+		}
+		var paths []string
+		differingLeaves("", x, y, &paths)
+		if len(paths) > 0 {
+			slices.Sort(paths)
+			out = append(out, Generated{Object: objectIdentity(a[i]), Paths: paths})
+		}
+	}
+	return out, true
+}
+
+// objectIdentity names an object as Planned compares objects.
+func objectIdentity(o Object) string { return o.Identity() }
+
+// Identity names the object as Planned and Generated do: "source:
+// apiVersion Kind namespace/name".
+func (o Object) Identity() string {
+	return o.Source + ": " + o.APIVersion + " " + o.ID()
+}
+
+// differingLeaves appends the JSON pointers under prefix where x and y differ.
+func differingLeaves(prefix string, x, y any, out *[]string) {
+	switch xv := x.(type) {
+	case map[string]any:
+		yv, ok := y.(map[string]any)
+		if !ok {
+			break
+		}
+		keys := map[string]bool{}
+		for k := range xv {
+			keys[k] = true
+		}
+		for k := range yv {
+			keys[k] = true
+		}
+		for k := range keys {
+			differingLeaves(prefix+"/"+escapePointer(k), xv[k], yv[k], out)
+		}
+		return
+	case []any:
+		yv, ok := y.([]any)
+		if !ok || len(xv) != len(yv) {
+			break
+		}
+		for i := range xv {
+			differingLeaves(prefix+"/"+strconv.Itoa(i), xv[i], yv[i], out)
+		}
+		return
+	}
+	xb, _ := json.Marshal(x)
+	yb, _ := json.Marshal(y)
+	if string(xb) != string(yb) {
+		*out = append(*out, prefix)
+	}
+}
+
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+func unescapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~")
+}
+
+// generatedPlaceholder stands for a generated value in the digest.
+const generatedPlaceholder = "(generated)"
+
+// stableDigest is digest with every generated field replaced by a
+// placeholder, so that a release whose chart generates a password digests the
+// same at every render of the same chart and values, and its re-runs are
+// no-ops. Without generated fields it is digest.
+func stableDigest(r *Result) (string, error) {
+	if len(r.Generated) == 0 {
+		return digest(r), nil
+	}
+	paths := map[string][]string{}
+	for _, g := range r.Generated {
+		paths[g.Object] = g.Paths
+	}
+	var b strings.Builder
+	for _, objs := range [][]Object{r.Objects, r.HookObjects} {
+		for _, o := range objs {
+			p := paths[objectIdentity(o)]
+			if len(p) == 0 {
+				fmt.Fprintf(&b, "%s\n%s\n", objectIdentity(o), o.Body)
+				continue
+			}
+			var m map[string]any
+			if err := yaml.Unmarshal(o.Body, &m); err != nil {
+				return "", fmt.Errorf("%s: %w", o.ID(), err)
+			}
+			for _, ptr := range p {
+				setPointer(m, ptr, generatedPlaceholder)
+			}
+			j, err := json.Marshal(m)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&b, "%s\n%s\n", objectIdentity(o), j)
+		}
+	}
+	vals, _ := json.Marshal(r.Values)
+	h := sha256.New()
+	for _, s := range []string{"stable", r.Namespace, r.ChartName, r.ChartVersion, string(vals), b.String()} {
+		fmt.Fprintf(h, "%d:%s\n", len(s), s)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:40], nil
+}
+
+// getPointer returns the value at ptr in obj.
+func getPointer(obj any, ptr string) (any, bool) {
+	cur := obj
+	for _, tok := range strings.Split(ptr, "/")[1:] {
+		tok = unescapePointer(tok)
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[tok]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil, false
+			}
+			cur = c[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// setPointer sets the value at ptr in obj when its parent exists.
+func setPointer(obj any, ptr string, v any) bool {
+	toks := strings.Split(ptr, "/")[1:]
+	if len(toks) == 0 {
+		return false
+	}
+	parent, ok := getPointer(obj, "/"+strings.Join(toks[:len(toks)-1], "/"))
+	if len(toks) == 1 {
+		parent, ok = obj, true
+	}
+	if !ok {
+		return false
+	}
+	last := unescapePointer(toks[len(toks)-1])
+	switch p := parent.(type) {
+	case map[string]any:
+		p[last] = v
+		return true
+	case []any:
+		i, err := strconv.Atoi(last)
+		if err != nil || i < 0 || i >= len(p) {
+			return false
+		}
+		p[i] = v
+		return true
+	}
+	return false
+}
+
+// KeepGenerated puts back, into r's planned manifest and objects, the value
+// each generated field has in deployed (the manifest Helm storage holds for
+// the release's deployed revision, which is what tandem applied): a password
+// the chart generated at the first install stays what it was, through
+// upgrades and drift correction. A field deployed does not have (a new
+// object, a new key) keeps its fresh value. It returns how many fields were
+// kept. The digest is unchanged: generated fields are not in it.
+func (r *Result) KeepGenerated(deployed string) (int, error) {
+	if len(r.Generated) == 0 || deployed == "" {
+		return 0, nil
+	}
+	old, err := ParseObjects(deployed, r.Namespace)
+	if err != nil {
+		return 0, fmt.Errorf("deployed manifest: %w", err)
+	}
+	oldBy := map[string]Object{}
+	for _, o := range old {
+		oldBy[objectIdentity(o)] = o
+	}
+	docs, err := splitDocuments([]byte(r.Manifest))
+	if err != nil || len(docs) != len(r.Objects) {
+		return 0, err // a List flattened into several objects: not kept (a known limit)
+	}
+	paths := map[string][]string{}
+	for _, g := range r.Generated {
+		paths[g.Object] = g.Paths
+	}
+	kept := 0
+	objs := slices.Clone(r.Objects)
+	for i, o := range objs {
+		p, prev := paths[objectIdentity(o)], oldBy[objectIdentity(o)]
+		if len(p) == 0 || prev.Body == nil {
+			continue
+		}
+		var cur, was map[string]any
+		if err := yaml.Unmarshal(o.Body, &cur); err != nil {
+			return 0, fmt.Errorf("%s: %w", o.ID(), err)
+		}
+		if err := yaml.Unmarshal(prev.Body, &was); err != nil {
+			return 0, fmt.Errorf("deployed %s: %w", o.ID(), err)
+		}
+		n := 0
+		for _, ptr := range p {
+			if v, ok := getPointer(was, ptr); ok && setPointer(cur, ptr, v) {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		body, err := yaml.Marshal(cur)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", o.ID(), err)
+		}
+		objs[i].Body = []byte("# Source: " + o.Source + "\n" + string(body))
+		kept += n
+	}
+	if kept == 0 {
+		return 0, nil
+	}
+	var b strings.Builder
+	for _, o := range objs {
+		fmt.Fprintf(&b, "---\n%s\n", strings.TrimRight(string(o.Body), "\n"))
+	}
+	r.Objects, r.Manifest = objs, b.String()
+	return kept, nil
+}

@@ -1,0 +1,101 @@
+package render
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
+)
+
+func generatedRequest(t *testing.T, greeting string) Request {
+	dir, err := filepath.Abs(filepath.Join("testdata", "charts", "generated"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Request{Cluster: "blue", Release: "app", Namespace: "shop", Chart: ChartSource{Dir: dir},
+		Values:  []ValuesLayer{{Source: "set", Set: map[string]any{"greeting": greeting}}},
+		Overlay: Overlay{Release: "app", Cluster: "blue", Role: RoleActive, DNSPrefix: prefix, ActiveWeight: 100}}
+}
+
+func secretPassword(t *testing.T, r *Result) string {
+	t.Helper()
+	for _, o := range r.Objects {
+		if o.Kind == "Secret" {
+			var m struct {
+				Data map[string]string `json:"data"`
+			}
+			if err := yaml.Unmarshal(o.Body, &m); err != nil {
+				t.Fatal(err)
+			}
+			return m.Data["password"]
+		}
+	}
+	t.Fatal("no Secret rendered")
+	return ""
+}
+
+// A chart that generates a password digests the same at every render of the
+// same chart and values (its re-runs are no-ops), names the fields that vary,
+// and a change elsewhere still changes the digest.
+func TestGeneratedFieldsLeaveTheDigest(t *testing.T) {
+	r := New(DefaultOptions())
+	ctx := context.Background()
+	a, err := r.Render(ctx, generatedRequest(t, "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.Render(ctx, generatedRequest(t, "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if secretPassword(t, a) == secretPassword(t, b) {
+		t.Fatal("the chart rendered the same password twice; the test needs a generating chart")
+	}
+	if a.Digest != b.Digest {
+		t.Errorf("two renders of the same chart and values digest differently: %s vs %s", a.Digest, b.Digest)
+	}
+	want := []Generated{ // in install order: the Secret first
+		{Object: "generated/templates/secret.yaml: v1 Secret shop/app-auth", Paths: []string{"/data/password"}},
+		{Object: "generated/templates/deployment.yaml: apps/v1 Deployment shop/app", Paths: []string{"/spec/template/metadata/annotations/checksum~1secret"}},
+	}
+	if diff := cmp.Diff(want, a.Generated); diff != "" {
+		t.Errorf("generated fields (-want +got):\n%s", diff)
+	}
+	c, err := r.Render(ctx, generatedRequest(t, "changed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Digest == a.Digest {
+		t.Error("a values change left the digest as it was")
+	}
+
+	// The deployed values come back into a later plan: manifest and objects.
+	kept, err := c.KeepGenerated(a.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept != 2 {
+		t.Errorf("kept %d fields, want 2", kept)
+	}
+	if got, want := secretPassword(t, c), secretPassword(t, a); got != want {
+		t.Errorf("password after KeepGenerated %q, want the deployed %q", got, want)
+	}
+	if !strings.Contains(c.Manifest, secretPassword(t, a)) || !strings.Contains(c.Manifest, `value: changed`) {
+		t.Errorf("the planned manifest lacks the kept password or the new value:\n%s", c.Manifest)
+	}
+	if ids, err := identities(c.Manifest); err != nil || len(ids) != 2 {
+		t.Errorf("planned manifest objects %v, %v", ids, err)
+	}
+
+	// A deterministic chart is rendered once and has nothing generated.
+	d, err := r.Render(ctx, exampleRequest(t, "blue", RoleActive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Generated) != 0 || d.Digest != digest(d) {
+		t.Errorf("the example chart: generated %v, digest %s vs %s", d.Generated, d.Digest, digest(d))
+	}
+}
