@@ -276,6 +276,10 @@ func commentHint(err error, h forgeHints) error {
 			return fmt.Errorf("%w\n(%s)", err, h.notFound)
 		}
 	}
+	var connErr *comment.ConnError
+	if errors.As(err, &connErr) || (errors.As(err, &apiErr) && (apiErr.StatusCode >= 500 || apiErr.StatusCode == http.StatusTooManyRequests || apiErr.AskedWait > 0)) {
+		return err // the API was unreachable or busy: naming the author would not help
+	}
 	var ae *comment.AuthorError
 	if errors.As(err, &ae) {
 		return fmt.Errorf("%w\n(%s)", err, h.author)

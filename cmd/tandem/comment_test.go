@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tandem-gitops/tandem/cmd/tandem/internal/diffview"
+	"github.com/tandem-gitops/tandem/comment"
 )
 
 // forge is a small GitHub and GitLab in one: the issue-comment and
@@ -645,5 +647,22 @@ func TestCommentTokenProblemsSayWhatToDo(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCommentHintOnlyWhereItHelps: an identity lookup that failed because the
+// API was down or busy does not send the on-call engineer to --author; one
+// the API answered without an identity does.
+func TestCommentHintOnlyWhereItHelps(t *testing.T) {
+	down := &comment.AuthorError{Noun: "comment", Err: &comment.ConnError{Err: errors.New(`Get "https://api.github.com/user": connection refused`), Attempts: 4}}
+	busy := &comment.AuthorError{Noun: "comment", Err: &comment.APIError{Method: "GET", URL: "https://api.github.com/user", StatusCode: 503, Attempts: 4}}
+	unknown := &comment.AuthorError{Noun: "comment", Err: errors.New("POST https://api.github.com/graphql: viewer: Resource not accessible by integration")}
+	for _, err := range []error{down, busy} {
+		if got := commentHint(err, githubHints).Error(); strings.Contains(got, "pass --author") {
+			t.Errorf("hint for %v: %q, want no --author hint", err, got)
+		}
+	}
+	if got := commentHint(unknown, githubHints).Error(); !strings.Contains(got, "pass --author") {
+		t.Errorf("hint for an unknown identity: %q, want the --author hint", got)
 	}
 }
