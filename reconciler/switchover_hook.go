@@ -30,6 +30,10 @@ func (r *run) switchoverFirst(ctx context.Context, report *Report, selected []ma
 		roles, states = r.inEffectLocked(ctx, selected, conns)
 		p = PlanSwitchover(r.m, roles)
 	}
+	if msg := renamedWithRoles(ctx, r.m, selected, conns, states); msg != "" {
+		failAll(report, r, selected, msg)
+		return true
+	}
 	r.peers = peersLeft(p, roles, selected, conns)
 	if p == nil {
 		if msg := staleSwitchover(states); msg != "" {

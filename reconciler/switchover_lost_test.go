@@ -15,11 +15,16 @@ import (
 // reconcileLost is reconcileSwitchover with --source-lost and a named holder.
 func reconcileLost(t *testing.T, m *manifest.Manifest, fakes map[string]*fakeTarget, unreachable string, lost ...string) *Report {
 	t.Helper()
+	return reconcileWrapped(t, m, fakes, func(f *fakeTarget) Target { return liveFake{f} }, unreachable, lost...)
+}
+
+func reconcileWrapped(t *testing.T, m *manifest.Manifest, fakes map[string]*fakeTarget, wrap func(*fakeTarget) Target, unreachable string, lost ...string) *Report {
+	t.Helper()
 	connect := func(_ context.Context, c manifest.Cluster) (Target, error) {
 		if c.Name == unreachable {
 			return nil, fmt.Errorf("cluster %q: unreachable: connection refused", c.Name)
 		}
-		return liveFake{fakes[c.Name]}, nil
+		return wrap(fakes[c.Name]), nil
 	}
 	opts := DefaultOptions()
 	opts.DetectDrift, opts.Renderer, opts.Holder, opts.SourceLost = false, knobRenderer{}, "oncall@laptop", lost

@@ -163,6 +163,9 @@ func (f *diffFlags) diffAgainst(ctx context.Context, g *globalFlags, s streams) 
 			base[name] = role
 		}
 	}
+	if err := reconciler.OneChangeAtATime(from, to); err != nil {
+		return nil, nil, err
+	}
 	sw, err := reconciler.RenderSwitchover(ctx, to, p.Renderer, base)
 	if err != nil {
 		return nil, nil, fmt.Errorf("plan the switchover from %s: %w", shortSHA(fromCommit), err)

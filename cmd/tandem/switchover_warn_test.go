@@ -38,8 +38,36 @@ func TestDrainSecondsZeroWarns(t *testing.T) {
 	if _, errOut, code := runCLI(t, "switchover", "--to", "green", "--manifest-dir", dir); code != 0 {
 		t.Fatalf("switchover --to green: exit %d\n%s", code, errOut)
 	}
-	out, errOut, code = runCLI(t, "diff", "--against", "HEAD", "--manifest-dir", dir, "-o", "markdown")
+	out, errOut, code = runCLI(t, "diff", "--against", "HEAD", "--working-tree", "--manifest-dir", dir, "-o", "markdown")
 	if code != 0 || !strings.Contains(out, want) {
 		t.Errorf("diff --against -o markdown: exit %d, no warning in:\n%s\n%s", code, out, errOut)
+	}
+}
+
+// Finding 7, the pull request's side: a change of id together with the
+// roles is refused by diff --against as by the reconcile, naming
+// tandem.yaml and both fields, instead of being shown as a switchover that
+// the reconcile would not run.
+func TestDiffAgainstRefusesIDWithRoles(t *testing.T) {
+	dir := gitManifest(t)
+	if _, errOut, code := runCLI(t, "switchover", "--to", "green", "--manifest-dir", dir); code != 0 {
+		t.Fatalf("switchover --to green: exit %d\n%s", code, errOut)
+	}
+	path := filepath.Join(dir, "tandem.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append([]byte("id: shop2\n"), b...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, "diff", "--against", "HEAD", "--working-tree", "--manifest-dir", dir)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"tandem.yaml", `id changes from "default" to "shop2"`, "role"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr does not name %s:\n%s", want, errOut)
+		}
 	}
 }
