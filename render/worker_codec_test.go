@@ -167,7 +167,8 @@ func renderRequestBody(t testing.TB) []byte {
 	e.uvarint(7)
 	e.chart(ch)
 	rest, err := (&renderJob{release: "r", namespace: "ns", caps: Capabilities{KubeVersion: "1.30", APIVersions: []string{"v1"}},
-		overlay: Overlay{Release: "r", Cluster: "blue", Role: RoleActive, ActiveWeight: 100}, values: codecValues(), lookup: true}).encodeRest()
+		overlay: Overlay{Release: "r", Cluster: "blue", Role: RoleActive, ActiveWeight: 100, RunStandbyHooks: true,
+			Knobs: &Knobs{ScaleDown: true, SuspendCronJobs: true, Weight: 7}}, values: codecValues(), lookup: true}).encodeRest()
 	if err != nil || e.err != nil {
 		t.Fatal(err, e.err)
 	}
@@ -184,6 +185,11 @@ func TestWorkerDecoderRejectsGarbage(t *testing.T) {
 	}
 	if j.chartID != 7 || j.chart.Name() != "c" || j.overlay.ActiveWeight != 100 || !j.lookup {
 		t.Fatalf("decoded %+v", j)
+	}
+	// Every overlay field crosses to the worker: a switchover's knobs
+	// dropped there rendered the daemon's phases as plain role renders.
+	if k := j.overlay.Knobs; !j.overlay.RunStandbyHooks || k == nil || !k.ScaleDown || !k.SuspendCronJobs || k.Weight != 7 {
+		t.Fatalf("overlay decoded as %+v, knobs %+v", j.overlay, k)
 	}
 	for n := range len(body) {
 		if _, err := decodeRenderJob(body[:n]); err == nil {

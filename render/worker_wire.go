@@ -27,7 +27,7 @@ const (
 
 // workerProtocol is the hello's body: a program that is not a render worker
 // (or another version of one) is refused before it is sent anything.
-const workerProtocol = "tandem-render-worker/1"
+const workerProtocol = "tandem-render-worker/2"
 
 // maxFrame bounds a frame's body in both directions. It is above what a
 // render can need (Helm caps a loaded chart at 100 MiB decompressed) and
@@ -128,6 +128,13 @@ func (j *renderJob) encodeRest() ([]byte, error) {
 	e.bool(o.ScaleToZero)
 	e.str(o.DNSPrefix)
 	e.varint(int64(o.ActiveWeight))
+	e.bool(o.RunStandbyHooks)
+	e.bool(o.Knobs != nil)
+	if k := o.Knobs; k != nil {
+		e.bool(k.ScaleDown)
+		e.bool(k.SuspendCronJobs)
+		e.varint(int64(k.Weight))
+	}
 	e.value(j.values)
 	e.bool(j.lookup)
 	if e.err != nil {
@@ -153,6 +160,10 @@ func decodeRenderJob(body []byte) (*renderJob, error) {
 	j.overlay.ScaleToZero = d.bool()
 	j.overlay.DNSPrefix = d.str()
 	j.overlay.ActiveWeight = int(d.varint())
+	j.overlay.RunStandbyHooks = d.bool()
+	if d.bool() {
+		j.overlay.Knobs = &Knobs{ScaleDown: d.bool(), SuspendCronJobs: d.bool(), Weight: int(d.varint())}
+	}
 	v := d.value()
 	j.lookup = d.bool()
 	if err := d.finish(); err != nil {

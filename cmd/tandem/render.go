@@ -56,9 +56,17 @@ helm template --include-crds prints them: Helm creates them at a release's first
 	return cmd
 }
 
+// renderOptions are the render options of every command. Templates run in
+// worker processes (this binary's render-worker command), as the daemon's
+// do, so that a hostile chart's template that expands to gigabytes, or runs
+// for ever, is killed at the workers' memory and output bounds instead of
+// taking the CI runner or laptop down with it (issue 11 item 7).
 func renderOptions() render.Options {
 	o := render.DefaultOptions()
 	o.CacheDir = cacheDir()
+	if iso, err := renderIsolation(); err == nil {
+		o.Isolation = iso
+	}
 	// As the helm CLI's --registry-config defaults; empty is Helm's own file.
 	o.RegistryConfig = os.Getenv("HELM_REGISTRY_CONFIG")
 	return o
