@@ -23,6 +23,18 @@ type LoadOptions struct {
 	MaxYAMLNodes int `json:"maxYAMLNodes,omitempty"`
 	// MaxProblems bounds the problems a ValidationError lists; default 100.
 	MaxProblems int `json:"maxProblems,omitempty"`
+	// MaxValuesRefs bounds the values file references of the whole manifest (releases'
+	// and clusters' overlays', each reference counted); default 10000. With
+	// MaxReleaseValuesBytes it bounds what a render reads and merges: one values file
+	// referenced 50,000 times is 50,000 layers to parse.
+	MaxValuesRefs int `json:"maxValuesRefs,omitempty"`
+	// MaxReleaseValuesBytes bounds the values files of one release, its cluster overlays'
+	// included, a file counted each time it is referenced; default 16 MiB.
+	MaxReleaseValuesBytes int64 `json:"maxReleaseValuesBytes,omitempty"`
+	// MaxValuesBytes bounds the values files of the whole manifest the same way; default
+	// 256 MiB. A render request holds its release's values, so a run holds at most this
+	// much of them per cluster.
+	MaxValuesBytes int64 `json:"maxValuesBytes,omitempty"`
 }
 
 // DefaultLoadOptions returns the limits Load applies when given zero options.
@@ -34,6 +46,10 @@ func DefaultLoadOptions() LoadOptions {
 		MaxChartFiles:     10000,
 		MaxYAMLNodes:      100000,
 		MaxProblems:       100,
+
+		MaxValuesRefs:         10000,
+		MaxReleaseValuesBytes: 16 << 20,
+		MaxValuesBytes:        256 << 20,
 	}
 }
 
@@ -56,6 +72,15 @@ func (o LoadOptions) withDefaults() LoadOptions {
 	}
 	if o.MaxProblems <= 0 {
 		o.MaxProblems = d.MaxProblems
+	}
+	if o.MaxValuesRefs <= 0 {
+		o.MaxValuesRefs = d.MaxValuesRefs
+	}
+	if o.MaxValuesBytes <= 0 {
+		o.MaxValuesBytes = d.MaxValuesBytes
+	}
+	if o.MaxReleaseValuesBytes <= 0 {
+		o.MaxReleaseValuesBytes = d.MaxReleaseValuesBytes
 	}
 	return o
 }

@@ -99,6 +99,12 @@ type validator struct {
 	needs [][]int
 	// parsed holds the values files already parsed, so each file's problems show once.
 	parsed map[string]bool
+	// valuesRefs counts the manifest's values file references; releaseValues sums the
+	// sizes of the current release's, each reference counted.
+	valuesRefs    int
+	releaseValues int64
+	totalValues   int64
+	totalReported bool
 }
 
 func (v *validator) clusters() {
@@ -297,8 +303,12 @@ func (v *validator) releases() {
 		}
 		v.chart(p, r)
 		v.digest(p, r)
+		checkValues := v.countValuesRefs(p, r)
+		v.releaseValues = 0
 		for j, f := range r.Values {
-			v.valuesFile(indexPath(p+".values", j), f)
+			if checkValues {
+				v.valuesFile(indexPath(p+".values", j), f)
+			}
 		}
 		for k := range r.Set {
 			if k == "" {
@@ -312,13 +322,23 @@ func (v *validator) releases() {
 			}
 			o := r.Clusters[name]
 			for j, f := range o.Values {
-				v.valuesFile(indexPath(cp+".values", j), f)
+				if checkValues {
+					v.valuesFile(indexPath(cp+".values", j), f)
+				}
 			}
 			for k := range o.Set {
 				if k == "" {
 					v.d.addAt(cp+".set", "a key must not be empty")
 				}
 			}
+		}
+		opts := v.m.Options.withDefaults()
+		if v.releaseValues > opts.MaxReleaseValuesBytes {
+			v.d.addAt(p+".values", "release %q: its values files add up to %d bytes, each counted as often as it is referenced (cluster overlays included); the limit is %d", r.Key(), v.releaseValues, opts.MaxReleaseValuesBytes)
+		}
+		if v.totalValues += v.releaseValues; v.totalValues > opts.MaxValuesBytes && !v.totalReported {
+			v.totalReported = true
+			v.d.addAt(p+".values", "release %q: the manifest's values files add up to more than %d bytes, each counted as often as it is referenced", r.Key(), opts.MaxValuesBytes)
 		}
 		v.releaseNeeds(i, p)
 		v.enums(p, r)
@@ -410,6 +430,27 @@ func (v *validator) releaseNeeds(i int, p string) {
 		}
 		v.needs[i] = append(v.needs[i], k)
 	}
+}
+
+// countValuesRefs adds release r's values file references to the manifest's count and
+// reports whether its files are still to be checked: past MaxValuesRefs, reading and parsing
+// them (a file referenced 50,000 times is 50,000 layers per cluster) is what the bound is
+// for, so the problem is reported once and the files are left alone.
+func (v *validator) countValuesRefs(p string, r *Release) bool {
+	max := v.m.Options.withDefaults().MaxValuesRefs
+	if v.valuesRefs > max {
+		return false
+	}
+	n := len(r.Values)
+	for _, o := range r.Clusters {
+		n += len(o.Values)
+	}
+	v.valuesRefs += n
+	if v.valuesRefs > max {
+		v.d.addAt(p+".values", "release %q: the manifest references values files more than %d times (each reference of a file counts)", r.Key(), max)
+		return false
+	}
+	return true
 }
 
 // digest checks a release's chart pin: only for remote charts, sha256 only.
@@ -528,6 +569,7 @@ func (v *validator) valuesFile(field, rel string) {
 		v.d.addAt(field, "values file %q is %d bytes, over the limit of %d", rel, fi.Size(), opts.MaxFileBytes)
 		return
 	}
+	v.releaseValues += fi.Size()
 	c, _ := cleanRel(rel)
 	if v.parsed[c] {
 		return

@@ -241,3 +241,23 @@ func TestOCIRegistryAccess(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderAllTotalOutputBound covers issue 11 item 7: the renders one
+// RenderAll keeps are bounded in sum, and the one past the bound fails
+// naming its cluster and release.
+func TestRenderAllTotalOutputBound(t *testing.T) {
+	req := exampleRequest(t, "blue", RoleActive)
+	one, err := New(DefaultOptions()).Render(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(one.Manifest) + len(one.Hooks))
+	opts := DefaultOptions()
+	opts.Concurrency = 1
+	opts.MaxTotalOutput = 2*size + size/2
+	results, err := New(opts).RenderAll(t.Context(), []Request{req, req, req})
+	wantErr(t, err, `cluster "blue": release "example": the renders of this run add up to more than`)
+	if results[0] == nil || results[1] == nil || results[2] != nil {
+		t.Errorf("want the first two results kept and the third dropped, got %v", results)
+	}
+}

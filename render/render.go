@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -35,11 +36,20 @@ type Options struct {
 	// Docker's (~/.docker/config.json) as fallback. A repository's own
 	// credentials in tandem.yaml take precedence.
 	RegistryConfig string
+	// MaxTotalOutput bounds the rendered bytes (manifests and hooks) one
+	// RenderAll call keeps, summed over its results, so that thousands of
+	// releases each just under the workers' output bound cannot add up past
+	// what this process holds: 0 means DefaultMaxTotalOutput. The render
+	// that passes it fails, naming its release.
+	MaxTotalOutput int64
 	// Isolation, when set, runs Helm's template engine in worker processes,
 	// so that a render past Timeout, or whose ctx is done, is killed rather
 	// than left running (see Isolation). nil renders in this process.
 	Isolation *Isolation
 }
+
+// DefaultMaxTotalOutput is Options.MaxTotalOutput's default.
+const DefaultMaxTotalOutput = 1 << 30
 
 // DefaultOptions returns the options tandem's commands use.
 func DefaultOptions() Options {
@@ -193,9 +203,20 @@ func (r *Renderer) RenderAll(ctx context.Context, reqs []Request) ([]*Result, er
 	pool := r.workers()
 	g := new(errgroup.Group)
 	g.SetLimit(r.opts.Concurrency)
+	maxTotal := r.opts.MaxTotalOutput
+	if maxTotal <= 0 {
+		maxTotal = DefaultMaxTotalOutput
+	}
+	var total atomic.Int64
 	for i, req := range reqs {
 		g.Go(func() error {
-			results[i], errs[i] = r.renderIn(ctx, req, pool)
+			res, err := r.renderIn(ctx, req, pool)
+			if err == nil {
+				if n := total.Add(int64(len(res.Manifest) + len(res.Hooks))); n > maxTotal {
+					res, err = nil, fmt.Errorf("cluster %q: release %q: the renders of this run add up to more than %d MiB (Options.MaxTotalOutput)", req.Cluster, req.Release, maxTotal>>20)
+				}
+			}
+			results[i], errs[i] = res, err
 			return nil
 		})
 	}

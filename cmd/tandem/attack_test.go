@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tandem-gitops/tandem/internal/chartrepo"
@@ -203,5 +204,28 @@ releases:
 	}
 	if !authorized {
 		t.Error("the base revision's repository got no credentials")
+	}
+}
+
+// TestAttackTemplateBomb covers issue 11 item 7: a chart whose templates
+// expand to gigabytes fails its release with an error naming it, and the
+// tandem process stays small: the template runs in a render worker that is
+// killed at its memory bound (1 GiB), not in tandem's own heap.
+func TestAttackTemplateBomb(t *testing.T) {
+	if testing.Short() {
+		t.Skip("renders until a worker's memory bound")
+	}
+	_, errOut, code := runCLI(t, "render", "--manifest-dir", filepath.Join("testdata", "attack-template-bomb"))
+	if code != 1 || !strings.Contains(errOut, `release "bomb"`) {
+		t.Fatalf("render: exit %d, want 1 and an error naming release \"bomb\"; stderr:\n%s", code, errOut)
+	}
+	t.Log(errOut)
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	// Linux reports ru_maxrss in KiB. The bomb's string alone is 2 GiB.
+	if rss := ru.Maxrss << 10; rss > 768<<20 {
+		t.Errorf("the test process peaked at %d MiB: the template ran in it", rss>>20)
 	}
 }
