@@ -1,6 +1,7 @@
 package render
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -44,6 +45,45 @@ func mayGenerate(ch *chart.Chart) bool {
 		}
 	}
 	return false
+}
+
+// generated renders req without lookup (twice, or once more when req has
+// no lookup and first is such a render) and returns the fields the renders
+// disagree on.
+func (r *Renderer) generated(ctx context.Context, req Request, ch *chart.Chart, vals map[string]any, pool *workerPool, objs, hooks []Object) ([]Generated, error) {
+	renderOnce := func() ([]Object, []Object, error) {
+		plain := req
+		plain.Lookup = nil
+		o, err := r.templateWithin(ctx, plain, ch, vals, pool)
+		if err != nil {
+			return nil, nil, err
+		}
+		m, err := ParseObjects(o.manifest, req.Namespace)
+		if err != nil {
+			return nil, nil, err
+		}
+		h, err := ParseObjects(o.hooks, req.Namespace)
+		if err != nil {
+			return nil, nil, fmt.Errorf("hooks: %w", err)
+		}
+		return m, h, nil
+	}
+	if req.Lookup != nil {
+		var err error
+		if objs, hooks, err = renderOnce(); err != nil {
+			return nil, err
+		}
+	}
+	objs2, hooks2, err := renderOnce()
+	if err != nil {
+		return nil, err
+	}
+	g1, ok1 := generatedFields(objs, objs2)
+	g2, ok2 := generatedFields(hooks, hooks2)
+	if !ok1 || !ok2 {
+		return nil, nil
+	}
+	return append(g1, g2...), nil
 }
 
 // generatedFields compares two renders of one request, object by object, and

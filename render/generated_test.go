@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"encoding/base64"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,5 +98,33 @@ func TestGeneratedFieldsLeaveTheDigest(t *testing.T) {
 	}
 	if len(d.Generated) != 0 || d.Digest != digest(d) {
 		t.Errorf("the example chart: generated %v, digest %s vs %s", d.Generated, d.Digest, digest(d))
+	}
+}
+
+// A chart that keeps its password through lookup digests the same at its
+// first install (lookup finds nothing, a fresh password) and once the Secret
+// exists (lookup returns it): the re-run after the install is a no-op.
+func TestGeneratedDigestSameBeforeAndAfterTheSecretExists(t *testing.T) {
+	live := base64.StdEncoding.EncodeToString([]byte("live-password"))
+	empty := &fakeLookup{objects: map[string]map[string]any{}}
+	kept := &fakeLookup{objects: map[string]map[string]any{
+		"v1 Secret ns/r-auth": {"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "r-auth", "namespace": "ns"}, "data": map[string]any{"password": live}},
+	}}
+	r := New(DefaultOptions())
+	var digests []string
+	for _, lookup := range []*fakeLookup{empty, kept, kept} {
+		req := testdataRequest(t, "password")
+		req.Lookup = lookup
+		res, err := r.Render(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Generated) != 1 || res.Generated[0].Paths[0] != "/data/password" {
+			t.Errorf("generated %+v, want the Secret's /data/password", res.Generated)
+		}
+		digests = append(digests, res.Digest)
+	}
+	if digests[0] != digests[1] || digests[1] != digests[2] {
+		t.Errorf("digests at install and after: %v", digests)
 	}
 }

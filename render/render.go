@@ -257,24 +257,13 @@ func (r *Renderer) render(ctx context.Context, req Request, pool *workerPool) (*
 	}
 	var generated []Generated
 	if mayGenerate(ch) {
-		// Render again: what differs is generated afresh each time, and
-		// is left out of the digest (see Result.Generated).
-		o2, err := r.templateWithin(ctx, req, ch, vals, pool)
-		if err != nil {
+		// What two renders disagree on is generated afresh each time, and
+		// is left out of the digest (see Result.Generated). Both renders
+		// are without lookup, so that the fields found are the same whether
+		// lookup keeps a value (once the release exists) or not (its first
+		// install), and the digest with them.
+		if generated, err = r.generated(ctx, req, ch, vals, pool, objs, hookObjs); err != nil {
 			return nil, err
-		}
-		objs2, err := ParseObjects(o2.manifest, req.Namespace)
-		if err != nil {
-			return nil, err
-		}
-		hooks2, err := ParseObjects(o2.hooks, req.Namespace)
-		if err != nil {
-			return nil, fmt.Errorf("hooks: %w", err)
-		}
-		g1, ok1 := generatedFields(objs, objs2)
-		g2, ok2 := generatedFields(hookObjs, hooks2)
-		if ok1 && ok2 {
-			generated = append(g1, g2...)
 		}
 	}
 	res := &Result{
