@@ -20,6 +20,7 @@ import (
 	"helm.sh/helm/v3/pkg/storage/driver"
 	helmtime "helm.sh/helm/v3/pkg/time"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // Release statuses as Helm stores them (Release.Status).
@@ -71,6 +72,11 @@ type Release struct {
 	Manifest    string    `json:"manifest,omitempty"`
 	Updated     time.Time `json:"updated"`
 	Description string    `json:"description,omitempty"`
+	// Written are the release's objects as the API server answered this
+	// process's install or upgrade of them (for an object Helm found
+	// unchanged, as Helm read it back), in no particular order; set only by
+	// Install and Upgrade.
+	Written []*unstructured.Unstructured `json:"-"`
 }
 
 // Pending reports whether the revision is an install, upgrade or rollback
@@ -240,6 +246,9 @@ func (c *Cluster) install(ctx context.Context, req ReleaseRequest) (*Release, er
 		c.getter.mapper.Reset()
 	}
 	r := fromHelm(rls)
+	if !req.DryRun {
+		r.Written = written(cfg)
+	}
 	return &r, nil
 }
 
@@ -323,6 +332,7 @@ func (c *Cluster) upgrade(ctx context.Context, req ReleaseRequest) (*Release, er
 		c.getter.mapper.Reset()
 	}
 	r := fromHelm(rls)
+	r.Written = written(cfg)
 	return &r, nil
 }
 
@@ -489,11 +499,19 @@ func (c *Cluster) actionConfig(ctx context.Context, namespace, name string) (*ac
 	return &action.Configuration{
 		RESTClientGetter: c.getter,
 		Releases:         store,
-		KubeClient:       &kube.Client{Factory: c.factory, Log: logf, Namespace: namespace},
+		KubeClient:       &writtenClient{Client: &kube.Client{Factory: c.factory, Log: logf, Namespace: namespace}},
 		Capabilities:     caps,
 		Log:              logf,
 		HookOutputFunc:   discardHookOutput,
 	}, nil
+}
+
+// written returns the objects an action's writes returned (see writtenClient).
+func written(cfg *action.Configuration) []*unstructured.Unstructured {
+	if w, ok := cfg.KubeClient.(*writtenClient); ok {
+		return w.objects()
+	}
+	return nil
 }
 
 func discardHookOutput(_, _, _ string) io.Writer { return io.Discard }

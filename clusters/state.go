@@ -135,12 +135,14 @@ type ReleaseState struct {
 	// ("Kind namespace/name"), and whether they were put back.
 	Drifted   []string `json:"drifted,omitempty"`
 	Corrected bool     `json:"corrected,omitempty"`
-	// Checked maps each object ("group/Kind/namespace/name") that the last
-	// drift check found in its desired state to its resourceVersion then. An
-	// object whose resourceVersion has not moved since cannot have drifted,
-	// so the next check skips its dry run. It is a cache: WriteState drops
-	// it when the record would not fit otherwise.
-	Checked map[string]string `json:"checked,omitempty"`
+	// Fingerprint digests the release's objects (see Fingerprint) as they
+	// were when last applied by Helm or found in their desired state by a
+	// drift check. While the live objects give the same fingerprint, nothing
+	// a drift check compares has changed, so the next check skips its dry
+	// runs. It is a cache: WriteState drops it when the record would not fit
+	// otherwise. (Records of earlier versions held per-object
+	// resourceVersions under "checked"; they are no longer read.)
+	Fingerprint string `json:"fingerprint,omitempty"`
 	// Healthy says tandem saw the revision in Revision healthy. A run killed
 	// during its health wait leaves a deployed revision that was never seen
 	// healthy; the next run must check it again rather than take it as done.
@@ -208,7 +210,7 @@ func (c *Cluster) WriteState(ctx context.Context, s State) error {
 }
 
 // encodeState compresses s for binaryData[StateGzipKey]. When the result
-// would not fit a ConfigMap it drops the Checked caches, which only save dry
+// would not fit a ConfigMap it drops the Fingerprint caches, which only save dry
 // runs, and says so with trimmed; if it still does not fit, that is an error.
 func encodeState(s State) (b []byte, trimmed bool, err error) {
 	b, err = gzipJSON(s)
@@ -218,7 +220,7 @@ func encodeState(s State) (b []byte, trimmed bool, err error) {
 	full := len(b)
 	rs := make([]ReleaseState, len(s.Releases))
 	for i, r := range s.Releases {
-		r.Checked = nil
+		r.Fingerprint = ""
 		rs[i] = r
 	}
 	s.Releases = rs

@@ -62,7 +62,7 @@ func TestStateJSONAddedFields(t *testing.T) {
 
 // realisticState is a state record of n releases as a large cluster would
 // hold them: distinct names across namespaces, 40-hex digests, four checked
-// objects each with its resourceVersion, and drift on every tenth release.
+// objects' fingerprint, and drift on every tenth release.
 // Random parts are random (seeded), since random bytes are what compression
 // cannot shrink.
 func realisticState(n int) State {
@@ -75,7 +75,6 @@ func realisticState(n int) State {
 		return hex.EncodeToString(b)
 	}
 	words := []string{"payments", "orders", "catalog", "search", "checkout", "identity", "ledger", "notify", "pricing", "inventory"}
-	kinds := []string{"apps/Deployment", "/Service", "/ConfigMap", "networking.k8s.io/Ingress", "autoscaling/HorizontalPodAutoscaler"}
 	s := State{
 		Cluster: "blue", Role: "active", Commit: hexOf(20), Ref: "main",
 		AppliedAt: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC), ClusterUID: "5f0a1c2e-8d3b-4f6a-9e7c-1b2d3e4f5a6b",
@@ -86,10 +85,7 @@ func realisticState(n int) State {
 		ns := fmt.Sprintf("team-%s-%d", words[i%len(words)], i%50)
 		r := ReleaseState{
 			Name: name, Namespace: ns, Digest: hexOf(20), Revision: 1 + rnd.IntN(300), Outcome: "unchanged",
-			Duration: time.Duration(rnd.Int64N(int64(90 * time.Second))), Healthy: true, Checked: map[string]string{},
-		}
-		for k := range 4 {
-			r.Checked[fmt.Sprintf("%s/%s/%s-%d", kinds[k], ns, name, k)] = fmt.Sprint(1_000_000 + rnd.IntN(90_000_000))
+			Duration: time.Duration(rnd.Int64N(int64(90 * time.Second))), Healthy: true, Fingerprint: fingerprintVersion + hexOf(18),
 		}
 		if i%10 == 0 {
 			r.Outcome = "upgraded"
@@ -144,9 +140,7 @@ func TestStateEncodeTooLarge(t *testing.T) {
 	}
 	s := realisticState(10)
 	for i := range s.Releases {
-		for k := range 400 {
-			s.Releases[i].Checked[fmt.Sprint(k)] = randomHex(256) // incompressible: 10*400*256 bytes of entropy
-		}
+		s.Releases[i].Fingerprint = randomHex(100 << 10) // incompressible: 10*100 KiB of entropy
 	}
 	b, trimmed, err := encodeState(s)
 	if err != nil || !trimmed {
@@ -157,11 +151,11 @@ func TestStateEncodeTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range got.Releases {
-		if r.Checked != nil {
+		if r.Fingerprint != "" {
 			t.Fatalf("release %s/%s kept its cache", r.Namespace, r.Name)
 		}
 	}
-	if len(s.Releases[0].Checked) != 404 {
+	if len(s.Releases[0].Fingerprint) != 200<<10 {
 		t.Error("encodeState modified its argument's releases")
 	}
 

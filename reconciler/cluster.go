@@ -94,19 +94,31 @@ type clusterRun struct {
 
 	// snap lists live objects once for every drift check.
 	snap *clusters.Snapshot
-	// checked is the last run's drift-check record, by release; read only.
-	checked map[ReleaseKey]map[string]string
+	// checked is the last run's drift-check record, by release: the
+	// fingerprint (clusters.Fingerprint) of its objects when they were last
+	// applied or found in their desired state; read only, may be nil.
+	checked map[ReleaseKey]string
 
 	mu sync.Mutex
 	// found is this run's drift-check record, by release, for the state
-	// record; guarded by mu.
-	found map[ReleaseKey]map[string]string
+	// record; guarded by mu, made on first use.
+	found map[ReleaseKey]string
 }
 
-func (cr *clusterRun) record(k ReleaseKey, checked map[string]string) {
+func (cr *clusterRun) record(k ReleaseKey, fingerprint string) {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
-	cr.found[k] = checked
+	if cr.found == nil {
+		cr.found = map[ReleaseKey]string{}
+	}
+	cr.found[k] = fingerprint
+}
+
+// recorded returns this run's drift-check record of a release.
+func (cr *clusterRun) recorded(k ReleaseKey) string {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	return cr.found[k]
 }
 
 // lost reports whether the cluster's lock has been lost.
@@ -163,7 +175,7 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 			fmt.Errorf("the cluster's run took longer than --cluster-timeout %s", r.opts.ClusterTimeout))
 		defer cancel()
 	}
-	cr := &clusterRun{t: cn.t, c: c, log: log, uid: cn.uid, found: map[ReleaseKey]map[string]string{}}
+	cr := &clusterRun{t: cn.t, c: c, log: log, uid: cn.uid}
 
 	if !r.opts.DryRun {
 		// The lock lives until Unlock below, not until the run's context
@@ -478,15 +490,15 @@ func healthyRevisions(st *clusters.State) map[ReleaseKey]int {
 }
 
 // checkedByRelease reads the last run's drift-check record from the state
-// record; without one, every object gets a dry run.
-func checkedByRelease(st *clusters.State) map[ReleaseKey]map[string]string {
-	out := map[ReleaseKey]map[string]string{}
+// record; a release without one gets a dry run of every object.
+func checkedByRelease(st *clusters.State) map[ReleaseKey]string {
+	out := map[ReleaseKey]string{}
 	if st == nil {
 		return out
 	}
 	for _, r := range st.Releases {
-		if len(r.Checked) > 0 {
-			out[ReleaseKey{r.Namespace, r.Name}] = r.Checked
+		if r.Fingerprint != "" {
+			out[ReleaseKey{r.Namespace, r.Name}] = r.Fingerprint
 		}
 	}
 	return out

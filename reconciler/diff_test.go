@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/tandem-gitops/tandem/manifest"
 	"github.com/tandem-gitops/tandem/render"
@@ -91,34 +90,6 @@ func TestIgnorePathsForAutoscaledWorkloads(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"/data/x"}, standby[cm]); diff != "" {
 		t.Errorf("ignore rule (-want +got):\n%s", diff)
-	}
-}
-
-func TestUnmoved(t *testing.T) {
-	obj := func(name, rv string) *unstructured.Unstructured {
-		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
-			"metadata": map[string]any{"name": name, "namespace": "shop", "resourceVersion": rv}}}
-		return u
-	}
-	desired := []*unstructured.Unstructured{obj("a", ""), obj("b", "")}
-	prev := map[string]string{"/ConfigMap/shop/a": "10", "/ConfigMap/shop/b": "11"}
-	tests := []struct {
-		name string
-		live []*unstructured.Unstructured
-		prev map[string]string
-		want bool
-	}{
-		{"nothing moved", []*unstructured.Unstructured{obj("a", "10"), obj("b", "11")}, prev, true},
-		{"one edited", []*unstructured.Unstructured{obj("a", "10"), obj("b", "12")}, prev, false},
-		{"one deleted", []*unstructured.Unstructured{obj("a", "10"), nil}, prev, false},
-		{"record incomplete", []*unstructured.Unstructured{obj("a", "10"), obj("b", "11")}, map[string]string{"/ConfigMap/shop/a": "10"}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := unmoved(desired, tt.live, tt.prev); got != tt.want {
-				t.Errorf("unmoved = %v, want %v", got, tt.want)
-			}
-		})
 	}
 }
 

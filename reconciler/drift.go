@@ -197,8 +197,9 @@ type objectDrift struct {
 	key objectKey
 	// desired is the object to apply to correct the drift, without ignored fields.
 	desired *unstructured.Unstructured
-	// liveVersion is the live object's resourceVersion ("" if missing).
-	liveVersion string
+	// rendered is the desired object as rendered, live the object as listed
+	// (nil if missing): what a fingerprint is made of.
+	rendered, live *unstructured.Unstructured
 }
 
 func (k objectKey) String() string { return k.group + "/" + k.kind + "/" + k.namespace + "/" + k.name }
@@ -264,11 +265,7 @@ func liveDrift(ctx context.Context, t Target, snap *clusters.Snapshot, c manifes
 				return nil, fmt.Errorf("release %s: %s %s: ignore rules: %w", d.key(), k.kind, k.name, err)
 			}
 		}
-		od2 := objectDrift{ObjectDiff: od, key: k, desired: desired}
-		if st.Live != nil {
-			od2.liveVersion = st.Live.GetResourceVersion()
-		}
-		out = append(out, od2)
+		out = append(out, objectDrift{ObjectDiff: od, key: k, desired: desired, rendered: u, live: st.Live})
 	}
 	return out, nil
 }

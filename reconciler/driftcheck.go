@@ -7,17 +7,19 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/manifest"
 )
 
 // drift compares an unchanged release's objects with the cluster, records
-// what drifted and, when asked to, applies the desired objects back. Objects
-// whose resourceVersion has not moved since the last check found them in
-// their desired state cannot have drifted: when that holds for every object of
-// the release, no dry run is needed.
+// what drifted and, when asked to, applies the desired objects back. While
+// the live objects give the fingerprint recorded when they were last applied
+// or found in their desired state, nothing a dry run compares can have
+// changed (every write of a field the fingerprint covers moves it), and no
+// dry run is needed.
 func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.Release, rr *ReleaseReport) error {
 	key := s.desired.key()
-	if prev := cr.checked[key]; len(prev) > 0 && cr.snap != nil {
+	if prev := cr.checked[key]; prev != "" && cr.snap != nil {
 		desired, err := desiredObjects(*s.desired)
 		if err != nil {
 			return fmt.Errorf("drift check: %w", err)
@@ -26,7 +28,7 @@ func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.R
 		if err != nil {
 			return fmt.Errorf("drift check: %w", err)
 		}
-		if unmoved(desired, live, prev) {
+		if fp, ok := clusters.Fingerprint(s.Namespace, s.Name, desired, live); ok && fp == prev {
 			cr.record(key, prev)
 			return nil
 		}
@@ -36,17 +38,24 @@ func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.R
 		return fmt.Errorf("drift check: %w", err)
 	}
 	var fix []*unstructured.Unstructured
-	checked := map[string]string{}
+	desired := make([]*unstructured.Unstructured, 0, len(objs))
+	live := make([]*unstructured.Unstructured, 0, len(objs))
 	for _, o := range objs {
+		desired, live = append(desired, o.rendered), append(live, o.live)
 		if o.Change == ChangeUnchanged {
-			checked[o.key.String()] = o.liveVersion
 			continue
 		}
 		rr.Drifted = append(rr.Drifted, o.ID())
 		fix = append(fix, o.desired)
 	}
-	cr.record(key, checked)
-	if len(fix) == 0 || !(r.opts.CorrectDrift || spec.DriftCorrection) {
+	if len(fix) == 0 {
+		// Found in the desired state: the objects as listed are the record.
+		if fp, ok := clusters.Fingerprint(s.Namespace, s.Name, desired, live); ok {
+			cr.record(key, fp)
+		}
+		return nil
+	}
+	if !(r.opts.CorrectDrift || spec.DriftCorrection) {
 		return nil
 	}
 	if err := cr.t.Apply(ctx, s.Namespace, s.Name, fix, r.opts.FieldManager); err != nil {
@@ -56,19 +65,33 @@ func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.R
 	return nil
 }
 
-// unmoved reports whether every desired object exists with the
-// resourceVersion recorded when it was last found in its desired state.
-func unmoved(desired, live []*unstructured.Unstructured, prev map[string]string) bool {
-	if len(prev) != len(desired) {
-		return false
+// recordApplied records, after an install or upgrade turned healthy, the
+// fingerprint of the objects as Helm wrote them, so the next drift check
+// needs no dry run. Only when every object Helm wrote holds every field the
+// render set, at its rendered value: for an object Helm found unchanged and
+// read back, a hand edit between its read and its read-back would otherwise
+// be taken for the desired state. Otherwise nothing is recorded and the next
+// drift check dry-runs the release.
+func recordApplied(cr *clusterRun, s Step, written []*unstructured.Unstructured) {
+	desired, err := desiredObjects(*s.desired)
+	if err != nil || len(desired) == 0 {
+		return
 	}
-	for i, u := range desired {
-		v, ok := prev[keyOf(u).String()]
-		if !ok || live[i] == nil || live[i].GetResourceVersion() != v {
-			return false
+	byKey := make(map[objectKey]*unstructured.Unstructured, len(written))
+	for _, u := range written {
+		byKey[keyOf(u)] = u
+	}
+	live := make([]*unstructured.Unstructured, len(desired))
+	for i, d := range desired {
+		l := byKey[keyOf(d)]
+		if !clusters.Holds(s.Namespace, s.Name, d, l) {
+			return
 		}
+		live[i] = l
 	}
-	return true
+	if fp, ok := clusters.Fingerprint(s.Namespace, s.Name, desired, live); ok {
+		cr.record(s.desired.key(), fp)
+	}
 }
 
 func driftMessage(rr ReleaseReport) string {

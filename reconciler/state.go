@@ -44,7 +44,7 @@ func (r *run) writeState(ctx context.Context, cr *clusterRun, rep ClusterReport,
 		}
 		records[k] = clusters.ReleaseState{Name: rr.Name, Namespace: rr.Namespace, Digest: digests[k],
 			Revision: rr.Revision, Outcome: string(rr.Outcome), Error: rr.Error, Duration: time.Duration(rr.Duration),
-			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0, Checked: cr.found[k],
+			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0, Fingerprint: cr.recorded(k),
 			// A step that ends ok has seen its revision healthy (an
 			// install or upgrade after its health wait, an unchanged
 			// release confirmed before or verified now); an unchanged

@@ -121,6 +121,7 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 	if err := r.waitHealthy(ctx, cr, s, rel.Manifest, rel.Revision, start, ev); err != nil {
 		return finish(OutcomeFailed, r.afterFailure(ctx, cr, s, spec, &rr, fmt.Errorf("health: %w", err)))
 	}
+	recordApplied(cr, s, rel.Written)
 	return finish(OutcomeOK, nil)
 }
 

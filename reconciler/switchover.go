@@ -616,7 +616,7 @@ func (r *run) switchoverStep(x *swCluster, p *SwitchoverPlan, ph Phase, st Phase
 	sub := &run{m: r.m, opts: r.opts, gates: &gates{byRelease: map[ReleaseKey]*gate{}}}
 	sub.opts.DetectDrift, sub.opts.CorrectDrift = false, false
 	cr := &clusterRun{t: x.t, c: c, log: r.opts.Logger.With("cluster", c.Name), uid: x.uid, prev: x.prev, caps: caps,
-		lease: x.lock, snap: x.t.Snapshot(), checked: map[ReleaseKey]map[string]string{}, found: map[ReleaseKey]map[string]string{}}
+		lease: x.lock, snap: x.t.Snapshot()}
 	out := sub.applyWaves(ctx, cr, plan)
 	var bad []string
 	for _, rr := range out {

@@ -1,0 +1,125 @@
+package drift
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tandem-gitops/tandem/e2e/e2etest"
+)
+
+// recordNS is the namespace of TestDriftRecordFromApply's releases, apart
+// from the example manifest's.
+const recordNS = "drift-record"
+
+// recordRepo is a manifest (id "record") of two releases of the svc test
+// chart for blue and green.
+func recordRepo(t *testing.T) *e2etest.ManifestRepo {
+	t.Helper()
+	repo := &e2etest.ManifestRepo{Dir: filepath.Join(t.TempDir(), "manifest")}
+	if err := os.CopyFS(filepath.Join(repo.Dir, "charts", "svc"), os.DirFS(filepath.Join(e2etest.ModuleRoot(t), "e2e", "testdata", "charts", "svc"))); err != nil {
+		t.Fatal(err)
+	}
+	m := "id: record\nclusters:\n  - name: blue\n    role: active\n  - name: green\n    role: standby\nreleases:\n"
+	for _, r := range []string{"rec-a", "rec-b"} {
+		m += fmt.Sprintf("  - name: %s\n    namespace: %s\n    chart: ./charts/svc\n    values: [values/%s.yaml]\n    standby: keep\n", r, recordNS, r)
+		repo.Write(t, "values/"+r+".yaml", "host: "+r+".record.local\nconfig:\n  greeting: hello\n")
+	}
+	repo.Write(t, "tandem.yaml", m)
+	repo.Git(t, "init", "-q", "-b", "main")
+	repo.Commit(t, "record manifest")
+	return repo
+}
+
+// apiRequests is a report's apiRequests per cluster.
+type apiRequests struct {
+	Clusters []struct {
+		Name        string `json:"name"`
+		APIRequests int64  `json:"apiRequests"`
+	} `json:"clusters"`
+}
+
+// TestDriftRecordFromApply covers the no-op path after an install or an
+// upgrade: the run that applies a release records what Helm wrote, so the
+// first reconcile after it needs no dry run — and a hand edit made right
+// after the apply, before any drift check ever ran, is still reported.
+func TestDriftRecordFromApply(t *testing.T) {
+	env := clusters.Env(t)
+	tdm := newRunner(t, env.Kubeconfig())
+	kc := kubectl{bin: env.Tool("kubectl"), kubeconfig: env.Kubeconfig()}
+	repo := recordRepo(t)
+	t.Cleanup(func() {
+		for _, c := range []string{"blue", "green"} {
+			kc.run(t, c, "delete", "namespace", recordNS, "--ignore-not-found", "--wait=false")
+		}
+	})
+	// A long lease: no renewal request lands inside a run to blur the counts.
+	reconcile := func(t *testing.T, extra ...string) (reconcileReport, apiRequests) {
+		t.Helper()
+		res := tdm.run(t, reconcileTimeout, append([]string{"reconcile", "-o", "json", "--lock-duration", "5m", "--manifest-dir", repo.Dir}, extra...)...)
+		wantCode(t, res, 0)
+		var rep reconcileReport
+		res.JSON(t, &rep)
+		var reqs apiRequests
+		res.JSON(t, &reqs)
+		return rep, reqs
+	}
+	step := func(name string, f func(t *testing.T)) {
+		if !t.Run(name, f) {
+			t.FailNow()
+		}
+	}
+
+	step("edit right after the install is seen", func(t *testing.T) {
+		reconcile(t)
+		kc.run(t, "blue", "-n", recordNS, "patch", "configmap", "rec-b", "--type=merge", "-p", `{"data":{"greeting":"by hand"}}`)
+		rep, _ := reconcile(t)
+		drifted, _ := driftOf(t, rep)
+		if d := cmp.Diff(map[string][]string{"blue/rec-b": {"ConfigMap " + recordNS + "/rec-b"}}, drifted); d != "" {
+			t.Errorf("drifted on the first reconcile after the install (-want +got):\n%s", d)
+		}
+		kc.run(t, "blue", "-n", recordNS, "patch", "configmap", "rec-b", "--type=merge", "-p", `{"data":{"greeting":"hello"}}`)
+	})
+
+	step("the first no-op after an apply makes no dry run", func(t *testing.T) {
+		repo.Write(t, "values/rec-a.yaml", "host: rec-a.record.local\nconfig:\n  greeting: changed\n")
+		repo.Commit(t, "rec-a: new greeting")
+		rep, _ := reconcile(t)
+		for _, c := range rep.Clusters {
+			for _, r := range c.Releases {
+				if r.Name == "rec-a" && (r.Action != "upgrade" || r.Outcome != "ok") {
+					t.Fatalf("%s/rec-a: %s %s %s; want an upgrade", c.Name, r.Action, r.Outcome, r.Error)
+				}
+			}
+		}
+		first, firstReqs := reconcile(t)
+		second, secondReqs := reconcile(t)
+		for _, rep := range []reconcileReport{first, second} {
+			if drifted, _ := driftOf(t, rep); len(drifted) > 0 {
+				t.Fatalf("no drift expected, got %v", drifted)
+			}
+		}
+		// The second no-op dry-runs nothing (both releases were found or
+		// applied in their desired state before it): the first must make
+		// exactly as many requests, not one dry run per object more.
+		if d := cmp.Diff(secondReqs, firstReqs); d != "" {
+			t.Errorf("API requests of the first no-op after an upgrade (+) and of the next (-):\n%s", d)
+		}
+	})
+
+	step("edit of an object the upgrade left unchanged is seen", func(t *testing.T) {
+		repo.Write(t, "values/rec-a.yaml", "host: rec-a.record.local\nconfig:\n  greeting: again\n")
+		repo.Commit(t, "rec-a: another greeting")
+		reconcile(t)
+		// The Service was not patched by that upgrade (Helm read it back).
+		kc.run(t, "green", "-n", recordNS, "patch", "service", "rec-a", "--type=merge", "-p", `{"spec":{"selector":{"app.kubernetes.io/instance":"hijacked"}}}`)
+		rep, _ := reconcile(t)
+		drifted, _ := driftOf(t, rep)
+		if d := cmp.Diff(map[string][]string{"green/rec-a": {"Service " + recordNS + "/rec-a"}}, drifted); d != "" {
+			t.Errorf("drifted after the upgrade (-want +got):\n%s", d)
+		}
+	})
+}
