@@ -104,16 +104,21 @@ func (e *HealthError) Error() string {
 
 func (e *HealthError) Unwrap() error { return e.Err }
 
-// WaitHealthy polls the objects of a release manifest (multi-document YAML,
-// as in Release.Manifest) until kstatus computes every one Current, and
+// WaitHealthy waits until kstatus computes every object of a release
+// manifest (multi-document YAML, as in Release.Manifest) Current, and
 // returns their last statuses. It returns a *HealthError naming the objects
 // that are not ready, and why, as soon as one is Failed, or when the
 // timeout or ctx ends the wait. A Deployment scaled to zero is Current;
 // kinds without status (ConfigMap, Secret, ...) are Current once they exist.
 //
-// Each poll reads objects of one kind in one namespace with one List when
-// there are several of them and a GET otherwise; objects without status are
-// read as metadata only, and only until they are found.
+// The objects are read once — one List per kind and namespace when there
+// are several of them, a GET otherwise; kinds without status as metadata
+// only, and only until they are found — and then watched, each from the
+// resourceVersion that read returned, so a change is seen as it happens
+// rather than at the next poll. The status is always computed from an
+// object the API server returned at or after that read. Objects that cannot
+// be watched (not found yet, or their watch ended) are read again every
+// Interval, and everything is read again at least every 10 s.
 func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOptions) ([]ObjectStatus, error) {
 	parsed, err := parseManifest(manifest)
 	if err != nil {
@@ -144,17 +149,22 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 
 	start := time.Now()
 	p := newPoller(objs)
-	var reported []ObjectStatus // the last poll that read everything
+	w := newWatches(c, len(objs))
+	defer w.stop()
+	var reported []ObjectStatus // the last statuses computed from a complete read
 	var reportedAt time.Time    // when Progress was last called
+	// Reads keep going through errors (an apiserver restarting) until the
+	// deadline, which reports the last one.
+	logErr := func(err error) {
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("wait: read failed; retrying", "error", err)
+		}
+	}
+	err = c.poll(ctx, p)
+	logErr(err)
 	for {
-		statuses, err := c.poll(ctx, p)
-		if err != nil {
-			// Keep polling through read errors (an apiserver restarting)
-			// until the deadline, which reports the last one.
-			if ctx.Err() == nil {
-				c.log.Warn("wait: read failed; retrying", "error", err)
-			}
-		} else {
+		if p.complete() {
+			statuses := p.statuses()
 			if opts.Progress != nil && (!slices.Equal(statuses, reported) || time.Since(reportedAt) >= maxProgressGap) {
 				opts.Progress(slices.Clone(statuses))
 				reportedAt = time.Now()
@@ -168,7 +178,11 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 				return statuses, &HealthError{Cluster: c.name, Objects: failed, Waited: time.Since(start)}
 			}
 		}
-		timer := time.NewTimer(interval)
+		next := maxProgressGap
+		if !w.cover(ctx, p) {
+			next = interval
+		}
+		timer := time.NewTimer(next)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
@@ -182,7 +196,12 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 			}
 			he.Objects, _ = notCurrent(last)
 			return last, he
+		case ev := <-w.events:
+			timer.Stop()
+			w.apply(p, ev)
 		case <-timer.C:
+			err = c.poll(ctx, p)
+			logErr(err)
 		}
 	}
 }
@@ -223,12 +242,20 @@ func statusless(gr schema.GroupResource) bool {
 	return false
 }
 
-// poller holds what WaitHealthy knows between polls. It is used by one
+// poller holds what WaitHealthy knows between reads. It is used by one
 // goroutine.
 type poller struct {
 	objs    []object
 	groups  []pollGroup
 	settled []bool // statusless objects already found: not read again
+	// live and found are each object's state as last read or watched
+	// (live is nil for statusless kinds, read as metadata); version is the
+	// resourceVersion it was read at, the point a watch starts from ("" if
+	// unknown); read says the object was read at least once.
+	live    []*unstructured.Unstructured
+	found   []bool
+	version []string
+	read    []bool
 }
 
 // pollGroup is the objects of one resource in one namespace.
@@ -239,7 +266,9 @@ type pollGroup struct {
 }
 
 func newPoller(objs []object) *poller {
-	p := &poller{objs: objs, settled: make([]bool, len(objs))}
+	n := len(objs)
+	p := &poller{objs: objs, settled: make([]bool, n), live: make([]*unstructured.Unstructured, n), found: make([]bool, n),
+		version: make([]string, n), read: make([]bool, n)}
 	at := map[[2]string]int{}
 	for i, o := range objs {
 		k := [2]string{o.gvr.String(), o.namespace}
@@ -263,61 +292,91 @@ func (p *poller) unknown() []ObjectStatus {
 	return out
 }
 
-// poll reads every unsettled object once and computes its status.
-func (c *Cluster) poll(ctx context.Context, p *poller) ([]ObjectStatus, error) {
+// complete reports whether every object has been read at least once.
+func (p *poller) complete() bool {
+	for _, r := range p.read {
+		if !r {
+			return false
+		}
+	}
+	return true
+}
+
+// statuses computes every object's status from what was last read or watched.
+func (p *poller) statuses() []ObjectStatus {
 	out := make([]ObjectStatus, len(p.objs))
+	for i, o := range p.objs {
+		if p.settled[i] {
+			out[i] = objectStatusOf(o, nil, true)
+			continue
+		}
+		out[i] = objectStatusOf(o, p.live[i], p.found[i])
+	}
+	return out
+}
+
+// poll reads every unsettled object once. A group whose read fails keeps
+// what it had; the first error is returned.
+func (c *Cluster) poll(ctx context.Context, p *poller) error {
+	var firstErr error
 	for _, g := range p.groups {
 		var pending []int
 		for _, i := range g.idx {
-			if p.settled[i] {
-				out[i] = objectStatusOf(p.objs[i], nil, true)
-				continue
+			if !p.settled[i] {
+				pending = append(pending, i)
 			}
-			pending = append(pending, i)
 		}
 		if len(pending) == 0 {
 			continue
 		}
 		meta := statusless(g.gvr.GroupResource())
-		live, err := c.read(ctx, g, pending, p.objs, meta)
+		live, listVersion, err := c.read(ctx, g, pending, p.objs, meta)
 		if err != nil {
-			return nil, err
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
 		}
 		for _, i := range pending {
 			u, found := live[p.objs[i].name()]
-			out[i] = objectStatusOf(p.objs[i], u, found)
+			p.live[i], p.found[i], p.read[i] = u, found, true
+			p.version[i] = listVersion
+			if u != nil && listVersion == "" {
+				p.version[i] = u.GetResourceVersion()
+			}
 			if meta && found {
 				p.settled[i] = true
 			}
 		}
 	}
-	return out, nil
+	return firstErr
 }
 
 // read fetches the named objects of one group: one List when there are
-// several, else a GET. With meta only metadata is fetched (and the returned
-// objects are nil; presence is what counts).
-func (c *Cluster) read(ctx context.Context, g pollGroup, idx []int, objs []object, meta bool) (map[string]*unstructured.Unstructured, error) {
+// several (returning the list's resourceVersion), else a GET. With meta only
+// metadata is fetched (and the returned objects are nil; presence is what
+// counts).
+func (c *Cluster) read(ctx context.Context, g pollGroup, idx []int, objs []object, meta bool) (map[string]*unstructured.Unstructured, string, error) {
 	found := map[string]*unstructured.Unstructured{}
 	if len(idx) > 1 {
 		if meta {
 			list, err := c.metadata.Resource(g.gvr).Namespace(g.namespace).List(ctx, metav1.ListOptions{})
 			if err != nil {
-				return nil, fmt.Errorf("list %s in %q: %w", g.gvr.Resource, g.namespace, err)
+				return nil, "", fmt.Errorf("list %s in %q: %w", g.gvr.Resource, g.namespace, err)
 			}
 			for _, item := range list.Items {
 				found[item.Name] = nil
 			}
-			return found, nil
+			return found, list.ResourceVersion, nil
 		}
 		list, err := c.dynamic.Resource(g.gvr).Namespace(g.namespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("list %s in %q: %w", g.gvr.Resource, g.namespace, err)
+			return nil, "", fmt.Errorf("list %s in %q: %w", g.gvr.Resource, g.namespace, err)
 		}
 		for i := range list.Items {
 			found[list.Items[i].GetName()] = &list.Items[i]
 		}
-		return found, nil
+		return found, list.GetResourceVersion(), nil
 	}
 	o := objs[idx[0]]
 	var err error
@@ -334,9 +393,9 @@ func (c *Cluster) read(ctx context.Context, g pollGroup, idx []int, objs []objec
 		}
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("%s: %w", o, err)
+		return nil, "", fmt.Errorf("%s: %w", o, err)
 	}
-	return found, nil
+	return found, "", nil
 }
 
 // objectStatusOf computes one object's status from what a poll read: u is

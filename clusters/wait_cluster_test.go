@@ -47,6 +47,28 @@ func TestWaitHealthy(t *testing.T) {
 		}
 	})
 
+	t.Run("changes are watched, not polled", func(t *testing.T) {
+		rel := install(t, "watched", "web", nil)
+		before, start := c.Requests(), time.Now()
+		// An interval longer than the wait: only watches (and the read
+		// every maxProgressGap) can see the Deployment become available.
+		got, err := c.WaitHealthy(ctx, rel.Manifest, WaitOptions{Namespace: rel.Namespace, Timeout: 2 * time.Minute, Interval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range got {
+			if !s.Current() {
+				t.Errorf("%s: want Current", s)
+			}
+		}
+		n, objects := c.Requests()-before, int64(len(got))
+		rereads := int64(time.Since(start) / maxProgressGap)
+		if limit := 2*objects + rereads*objects; n > limit {
+			t.Errorf("the wait made %d requests for %d objects over %s; want at most one read and one watch each, plus a read of each every %s (%d)",
+				n, objects, time.Since(start).Round(time.Millisecond), maxProgressGap, limit)
+		}
+	})
+
 	t.Run("zero replicas is current", func(t *testing.T) {
 		rel := install(t, "idle", "web", map[string]any{"replicas": 0})
 		if _, err := wait(rel, 2*time.Minute, nil); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 )
 
 func deployment(spec, status map[string]any) *unstructured.Unstructured {
@@ -131,5 +132,39 @@ func TestStatusless(t *testing.T) {
 		if got := statusless(gr); got != want {
 			t.Errorf("statusless(%s) = %v, want %v", gr, got, want)
 		}
+	}
+}
+
+func TestWatchEventsApplyInOrder(t *testing.T) {
+	web := object{u: deployment(nil, nil), namespace: "shop"}
+	p := newPoller([]object{web})
+	at := func(rv string) *unstructured.Unstructured {
+		u := deployment(nil, nil)
+		u.SetResourceVersion(rv)
+		return u
+	}
+	p.live[0], p.found[0], p.read[0], p.version[0] = at("20"), true, true, "20"
+	w := newWatches(nil, 1)
+	x := watch.NewFake()
+	w.open[0] = x
+	w.apply(p, objectEvent{i: 0, w: x, ev: watch.Event{Type: watch.Modified, Object: at("19")}})
+	if got := p.live[0].GetResourceVersion(); got != "20" {
+		t.Errorf("an event older than the last read replaced it: holds %s", got)
+	}
+	w.apply(p, objectEvent{i: 0, w: x, ev: watch.Event{Type: watch.Modified, Object: at("25")}})
+	if got := p.live[0].GetResourceVersion(); got != "25" {
+		t.Errorf("a newer event was not taken: holds %s", got)
+	}
+	w.apply(p, objectEvent{i: 0, w: watch.NewFake(), ev: watch.Event{Type: watch.Deleted, Object: at("30")}})
+	if !p.found[0] {
+		t.Error("an event of a replaced watch was taken")
+	}
+	w.apply(p, objectEvent{i: 0, w: x, ev: watch.Event{Type: watch.Deleted, Object: at("31")}})
+	if p.found[0] || p.live[0] != nil {
+		t.Error("a deletion was not taken")
+	}
+	w.apply(p, objectEvent{i: 0, w: x, closed: true})
+	if w.open[0] != nil || p.version[0] != "" {
+		t.Error("an ended watch is still counted as open, or its version kept")
 	}
 }

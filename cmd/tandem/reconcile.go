@@ -81,6 +81,7 @@ type reconcileFlags struct {
 	releases   []string
 	dryRun     bool
 	sourceLost []string
+	profile    profileFlags
 }
 
 func newReconcileCmd(g *globalFlags, s streams) *cobra.Command {
@@ -100,6 +101,11 @@ healthy, 1 on any failure.`,
 				return fmt.Errorf("unknown output format %q (want text or json)", g.output)
 			}
 			if err := f.apply.check(); err != nil {
+				return err
+			}
+			stopProfile, err := f.profile.start()
+			defer func() { _ = stopProfile() }()
+			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -141,6 +147,7 @@ healthy, 1 on any failure.`,
 	fl.BoolVar(&f.dryRun, "dry-run", false, "plan and report, change nothing")
 	fl.StringSliceVar(&f.sourceLost, "source-lost", nil, "declare a switchover's source lost: tandem cannot reach it and you know it is down for good, not cut off; "+
 		"the new Active's CronJobs resume without the source's being suspended (recorded in its state record; later runs and tandem serve keep to it)")
+	f.profile.register(cmd)
 	return cmd
 }
 
