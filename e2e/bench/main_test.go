@@ -21,8 +21,17 @@ import (
 	"github.com/tandem-gitops/tandem/e2e/localcluster"
 )
 
-// clusters is started by the first benchmark that asks for it and stopped by TestMain.
-var clusters = localcluster.NewSuite(localcluster.DefaultOptions())
+// clusters is started by the first benchmark that asks for it and stopped by
+// TestMain. Their controllers and schedulers are not held back by their
+// client-side rate limits (20 and 50 requests a second by default), which a
+// thousand releases' Deployments would otherwise queue behind.
+var clusters = localcluster.NewSuite(benchClusterOptions())
+
+func benchClusterOptions() localcluster.Options {
+	o := localcluster.DefaultOptions()
+	o.ControllerQPS = 1000
+	return o
+}
 
 var tandemBin e2etest.Binary
 

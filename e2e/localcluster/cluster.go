@@ -41,6 +41,7 @@ type cluster struct {
 	dir      string
 	toolsDir string
 	nodes    int
+	qps      float32 // Options.ControllerQPS
 	ports    *ports
 	logf     func(format string, args ...any)
 
@@ -329,7 +330,7 @@ func (c *cluster) startControllers() error {
 		args []string
 		slot **process
 	}{
-		{"kube-controller-manager", []string{
+		{"kube-controller-manager", append([]string{
 			"--kubeconfig=" + kcm,
 			"--authentication-kubeconfig=" + kcm,
 			"--authorization-kubeconfig=" + kcm,
@@ -344,8 +345,8 @@ func (c *cluster) startControllers() error {
 			// As kubeadm does: each controller acts with its own service account.
 			"--use-service-account-credentials=true",
 			"--profiling=false",
-		}, &c.kcm},
-		{"kube-scheduler", []string{
+		}, c.qpsFlags()...), &c.kcm},
+		{"kube-scheduler", append([]string{
 			"--kubeconfig=" + sched,
 			"--authentication-kubeconfig=" + sched,
 			"--authorization-kubeconfig=" + sched,
@@ -353,7 +354,7 @@ func (c *cluster) startControllers() error {
 			"--bind-address=127.0.0.1",
 			"--secure-port=0",
 			"--profiling=false",
-		}, &c.scheduler},
+		}, c.qpsFlags()...), &c.scheduler},
 		{"kwok", []string{
 			"--kubeconfig=" + c.path("kwok.kubeconfig"),
 			"--config=" + filepath.Join(c.toolsDir, kwokStages),
@@ -372,6 +373,16 @@ func (c *cluster) startControllers() error {
 		c.setProcess(s.slot, p)
 	}
 	return nil
+}
+
+// qpsFlags raise the controllers' and the scheduler's client rate limits
+// when Options.ControllerQPS asks for it (the scheduler takes the flags as
+// long as it is given no --config).
+func (c *cluster) qpsFlags() []string {
+	if c.qps <= 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("--kube-api-qps=%g", c.qps), fmt.Sprintf("--kube-api-burst=%d", int(2*c.qps))}
 }
 
 // createNodes registers the kwok nodes. The node lifecycle controller removes the

@@ -87,6 +87,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 			dir:      filepath.Join(env.workDir, name),
 			toolsDir: toolsDir,
 			nodes:    opts.Nodes,
+			qps:      opts.ControllerQPS,
 			ports:    ps,
 			logf:     log.printf,
 		}

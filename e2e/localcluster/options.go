@@ -29,6 +29,13 @@ type Options struct {
 	// ReadyTimeout bounds how long one cluster may take, once the binaries exist,
 	// to have every process up, its nodes Ready and schedulable.
 	ReadyTimeout time.Duration
+	// ControllerQPS, when set, is the client-side rate limit (requests per
+	// second, burst twice that) of kube-controller-manager and
+	// kube-scheduler instead of their defaults (20 and 50): with a thousand
+	// Deployments the ReplicaSet, Deployment and EndpointSlice controllers
+	// otherwise queue behind their own limiter, as kwokctl's
+	// --disable-qps-limits avoids. kwok's own client is not limited.
+	ControllerQPS float32
 }
 
 // DefaultOptions returns two clusters, blue and green, with two nodes each.
@@ -72,6 +79,9 @@ func (o Options) validate() error {
 	}
 	if o.Nodes < 1 {
 		errs = append(errs, fmt.Errorf("nodes: %d, want at least 1", o.Nodes))
+	}
+	if o.ControllerQPS < 0 {
+		errs = append(errs, fmt.Errorf("controller QPS: %v is negative", o.ControllerQPS))
 	}
 	if o.ReadyTimeout < 0 {
 		errs = append(errs, fmt.Errorf("ready timeout: %s is negative", o.ReadyTimeout))

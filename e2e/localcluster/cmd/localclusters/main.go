@@ -38,6 +38,7 @@ type flags struct {
 	stateDir string
 	names    string
 	nodes    int
+	qps      float64
 	toolsDir string
 }
 
@@ -49,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.stateDir, "state-dir", filepath.Join(".cache", "clusters"), "directory for the pid file, the kubeconfig and the clusters' data")
 	fs.StringVar(&f.names, "names", strings.Join(def.Names, ","), "comma-separated cluster names; each is a kubeconfig context")
 	fs.IntVar(&f.nodes, "nodes", def.Nodes, "kwok nodes per cluster")
+	fs.Float64Var(&f.qps, "controller-qps", 0, "client rate limit of kube-controller-manager and kube-scheduler (0: their defaults)")
 	fs.StringVar(&f.toolsDir, "tools-dir", "", "directory of the pinned binaries (default: build or find them with hack/tools/build.sh)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -80,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	opts := def
 	opts.Names = strings.Split(f.names, ",")
 	opts.Nodes = f.nodes
+	opts.ControllerQPS = float32(f.qps)
 	opts.WorkDir = workDir
 	opts.ToolsDir = f.toolsDir
 	opts.Log = stderr
