@@ -108,8 +108,11 @@ type SwitchoverState struct {
 	// could not reach them (tandem reconcile --source-lost): the targets'
 	// CronJobs were resumed without the sources' being suspended.
 	SourceLost []LostSource `json:"sourceLost,omitempty"`
-	StartedAt  time.Time    `json:"startedAt"`
-	UpdatedAt  time.Time    `json:"updatedAt"`
+	// Drill says a drill runs this switchover (tandem drill), not a
+	// change of the roles in git.
+	Drill     bool      `json:"drill,omitempty"`
+	StartedAt time.Time `json:"startedAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // LostSource is one declaration that a switchover's source is lost: who

@@ -165,6 +165,8 @@ type run struct {
 	// peers are the roles in effect this run leaves, for the state
 	// records (clusters.State.Peers); nil in a dry run.
 	peers Roles
+	// drill marks the switchovers this run records as a drill's.
+	drill bool
 }
 
 func (r *run) emit(e Event) {

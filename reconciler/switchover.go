@@ -214,6 +214,10 @@ func resumePhase(p *SwitchoverPlan, states map[string]*clusters.State) int {
 func staleSwitchover(states map[string]*clusters.State) string {
 	for name, st := range states {
 		if sw := underWay(st); sw != nil && sw.Phase >= PhaseOpen {
+			if sw.Drill {
+				return fmt.Sprintf("cluster %s's state record shows an interrupted drill (%s → %s, phase %d %s): run tandem drill --to %s again: it returns the clusters to the roles in git first",
+					name, strings.Join(sw.From, ","), strings.Join(sw.To, ","), sw.Phase, sw.PhaseName, strings.Join(sw.To, ","))
+			}
 			return fmt.Sprintf("cluster %s's state record shows the switchover %s → %s in phase %d (%s), and tandem.yaml no longer asks for it: set the roles of that switchover again to finish it, then switch back",
 				name, strings.Join(st.Switchover.From, ","), strings.Join(st.Switchover.To, ","), st.Switchover.Phase, st.Switchover.PhaseName)
 		}
@@ -374,7 +378,7 @@ func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs, stay []*swCl
 	for _, x := range xs {
 		byName[x.c.Name] = x
 	}
-	sw := clusters.SwitchoverState{From: p.From, To: p.To, Commit: r.opts.Commit, StartedAt: start.UTC()}
+	sw := clusters.SwitchoverState{From: p.From, To: p.To, Commit: r.opts.Commit, StartedAt: start.UTC(), Drill: r.drill}
 	for _, x := range xs {
 		if st := x.prev; x.ok() && st != nil && st.Switchover != nil && slices.Equal(st.Switchover.From, p.From) && slices.Equal(st.Switchover.To, p.To) {
 			sw.StartedAt = st.Switchover.StartedAt

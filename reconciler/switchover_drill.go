@@ -106,13 +106,19 @@ func Drill(ctx context.Context, m *manifest.Manifest, connect Connector, to []st
 			}
 		}
 	}()
+	var interrupted *clusters.SwitchoverState // an earlier drill's way there, killed
 	for _, x := range xs {
+		sw := underWay(x.prev)
 		switch {
 		case !x.ok():
 			rep.Error = fmt.Sprintf("cluster %s: %v; nothing changed", x.c.Name, x.err)
 		case roleInEffect(x.c.Name, x.prev) != x.c.Role:
 			rep.Error = fmt.Sprintf("cluster %s: the role in effect is not %s's role in git (%s): reconcile first; nothing changed", x.c.Name, manifest.FileName, x.c.Role)
-		case underWay(x.prev) != nil:
+		case sw != nil && sw.Drill && slices.Equal(sw.From, pThere.From) && slices.Equal(sw.To, pThere.To):
+			if interrupted == nil || sw.Phase > interrupted.Phase {
+				interrupted = sw
+			}
+		case sw != nil:
 			rep.Error = fmt.Sprintf("cluster %s: a switchover is under way (%s → %s, phase %d): reconcile to finish it first; nothing changed",
 				x.c.Name, strings.Join(x.prev.Switchover.From, ","), strings.Join(x.prev.Switchover.To, ","), x.prev.Switchover.Phase)
 		}
@@ -139,7 +145,7 @@ func Drill(ctx context.Context, m *manifest.Manifest, connect Connector, to []st
 		if first > 1 {
 			sr.ResumedAt = first
 		}
-		lr := &run{m: target, opts: opts, gates: &gates{byRelease: map[ReleaseKey]*gate{}}}
+		lr := &run{m: target, opts: opts, gates: &gates{byRelease: map[ReleaseKey]*gate{}}, drill: true}
 		for _, x := range xs {
 			x.c, _ = target.Cluster(x.c.Name)
 		}
@@ -154,9 +160,26 @@ func Drill(ctx context.Context, m *manifest.Manifest, connect Connector, to []st
 		}
 		return sr
 	}
+	pBack := PlanSwitchover(m, GitRoles(there))
+	if interrupted != nil {
+		// Killed on its way there: return to the roles in git as a failed
+		// drill does (below), then stop: the next drill starts clean.
+		way := pBack
+		if interrupted.Phase < PhaseClose {
+			way = standbyAgain(m, pBack)
+		}
+		rep.Return = leg("return", m, way, 1)
+		rep.RolesInGit = rep.Return.Completed
+		prior := fmt.Sprintf("an earlier drill %s was interrupted in phase %d (%s)", pThere.Title(), interrupted.Phase, interrupted.PhaseName)
+		if rep.RolesInGit {
+			rep.Error = prior + ": returned the clusters to the roles in git; run the drill again"
+		} else {
+			rep.Error = prior + "; the way back failed: " + failure(rep.Return) + "; " + rerun(xs, pThere)
+		}
+		return rep
+	}
 	rep.There = leg("there", there, pThere, 1)
 	rep.ServingAfter = rep.There.Serving
-	pBack := PlanSwitchover(m, GitRoles(there))
 	if rep.There.Completed {
 		rep.Back = leg("back", m, pBack, 1)
 		rep.RolesInGit = rep.Back.Completed
@@ -188,9 +211,22 @@ func Drill(ctx context.Context, m *manifest.Manifest, connect Connector, to []st
 		rep.Error += "; the clusters are back at the roles in git"
 	}
 	if !rep.RolesInGit {
-		rep.Error += "; the clusters are not back at the roles in git: the next reconcile finishes the switchover their state records show"
+		rep.Error += "; " + rerun(xs, pThere)
 	}
 	return rep
+}
+
+// rerun says what returns the clusters to the roles in git after a drill
+// that could not: the records show either the drill's way there (a
+// reconcile refuses that; the next drill returns them first) or a way
+// back (the next reconcile finishes it, as git asks).
+func rerun(xs []*swCluster, there *SwitchoverPlan) string {
+	for _, x := range xs {
+		if sw := underWay(x.prev); sw != nil && slices.Equal(sw.From, there.From) && slices.Equal(sw.To, there.To) {
+			return fmt.Sprintf("the clusters are not back at the roles in git: run tandem drill --to %s again, which returns them first (a reconcile refuses until then)", strings.Join(there.To, ","))
+		}
+	}
+	return "the clusters are not back at the roles in git: the next reconcile (or tandem serve's next run) finishes the way back their state records show"
 }
 
 // withRoles is m with the clusters in to Active and every other Active
