@@ -69,7 +69,7 @@ func (c *Cluster) DryRun(ctx context.Context, snap *Snapshot, namespace, release
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("cluster %q: dry run: %w", c.name, err)
+		return nil, fmt.Errorf("cluster %q: dry run: %w", c.name, scrubbedFor(objs, live).scrub(err))
 	}
 	return out, nil
 }
@@ -86,7 +86,7 @@ func (c *Cluster) Apply(ctx context.Context, namespace, release string, objs []*
 	}
 	for _, o := range resolved {
 		if _, err := c.applyObject(ctx, o, fieldManager, false); err != nil {
-			return fmt.Errorf("cluster %q: apply %s: %w", c.name, o, err)
+			return fmt.Errorf("cluster %q: apply %s: %w", c.name, o, scrubbedFor(objs, nil).scrub(err))
 		}
 	}
 	return nil
@@ -227,4 +227,13 @@ func (s *Snapshot) readLive(ctx context.Context, objs []object) ([]*unstructured
 		}
 	}
 	return out, nil
+}
+
+// scrubbedFor collects the Secret values of the objects applied and of the
+// live objects, which an error from the API server may echo.
+func scrubbedFor(objs, live []*unstructured.Unstructured) secretValues {
+	s := secretValues{}
+	s.addObjects(objs)
+	s.addObjects(live)
+	return s
 }

@@ -223,7 +223,8 @@ func (c *Cluster) install(ctx context.Context, req ReleaseRequest) (*Release, er
 	in.CreateNamespace = true
 	in.Labels = req.Labels
 	in.Timeout = req.timeout()
-	in.PostRenderer = req.PostRenderer
+	capt := &capturing{next: req.PostRenderer}
+	in.PostRenderer = capt
 	in.Description = req.Description
 	in.DisableHooks = req.DisableHooks
 	if req.DryRun {
@@ -232,15 +233,15 @@ func (c *Cluster) install(ctx context.Context, req ReleaseRequest) (*Release, er
 	}
 	rls, err := in.RunWithContext(ctx, helmchart.Copy(req.Chart), helmchart.CopyValues(req.Values))
 	if err != nil {
-		return nil, explainImmutable(err)
+		return nil, secretsOf(capt, rls).scrub(explainImmutable(err))
 	}
 	if req.DryRun {
 		checks, err := c.preflight(ctx, req.Namespace, "", rls.Manifest)
 		if err != nil {
-			return nil, err
+			return nil, secretsOf(capt, rls).scrub(err)
 		}
 		if err := checksError(checks, req.Force); err != nil {
-			return nil, err
+			return nil, secretsOf(capt, rls).scrub(err)
 		}
 	} else if definesCRDs(req.Chart, rls.Manifest) {
 		c.getter.mapper.Reset()
@@ -293,10 +294,13 @@ func (c *Cluster) upgrade(ctx context.Context, req ReleaseRequest) (*Release, er
 		dry := c.newUpgrade(cfg, req)
 		dry.DryRun = true
 		dry.DryRunOption = "server"
+		capt := &capturing{next: req.PostRenderer}
+		dry.PostRenderer = capt
 		planned, err := dry.RunWithContext(ctx, req.Name, helmchart.Copy(req.Chart), helmchart.CopyValues(req.Values))
 		if err != nil {
-			return nil, explainImmutable(err)
+			return nil, secretsOf(capt, planned).scrub(explainImmutable(err))
 		}
+		secrets := secretsOf(capt, planned)
 		history, err := cfg.Releases.History(req.Name)
 		if err != nil {
 			return nil, fmt.Errorf("history: %w", err)
@@ -305,28 +309,32 @@ func (c *Cluster) upgrade(ctx context.Context, req ReleaseRequest) (*Release, er
 		if base == nil {
 			return nil, fmt.Errorf("no revision to upgrade from")
 		}
+		secrets.addManifest(base.Manifest)
 		checks, err := c.preflight(ctx, req.Namespace, base.Manifest, planned.Manifest)
 		if err != nil {
-			return nil, err
+			return nil, secrets.scrub(err)
 		}
 		if req.DryRun {
 			if err := checksError(checks, req.Force); err != nil {
-				return nil, err
+				return nil, secrets.scrub(err)
 			}
 			r := fromHelm(planned)
 			return &r, nil
 		}
 		if err := c.recreate(ctx, req.id(), checks, req.timeout()); err != nil {
-			return nil, err
+			return nil, secrets.scrub(err)
 		}
 	}
 	cfg, err := c.actionConfig(ctx, req.Namespace, req.Name)
 	if err != nil {
 		return nil, err
 	}
-	rls, err := c.newUpgrade(cfg, req).RunWithContext(ctx, req.Name, helmchart.Copy(req.Chart), helmchart.CopyValues(req.Values))
+	up := c.newUpgrade(cfg, req)
+	capt := &capturing{next: req.PostRenderer}
+	up.PostRenderer = capt
+	rls, err := up.RunWithContext(ctx, req.Name, helmchart.Copy(req.Chart), helmchart.CopyValues(req.Values))
 	if err != nil {
-		return nil, explainImmutable(err)
+		return nil, secretsOf(capt, rls).scrub(explainImmutable(err))
 	}
 	if definesCRDs(req.Chart, rls.Manifest) {
 		c.getter.mapper.Reset()
@@ -334,6 +342,16 @@ func (c *Cluster) upgrade(ctx context.Context, req ReleaseRequest) (*Release, er
 	r := fromHelm(rls)
 	r.Written = written(cfg)
 	return &r, nil
+}
+
+// secretsOf collects the Secret values of what an install or upgrade
+// applied (the captured post-rendered manifest) and of the release Helm
+// returned with its error (its hooks too), for scrubbing that error.
+func secretsOf(capt *capturing, rls *release.Release) secretValues {
+	s := secretValues{}
+	s.addManifest(capt.manifest)
+	s.addRelease(rls)
+	return s
 }
 
 // upgradeBase picks the revision Helm diffs an upgrade against: the latest
@@ -392,7 +410,23 @@ func (c *Cluster) rollback(ctx context.Context, namespace, name string, toRevisi
 		if errors.Is(err, driver.ErrReleaseNotFound) {
 			return nil, fmt.Errorf("%w: %w", ErrReleaseNotFound, err)
 		}
-		return nil, explainImmutable(err)
+		// The rollback applied the target revision over the latest: scrub
+		// the Secrets of both (and of whatever Helm stored last).
+		secrets := secretValues{}
+		if target, err := cfg.Releases.Get(name, toRevision); err == nil {
+			secrets.addRelease(target)
+		}
+		if last, err := cfg.Releases.Last(name); err == nil {
+			secrets.addRelease(last)
+		}
+		if hist, err := cfg.Releases.History(name); err == nil {
+			for _, r := range hist {
+				if toRevision == 0 || r.Version >= toRevision {
+					secrets.addRelease(r)
+				}
+			}
+		}
+		return nil, secrets.scrub(explainImmutable(err))
 	}
 	last, err := cfg.Releases.Last(name)
 	if err != nil {
