@@ -103,7 +103,7 @@ func TestAPIErrorsEchoingSecretsAreScrubbed(t *testing.T) {
 	check("install", err)
 
 	secret := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Secret",
-		"metadata": map[string]any{"name": "echo-creds", "namespace": ns, "labels": map[string]any{"e2e.tandem.dev/echo": "true"}},
+		"metadata":   map[string]any{"name": "echo-creds", "namespace": ns, "labels": map[string]any{"e2e.tandem.dev/echo": "true"}},
 		"stringData": map[string]any{"password": password}}}
 	_, err = c.DryRun(ctx, nil, ns, "echo", []*unstructured.Unstructured{secret}, "tandem")
 	check("dry run", err)
