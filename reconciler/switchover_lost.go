@@ -163,7 +163,7 @@ func (r *run) hold(p *SwitchoverPlan, sw *SwitchoverReport, selected []manifest.
 		if !slices.Contains(p.From, c.Name) {
 			continue
 		}
-		why := fmt.Sprintf("not reconciled: the switchover %s waits for %s; phases %d–%d run on %s then", p.Title(), strings.Join(sw.WaitingFor, ", "), PhaseClose, PhaseCount, c.Name)
+		why := "not reconciled: " + sw.Error
 		if conns[i].err != nil {
 			conns[i].err = fmt.Errorf("%w; %s", conns[i].err, why)
 		} else {
