@@ -61,7 +61,7 @@ func ExportRevision(dir, rev, dest string) (string, error) {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return "", err
 	}
-	err = writeTree(tree, dest)
+	err = writeTree(repo.Storer, tree, dest, defaultExportLimits())
 	if err != nil {
 		return "", fmt.Errorf("export %s at %s: %w", rel, hash.String()[:7], err)
 	}

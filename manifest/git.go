@@ -548,7 +548,7 @@ func (f *fetcher) materialize(c *object.Commit) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("checkout: %w", err)
 	}
-	if err := writeCommit(c, tmp); err != nil {
+	if err := writeCommit(f.repo.Storer, c, tmp); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("checkout %s: %w", c.Hash, err)
 	}
