@@ -135,23 +135,33 @@ func againstIgnores(newer, older *manifest.Manifest, old, cur *render.Result) ma
 }
 
 // generatedPaths collects the fields either render found generated afresh
-// (render.Result.Generated): rendered without a cluster, they differ at
-// every render and say nothing about the change; reconcile keeps the
-// cluster's values.
-func generatedPaths(renders ...*render.Result) map[objectKey][]string {
+// (render.Result.Generated) that both renders' objects have: rendered
+// without a cluster, they differ at every render and say nothing about the
+// change, and reconcile keeps the deployed values there. A generated field
+// only one side has — a new Secret key, a new object, a key the change
+// removes — is what the merge writes (a fresh value where the deployed
+// revision has none) or deletes, and is shown.
+func generatedPaths(old, cur *render.Result) map[objectKey][]string {
 	out := map[objectKey][]string{}
-	for _, res := range renders {
-		if res == nil || len(res.Generated) == 0 {
-			continue
-		}
+	if old == nil || cur == nil || (len(old.Generated) == 0 && len(cur.Generated) == 0) {
+		return out
+	}
+	oldObjs, err1 := objectsOf(old)
+	curObjs, err2 := objectsOf(cur)
+	if err1 != nil || err2 != nil {
+		return out // diffRelease reports the parse error
+	}
+	for _, res := range []*render.Result{old, cur} {
 		byID := map[string][]string{}
 		for _, g := range res.Generated {
 			byID[g.Object] = g.Paths
 		}
 		for _, o := range res.Objects {
-			if p := byID[o.Identity()]; len(p) > 0 {
-				k := objectKeyOf(o)
-				out[k] = append(out[k], p...)
+			k := objectKeyOf(o)
+			for _, p := range byID[o.Identity()] {
+				if render.HasField(oldObjs[k], p) && render.HasField(curObjs[k], p) {
+					out[k] = append(out[k], p)
+				}
 			}
 		}
 	}

@@ -226,3 +226,42 @@ func TestDiffAgainstLeavesGeneratedFieldsOut(t *testing.T) {
 		t.Errorf("a generated password alone shows as a change: %+v", rd)
 	}
 }
+
+// A generated field only one side has is what the merge writes (a fresh
+// value: the deployed revision has none to keep) or deletes, so diff
+// --against shows it: a pull request cannot slip a new Secret key (an
+// environment variable through envFrom, say) or a new object's generated
+// field past the plan by appending a random suffix, nor remove a key unseen.
+func TestDiffAgainstShowsGeneratedFieldsOnlyOneSideHas(t *testing.T) {
+	secret := func(data string) string {
+		return "# Source: c/templates/s.yaml\napiVersion: v1\nkind: Secret\nmetadata: {name: auth}\ndata: {" + data + "}\n"
+	}
+	gen := func(r *render.Result, paths ...string) *render.Result {
+		r.Generated = []render.Generated{{Object: r.Objects[0].Identity(), Paths: paths}}
+		return r
+	}
+	m := &manifest.Manifest{Clusters: []manifest.Cluster{{Name: "blue", Role: manifest.RoleActive}}, Releases: []manifest.Release{{Name: "db", Namespace: "shop"}}}
+	for _, tc := range []struct {
+		name     string
+		from, to *render.Result
+	}{
+		{"key added", gen(result("blue", "db", secret("password: b2xk")), "/data/password"),
+			gen(result("blue", "db", secret("password: bmV3, JAVA_TOOL_OPTIONS: LWphdmFhZ2VudA==")), "/data/password", "/data/JAVA_TOOL_OPTIONS")},
+		{"key removed", gen(result("blue", "db", secret("password: b2xk, token: dG9r")), "/data/password", "/data/token"),
+			gen(result("blue", "db", secret("password: bmV3")), "/data/password")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := DiffAgainst(m, []*render.Result{tc.from}, m, []*render.Result{tc.to}, "aaa", "bbb")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rd := rep.Clusters[0].Releases[0]
+			if rd.Change != ChangeChanged || len(rd.Objects) != 1 {
+				t.Fatalf("the Secret's generated key added or removed does not show: %+v", rd)
+			}
+			if d := rd.Objects[0].Diff; !strings.Contains(d, "JAVA_TOOL_OPTIONS") && !strings.Contains(d, "token") || strings.Contains(d, "password") {
+				t.Errorf("diff shows other than the key added or removed:\n%s", d)
+			}
+		})
+	}
+}

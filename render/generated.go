@@ -286,6 +286,13 @@ func getPointer(obj any, ptr string) (any, bool) {
 	return cur, true
 }
 
+// HasField says whether obj (an object as JSON) has a field at the RFC 6901
+// JSON pointer ptr.
+func HasField(obj map[string]any, ptr string) bool {
+	_, ok := getPointer(obj, ptr)
+	return ok
+}
+
 // setPointer sets the value at ptr in obj when its parent exists.
 func setPointer(obj any, ptr string, v any) bool {
 	toks := strings.Split(ptr, "/")[1:]
