@@ -75,9 +75,10 @@ type Cluster struct {
 	discovery *discovery.DiscoveryClient // uncached, for the version check
 	getter    *restGetter
 	// factory is kubectl's factory, shared by every Helm kube.Client so
-	// that the OpenAPI documents Helm's manifest validation reads are
-	// fetched once per Cluster, not once per action.
-	factory cmdutil.Factory
+	// that the OpenAPI documents and the validator Helm's manifest
+	// validation uses are fetched and built once per Cluster (until
+	// discovery is reset), not once per action.
+	factory *validatorCache
 
 	requests atomic.Int64
 
@@ -176,10 +177,10 @@ func newCluster(name string, config *rest.Config, raw clientcmd.ClientConfig, op
 		discovery: cached,
 		mapper: &refreshingMapper{
 			mapper:  restmapper.NewDeferredDiscoveryRESTMapper(cached),
-			onReset: c.dropCapabilities,
+			onReset: c.discoveryReset,
 		},
 	}
-	c.factory = cmdutil.NewFactory(c.getter)
+	c.factory = &validatorCache{Factory: cmdutil.NewFactory(c.getter)}
 	return c, nil
 }
 
@@ -215,8 +216,16 @@ func (c *Cluster) capabilities(ctx context.Context) (*chartutil.Capabilities, er
 	return c.caps.Copy(), nil
 }
 
-// dropCapabilities forgets the cached capabilities; the discovery cache has
-// been reset (a kind was not found, or Helm installed CRDs).
+// discoveryReset forgets what was learnt from discovery; the discovery
+// cache has been reset (a kind was not found, or Helm installed CRDs).
+func (c *Cluster) discoveryReset() {
+	c.dropCapabilities()
+	if c.factory != nil {
+		c.factory.reset()
+	}
+}
+
+// dropCapabilities forgets the cached capabilities.
 func (c *Cluster) dropCapabilities() {
 	c.capsMu.Lock()
 	c.caps = nil

@@ -55,6 +55,10 @@ type WaitOptions struct {
 	// changed something, and at least every 10 s while waiting (polls that
 	// fail to read the objects report nothing).
 	Progress func([]ObjectStatus)
+	// Written are objects as the API server answered their write
+	// (Release.Written): those of the manifest start from that answer and
+	// are watched from its resourceVersion, rather than read again first.
+	Written []*unstructured.Unstructured
 }
 
 // DefaultWaitOptions polls every 2 s for up to 5 minutes.
@@ -113,12 +117,14 @@ func (e *HealthError) Unwrap() error { return e.Err }
 //
 // The objects are read once — one List per kind and namespace when there
 // are several of them, a GET otherwise; kinds without status as metadata
-// only, and only until they are found — and then watched, each from the
-// resourceVersion that read returned, so a change is seen as it happens
-// rather than at the next poll. The status is always computed from an
-// object the API server returned at or after that read. Objects that cannot
-// be watched (not found yet, or their watch ended) are read again every
-// Interval, and everything is read again at least every 10 s.
+// only, and only until they are found; objects in Written are not read but
+// taken from there — and those not Current are then watched, each from the
+// resourceVersion it was read at, so a change is seen as it happens rather
+// than at the next poll. The status is always computed from an object the
+// API server returned at or after that read. Objects that cannot be watched
+// (not found yet, or their watch ended) are read again every Interval, and
+// everything at least every 10 s; before the wait ends healthy, objects not
+// watched are read again unless they were read within Interval.
 func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOptions) ([]ObjectStatus, error) {
 	parsed, err := parseManifest(manifest)
 	if err != nil {
@@ -149,6 +155,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 
 	start := time.Now()
 	p := newPoller(objs)
+	p.seed(opts.Written)
 	w := newWatches(c, len(objs))
 	defer w.stop()
 	var reported []ObjectStatus // the last statuses computed from a complete read
@@ -160,7 +167,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 			c.log.Warn("wait: read failed; retrying", "error", err)
 		}
 	}
-	err = c.poll(ctx, p)
+	err = c.poll(ctx, p, func(i int) bool { return !p.read[i] })
 	logErr(err)
 	for {
 		if p.complete() {
@@ -172,7 +179,18 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 			reported = statuses
 			notReady, failed := notCurrent(statuses)
 			if len(notReady) == 0 {
-				return statuses, nil
+				// Objects that are not watched (they were Current) are
+				// taken as they were read only if that was within an
+				// interval; otherwise they are read again first.
+				stale := func(i int) bool { return w.open[i] == nil && time.Since(p.readAt[i]) > interval }
+				if !p.any(stale) {
+					return statuses, nil
+				}
+				err = c.poll(ctx, p, stale)
+				logErr(err)
+				if err == nil {
+					continue
+				}
 			}
 			if len(failed) > 0 {
 				return statuses, &HealthError{Cluster: c.name, Objects: failed, Waited: time.Since(start)}
@@ -200,7 +218,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 			timer.Stop()
 			w.apply(p, ev)
 		case <-timer.C:
-			err = c.poll(ctx, p)
+			err = c.poll(ctx, p, func(int) bool { return true })
 			logErr(err)
 		}
 	}
@@ -256,6 +274,7 @@ type poller struct {
 	found   []bool
 	version []string
 	read    []bool
+	readAt  []time.Time
 }
 
 // pollGroup is the objects of one resource in one namespace.
@@ -268,7 +287,7 @@ type pollGroup struct {
 func newPoller(objs []object) *poller {
 	n := len(objs)
 	p := &poller{objs: objs, settled: make([]bool, n), live: make([]*unstructured.Unstructured, n), found: make([]bool, n),
-		version: make([]string, n), read: make([]bool, n)}
+		version: make([]string, n), read: make([]bool, n), readAt: make([]time.Time, n)}
 	at := map[[2]string]int{}
 	for i, o := range objs {
 		k := [2]string{o.gvr.String(), o.namespace}
@@ -315,14 +334,50 @@ func (p *poller) statuses() []ObjectStatus {
 	return out
 }
 
-// poll reads every unsettled object once. A group whose read fails keeps
-// what it had; the first error is returned.
-func (c *Cluster) poll(ctx context.Context, p *poller) error {
+// seed starts objects from what their write returned: an object is then
+// as read at the write's resourceVersion, and a statusless one is settled.
+func (p *poller) seed(written []*unstructured.Unstructured) {
+	if len(written) == 0 {
+		return
+	}
+	byKey := make(map[objectKey]*unstructured.Unstructured, len(written))
+	for _, u := range written {
+		byKey[keyOf(u, u.GetNamespace())] = u
+	}
+	for _, g := range p.groups {
+		meta := statusless(g.gvr.GroupResource())
+		for _, i := range g.idx {
+			o := p.objs[i]
+			u := byKey[keyOf(o.u, o.namespace)]
+			if u == nil || u.GetResourceVersion() == "" {
+				continue
+			}
+			p.live[i], p.found[i], p.read[i], p.version[i], p.readAt[i] = u, true, true, u.GetResourceVersion(), time.Now()
+			if meta {
+				p.live[i], p.settled[i] = nil, true
+			}
+		}
+	}
+}
+
+// any reports whether pick holds for an unsettled object.
+func (p *poller) any(pick func(i int) bool) bool {
+	for i := range p.objs {
+		if !p.settled[i] && pick(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// poll reads once every unsettled object that pick selects. A group whose
+// read fails keeps what it had; the first error is returned.
+func (c *Cluster) poll(ctx context.Context, p *poller, pick func(i int) bool) error {
 	var firstErr error
 	for _, g := range p.groups {
 		var pending []int
 		for _, i := range g.idx {
-			if !p.settled[i] {
+			if !p.settled[i] && pick(i) {
 				pending = append(pending, i)
 			}
 		}
@@ -337,9 +392,10 @@ func (c *Cluster) poll(ctx context.Context, p *poller) error {
 			}
 			continue
 		}
+		at := time.Now()
 		for _, i := range pending {
 			u, found := live[p.objs[i].name()]
-			p.live[i], p.found[i], p.read[i] = u, found, true
+			p.live[i], p.found[i], p.read[i], p.readAt[i] = u, found, true, at
 			p.version[i] = listVersion
 			if u != nil && listVersion == "" {
 				p.version[i] = u.GetResourceVersion()
@@ -416,4 +472,12 @@ func objectStatusOf(o object, u *unstructured.Unstructured, found bool) ObjectSt
 		s.Status, s.Message = string(res.Status), res.Message
 	}
 	return s
+}
+
+// current reports whether object i was Current when last read or watched.
+func (p *poller) current(i int) bool {
+	if p.settled[i] {
+		return true
+	}
+	return objectStatusOf(p.objs[i], p.live[i], p.found[i]).Current()
 }

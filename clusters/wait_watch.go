@@ -55,10 +55,13 @@ func (w *watches) stop() {
 	w.wg.Wait()
 }
 
-// cover starts a watch for every object with a status that has been read
-// and is not watched yet, and reports whether every unsettled object is
-// watched now (otherwise WaitHealthy reads them again at its interval).
-// Statusless kinds are not watched: they are settled once found.
+// cover starts a watch for every object with a status that has been read,
+// is not Current and is not watched yet, and reports whether every
+// unsettled object that is not Current is watched now (otherwise
+// WaitHealthy reads them again at its interval). Statusless kinds are not
+// watched: they are settled once found. A Current object is read again
+// before the wait ends (see WaitHealthy), not watched: most releases' Service
+// and Ingress are Current from the start.
 func (w *watches) cover(ctx context.Context, p *poller) bool {
 	all := true
 	for _, g := range p.groups {
@@ -69,7 +72,7 @@ func (w *watches) cover(ctx context.Context, p *poller) bool {
 			continue
 		}
 		for _, i := range g.idx {
-			if w.open[i] != nil {
+			if w.open[i] != nil || (p.read[i] && p.current(i)) {
 				continue
 			}
 			if p.version[i] == "" {

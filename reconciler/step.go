@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/manifest"
 	"github.com/tandem-gitops/tandem/render"
@@ -43,7 +45,7 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 		rr.Revision = s.FromRevision
 		if s.Verify {
 			vctx, cancel := context.WithTimeout(ctx, spec.TimeoutDuration())
-			err := r.waitHealthy(vctx, cr, s, s.deployed, s.FromRevision, start, ev)
+			err := r.waitHealthy(vctx, cr, s, s.deployed, nil, s.FromRevision, start, ev)
 			cancel()
 			if err != nil {
 				// Not rolled back: the revision may have served for months and
@@ -118,7 +120,7 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 		return finish(OutcomeFailed, r.afterFailure(ctx, cr, s, spec, &rr, fmt.Errorf("%s: %w", s.Action, err)))
 	}
 	rr.Revision = rel.Revision
-	if err := r.waitHealthy(ctx, cr, s, rel.Manifest, rel.Revision, start, ev); err != nil {
+	if err := r.waitHealthy(ctx, cr, s, rel.Manifest, rel.Written, rel.Revision, start, ev); err != nil {
 		return finish(OutcomeFailed, r.afterFailure(ctx, cr, s, spec, &rr, fmt.Errorf("health: %w", err)))
 	}
 	recordApplied(cr, s, rel.Written)
@@ -136,13 +138,16 @@ func releaseLabels(digest, id string, opts Options) map[string]string {
 }
 
 // waitHealthy waits until a revision's objects are healthy, reporting
-// progress every ProgressInterval.
-func (r *run) waitHealthy(ctx context.Context, cr *clusterRun, s Step, manifest string, revision int, start time.Time, ev Event) error {
+// progress every ProgressInterval. written are the objects as this run's
+// install or upgrade wrote them (nil when verifying an earlier revision):
+// the wait starts from them instead of reading them again.
+func (r *run) waitHealthy(ctx context.Context, cr *clusterRun, s Step, manifest string, written []*unstructured.Unstructured, revision int, start time.Time, ev Event) error {
 	lastReport := time.Now() // the first "waiting" line comes after one interval
 	_, err := cr.t.WaitHealthy(ctx, manifest, clusters.WaitOptions{
 		Namespace: s.Namespace,
 		Timeout:   time.Until(deadlineOf(ctx, s.desired.Spec.TimeoutDuration())),
 		Interval:  time.Second,
+		Written:   written,
 		Progress: func(st []clusters.ObjectStatus) {
 			if time.Since(lastReport) < r.opts.ProgressInterval {
 				return
