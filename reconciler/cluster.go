@@ -278,8 +278,10 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 		refuseOfflineLookups(&plan)
 	}
 
+	rep.Guard = r.reconcileGuard(ctx, cr, desired)
 	if r.opts.DryRun {
 		r.dryRunReport(&rep, plan)
+		rep.Error = joinProblems(rep.Error, guardProblem(rep.Guard))
 		return rep
 	}
 
@@ -287,7 +289,7 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 	rep.Releases = r.applyWaves(ctx, cr, plan)
 	rep.Pruned = r.pruneIfSafe(ctx, cr, plan, rep.Releases)
 	rep.Pruned = append(rep.Pruned, skippedPrunes(plan.Unowned, "")...)
-	rep.Error = problems(rep, plan)
+	rep.Error = joinProblems(problems(rep, plan), guardProblem(rep.Guard))
 
 	if cr.lost() {
 		rep.Error = joinProblems(rep.Error, "stopped writing to the cluster ("+cancelCause(ctx, cr)+"); state record not updated")

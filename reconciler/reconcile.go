@@ -65,6 +65,9 @@ type Options struct {
 	// cannot reach them, and the targets' CronJobs are to resume without
 	// theirs being suspended (recorded in the targets' state records).
 	SourceLost []string
+	// StandbyGuard is what the Standby guard does on Standby clusters
+	// (--standby-guard); "" is GuardEnforce.
+	StandbyGuard GuardMode
 }
 
 // DefaultOptions returns the CLI defaults.
@@ -78,6 +81,7 @@ func DefaultOptions() Options {
 		ProgressInterval: 10 * time.Second,
 		DetectDrift:      true,
 		FieldManager:     "tandem",
+		StandbyGuard:     GuardEnforce,
 	}
 }
 

@@ -50,6 +50,9 @@ type ClusterReport struct {
 	// when it never got it); FinishedAt is when it was done with the cluster.
 	LockedAt   *time.Time `json:"lockedAt,omitempty"`
 	FinishedAt time.Time  `json:"finishedAt"`
+	// Guard is what the run did to the cluster's Standby guard; nil when
+	// the cluster has none and needs none.
+	Guard *GuardReport `json:"guard,omitempty"`
 }
 
 // Failed reports whether anything went wrong on the cluster.

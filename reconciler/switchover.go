@@ -632,6 +632,9 @@ func (r *run) switchoverStep(x *swCluster, p *SwitchoverPlan, ph Phase, st Phase
 		}
 	}
 	x.digests(desired)
+	if len(bad) == 0 {
+		r.guardStep(ctx, x, c.Role, desired) // reconciler/guard.go
+	}
 	return out, strings.Join(bad, "; ")
 }
 

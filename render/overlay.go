@@ -22,6 +22,11 @@ const (
 	LabelRole             = "tandem.dev/role"
 	AnnotationActiveCount = "tandem.dev/active-replicas"
 	AnnotationKEDAPaused  = "autoscaling.keda.sh/paused-replicas"
+	// AnnotationHeld marks a CronJob the overlay suspended or a ScaledObject
+	// it paused (a workload it scaled to zero carries AnnotationActiveCount):
+	// the Standby guard refuses resuming an object that keeps the marker, and
+	// tandem's own writes that resume it drop the marker in the same write.
+	AnnotationHeld = "tandem.dev/held"
 )
 
 // Role is the overlay's view of a cluster's role.
@@ -191,8 +196,10 @@ func (o Overlay) apply(obj map[string]any) error {
 		setMeta(obj, "annotations", AnnotationActiveCount, strconv.FormatInt(replicas, 10))
 	case k.SuspendCronJobs && group == "batch" && kind == "CronJob":
 		ensureMap(obj, "spec")["suspend"] = true
+		setMeta(obj, "annotations", AnnotationHeld, "standby")
 	case k.ScaleDown && group == "keda.sh" && kind == "ScaledObject":
 		setMeta(obj, "annotations", AnnotationKEDAPaused, "0")
+		setMeta(obj, "annotations", AnnotationHeld, "standby")
 	}
 	return nil
 }

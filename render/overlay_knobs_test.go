@@ -99,6 +99,8 @@ spec:
 apiVersion: batch/v1
 kind: CronJob
 metadata:
+  annotations:
+    tandem.dev/held: standby
   labels:
     tandem.dev/cluster: green
     tandem.dev/release: web
@@ -128,6 +130,7 @@ kind: ScaledObject
 metadata:
   annotations:
     autoscaling.keda.sh/paused-replicas: "0"
+    tandem.dev/held: standby
   labels:
     tandem.dev/cluster: green
     tandem.dev/release: web

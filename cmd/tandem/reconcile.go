@@ -34,6 +34,7 @@ type applyFlags struct {
 	detectDrift    bool
 	correctDrift   bool
 	clusterTimeout time.Duration
+	standbyGuard   string
 }
 
 func (f *applyFlags) register(cmd *cobra.Command) {
@@ -48,11 +49,15 @@ func (f *applyFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.clusterTimeout, "cluster-timeout", time.Hour, "bound everything done on one cluster in this run (0: no bound beyond each release's timeout)")
 	fl.Float32Var(&f.qps, "kube-qps", 50, "client-side API requests per second per cluster")
 	fl.IntVar(&f.burst, "kube-burst", 100, "client-side API request burst per cluster")
+	fl.StringVar(&f.standbyGuard, "standby-guard", string(reconciler.GuardEnforce), "on Standby clusters, an admission policy that refuses scaling up what tandem holds at zero: enforce, warn or off (off removes it)")
 }
 
 func (f *applyFlags) check() error {
 	if f.maxPrune < 0 || f.maxPrune > 100 {
 		return fmt.Errorf("--max-prune must be a percentage between 0 and 100, not %v", f.maxPrune)
+	}
+	if _, err := reconciler.ParseGuardMode(f.standbyGuard); err != nil {
+		return err
 	}
 	return nil
 }
@@ -71,6 +76,7 @@ func (f *applyFlags) options() reconciler.Options {
 	opts.RunID = newRunID()
 	opts.Holder = holderID(opts.RunID)
 	opts.ClusterTimeout = f.clusterTimeout
+	opts.StandbyGuard, _ = reconciler.ParseGuardMode(f.standbyGuard) // checked by check
 	return opts
 }
 
@@ -295,8 +301,33 @@ func writeReconcileSummary(w io.Writer, r *reconciler.Report) {
 			drifted, c.Requests, time.Duration(c.Duration).Seconds())
 	}
 	_ = tw.Flush()
+	writeGuardLines(w, r)
 	if r.DryRun {
 		fmt.Fprintln(w, "\ndry run: nothing was changed; the counts are what a real run would do")
+	}
+}
+
+// writeGuardLines says what changed in each cluster's Standby guard
+// (an unchanged guard is not mentioned).
+func writeGuardLines(w io.Writer, r *reconciler.Report) {
+	for _, c := range r.Clusters {
+		g := c.Guard
+		if g == nil || g.Action == reconciler.GuardUnchanged {
+			continue
+		}
+		verb := g.Action
+		if g.Outcome == reconciler.OutcomePlanned {
+			verb = "would " + verb
+		}
+		what := fmt.Sprintf("%s, %d workloads at zero", g.Mode, g.Scaled)
+		if g.Action == reconciler.GuardRemove {
+			what = "the cluster is not a Standby, or --standby-guard off"
+		}
+		line := fmt.Sprintf("standby guard on %s: %s (%s)", c.Name, verb, what)
+		if g.Error != "" {
+			line += ": failed: " + g.Error
+		}
+		fmt.Fprintln(w, line)
 	}
 }
 

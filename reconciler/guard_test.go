@@ -1,0 +1,126 @@
+package reconciler
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tandem-gitops/tandem/clusters"
+	"github.com/tandem-gitops/tandem/manifest"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+// The policy in clusters keys on the markers the overlay in render writes;
+// the two packages may not import each other, so their names are checked here.
+func TestGuardMarkersAreTheOverlays(t *testing.T) {
+	if clusters.GuardReplicasAnnotation != render.AnnotationActiveCount {
+		t.Errorf("guard keys on %q, the overlay writes %q", clusters.GuardReplicasAnnotation, render.AnnotationActiveCount)
+	}
+	if clusters.GuardHeldAnnotation != render.AnnotationHeld {
+		t.Errorf("guard keys on %q, the overlay writes %q", clusters.GuardHeldAnnotation, render.AnnotationHeld)
+	}
+	if clusters.GuardKEDAPaused != render.AnnotationKEDAPaused {
+		t.Errorf("guard keys on %q, the overlay writes %q", clusters.GuardKEDAPaused, render.AnnotationKEDAPaused)
+	}
+}
+
+const guardChart = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: nightly
+spec:
+  schedule: "0 2 * * *"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg
+`
+
+// guardDesired renders guardChart's objects through the overlay with the
+// given knobs, as a release of namespace ns.
+func guardDesired(t *testing.T, ns, name string, role render.Role, scaleToZero bool) Desired {
+	t.Helper()
+	o := render.Overlay{Release: name, Cluster: "green", Role: role, ScaleToZero: scaleToZero, ActiveWeight: 100}
+	out, err := o.Run(bytes.NewBufferString(guardChart))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := render.ParseObjects(out.String(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Desired{Spec: manifest.Release{Name: name, Namespace: ns}, Result: &render.Result{Release: name, Namespace: ns, Objects: objs}}
+}
+
+func TestDesiredGuard(t *testing.T) {
+	shop := guardDesired(t, "shop", "web", render.RoleStandby, true)
+	kept := guardDesired(t, "edge", "ingress", render.RoleStandby, false) // standby: keep
+	both := map[string]string{"shop.deployments.web": "shop/web", "shop.statefulsets.db": "shop/web"}
+	tests := []struct {
+		name    string
+		mode    GuardMode
+		role    manifest.Role
+		desired []Desired
+		current *clusters.Guard
+		scope   map[ReleaseKey]bool
+		want    *clusters.Guard
+	}{
+		{name: "standby: the workloads held at zero", mode: GuardEnforce, role: manifest.RoleStandby, desired: []Desired{shop, kept},
+			want: &clusters.Guard{Cluster: "green", Scaled: both, PolicyVersion: clusters.GuardPolicyVersion}},
+		{name: "warn", mode: GuardWarn, role: manifest.RoleStandby, desired: []Desired{shop},
+			want: &clusters.Guard{Warn: true, Cluster: "green", Scaled: both, PolicyVersion: clusters.GuardPolicyVersion}},
+		{name: "active: none", mode: GuardEnforce, role: manifest.RoleActive, desired: []Desired{guardDesired(t, "shop", "web", render.RoleActive, true)}},
+		{name: "off: none", mode: GuardOff, role: manifest.RoleStandby, desired: []Desired{shop}},
+		{name: "a full run drops entries of releases gone", mode: GuardEnforce, role: manifest.RoleStandby, desired: []Desired{shop},
+			current: &clusters.Guard{Scaled: map[string]string{"old.deployments.x": "old/x"}},
+			want:    &clusters.Guard{Cluster: "green", Scaled: both, PolicyVersion: clusters.GuardPolicyVersion}},
+		{name: "a scoped run keeps other releases' entries", mode: GuardEnforce, role: manifest.RoleStandby,
+			desired: []Desired{guardDesired(t, "shop", "web", render.RoleStandby, false)},
+			current: &clusters.Guard{Scaled: map[string]string{"old.deployments.x": "old/x", "shop.deployments.web": "shop/web"}},
+			scope:   map[ReleaseKey]bool{{"shop", "web"}: true},
+			want:    &clusters.Guard{Cluster: "green", Scaled: map[string]string{"old.deployments.x": "old/x"}, PolicyVersion: clusters.GuardPolicyVersion}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := desiredGuard(tt.mode, "green", tt.role, tt.desired, tt.current, tt.scope)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("guard (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestGuardAction(t *testing.T) {
+	g := &clusters.Guard{Cluster: "green", Scaled: map[string]string{"a.deployments.b": "a/b"}, PolicyVersion: clusters.GuardPolicyVersion}
+	older := &clusters.Guard{Cluster: "green", Scaled: map[string]string{"a.deployments.b": "a/b"}, PolicyVersion: ""}
+	warn := &clusters.Guard{Warn: true, Cluster: "green", Scaled: map[string]string{"a.deployments.b": "a/b"}, PolicyVersion: clusters.GuardPolicyVersion}
+	for _, tt := range []struct {
+		current, want *clusters.Guard
+		action        string
+	}{
+		{nil, nil, ""},
+		{nil, g, GuardInstall},
+		{g, nil, GuardRemove},
+		{g, g, GuardUnchanged},
+		{older, g, GuardUpdate},
+		{warn, g, GuardUpdate},
+	} {
+		if got := guardAction(tt.current, tt.want); got != tt.action {
+			t.Errorf("guardAction(%+v, %+v) = %q, want %q", tt.current, tt.want, got, tt.action)
+		}
+	}
+}
