@@ -54,6 +54,12 @@ bench: deps tools ## Benchmarks, tandem side by side with its baselines (see REA
 	$(GO) test -run '^$$' -bench . -benchmem ./render/
 	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/bench/
 
+IMAGE ?= ghcr.io/tandem-gitops/tandem:$(VERSION)
+
+.PHONY: image
+image: ## Build the container image $(IMAGE) from Dockerfile (needs Docker; static binary, distroless, non-root)
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf bin

@@ -61,6 +61,9 @@ type WorkloadState struct {
 	Release   string `json:"release"`
 	Replicas  int32  `json:"replicas"`
 	Available int32  `json:"available"`
+	// Held says tandem holds it at zero on a Standby (it carries
+	// GuardReplicasAnnotation).
+	Held bool `json:"held,omitempty"`
 }
 
 // Weights is the weight of each hostname; where objects disagree, the
@@ -83,6 +86,23 @@ func (s *Serving) SuspendedCronJobs() (suspended, total int) {
 		}
 	}
 	return suspended, len(s.CronJobs)
+}
+
+// HeldScaledUp counts the workloads tandem holds at zero that have
+// replicas above zero: on a Standby, what someone scaled up anyway.
+func (s *Serving) HeldScaledUp() int {
+	n := 0
+	for _, w := range s.Workloads {
+		if w.Held && w.Replicas > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func held(m metav1.ObjectMeta) bool {
+	_, ok := m.Annotations[GuardReplicasAnnotation]
+	return ok
 }
 
 // Available says whether every workload of a release (namespace/release)
@@ -180,7 +200,7 @@ func (c *Cluster) ReadServing(ctx context.Context, opts ServingOptions) (*Servin
 	}
 	for _, d := range deps.Items {
 		s.Workloads = append(s.Workloads, WorkloadState{Object: "Deployment " + d.Namespace + "/" + d.Name, Release: release(d.ObjectMeta),
-			Replicas: replicasOf(d.Spec.Replicas), Available: d.Status.AvailableReplicas})
+			Replicas: replicasOf(d.Spec.Replicas), Available: d.Status.AvailableReplicas, Held: held(d.ObjectMeta)})
 	}
 	sts, err := c.clientset.AppsV1().StatefulSets("").List(ctx, sel)
 	if err != nil {
@@ -188,7 +208,7 @@ func (c *Cluster) ReadServing(ctx context.Context, opts ServingOptions) (*Servin
 	}
 	for _, d := range sts.Items {
 		s.Workloads = append(s.Workloads, WorkloadState{Object: "StatefulSet " + d.Namespace + "/" + d.Name, Release: release(d.ObjectMeta),
-			Replicas: replicasOf(d.Spec.Replicas), Available: d.Status.AvailableReplicas})
+			Replicas: replicasOf(d.Spec.Replicas), Available: d.Status.AvailableReplicas, Held: held(d.ObjectMeta)})
 	}
 	sort.Slice(s.Records, func(i, j int) bool {
 		a, b := s.Records[i], s.Records[j]

@@ -37,6 +37,15 @@ type Pipeline interface {
 
 var _ Pipeline = (*reconciler.Pipeline)(nil)
 
+// liveReader reads what clusters serve, for the live metrics (DNS weights,
+// switchovers under way, Standby workloads scaled up); a Pipeline without
+// it (a test's fake) leaves those metrics out.
+type liveReader interface {
+	Live(ctx context.Context, m *manifest.Manifest, rows []reconciler.ClusterStatus) ([]reconciler.LiveStatus, error)
+}
+
+var _ liveReader = (*reconciler.Pipeline)(nil)
+
 // Options configure a Daemon.
 type Options struct {
 	// Interval is how often the remote is asked where the ref points,
@@ -375,6 +384,10 @@ func (d *Daemon) apply(ctx context.Context, m *manifest.Manifest, commit, trigge
 		statuses, _ = d.pipe.Status(ctx, m, reconciler.Selection{})
 	}
 	d.opts.Metrics.observe(m, rep, statuses)
+	if lr, ok := d.pipe.(liveReader); ok && len(statuses) > 0 && d.opts.Metrics != nil {
+		live, _ := lr.Live(ctx, m, statuses)
+		d.opts.Metrics.observeLive(live)
+	}
 	d.update(func(s *Status) {
 		s.Running = nil
 		s.LastRun = run

@@ -31,6 +31,9 @@ type Metrics struct {
 	webhook           *prometheus.CounterVec
 	leaderGauge       prometheus.Gauge
 	commitsRejected   prometheus.Counter
+	dnsWeight         *prometheus.GaugeVec
+	switchover        *prometheus.GaugeVec
+	standbyScaledUp   *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics, with the Go and process collectors, on a
@@ -84,9 +87,22 @@ func NewMetrics() *Metrics {
 			Name: "tandem_commits_rejected_total",
 			Help: "Commits not applied because they did not load, validate or render.",
 		}),
+		dnsWeight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_dns_weight",
+			Help: "Live ExternalDNS weight per hostname on a cluster (the lowest where its objects disagree), read after each run.",
+		}, []string{"cluster", "hostname"}),
+		switchover: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_switchover_in_progress",
+			Help: "1 while the cluster's state record shows a switchover under way, else 0; read after each run.",
+		}, []string{"cluster"}),
+		standbyScaledUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_standby_workloads_scaled_up",
+			Help: "Workloads tandem holds at zero on a Standby (tandem.dev/active-replicas) that have replicas above zero; read after each run.",
+		}, []string{"cluster"}),
 	}
 	m.reg.MustRegister(m.reconcileDuration, m.reconcileTotal, m.releaseInfo, m.releaseDrifted, m.clusterInfo,
 		m.appliedCommit, m.gitPoll, m.gitFetch, m.webhook, m.leaderGauge, m.commitsRejected,
+		m.dnsWeight, m.switchover, m.standbyScaledUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -173,5 +189,28 @@ func (m *Metrics) observe(man *manifest.Manifest, rep *reconciler.Report, status
 		for _, r := range cs.Releases {
 			m.releaseInfo.WithLabelValues(cs.Name, r.Namespace, r.Name, r.Chart, r.ChartVersion, strconv.Itoa(r.Revision), r.Status, cs.Role).Set(1)
 		}
+	}
+}
+
+// observeLive records what the clusters serve after a run; a cluster that
+// could not be read keeps what was last known.
+func (m *Metrics) observeLive(live []reconciler.LiveStatus) {
+	if m == nil {
+		return
+	}
+	for _, l := range live {
+		if l.Error != "" {
+			continue
+		}
+		m.dnsWeight.DeletePartialMatch(prometheus.Labels{"cluster": l.Cluster})
+		for host, w := range l.DNSWeights {
+			m.dnsWeight.WithLabelValues(l.Cluster, host).Set(float64(w))
+		}
+		v := 0.0
+		if l.Switchover != nil {
+			v = 1
+		}
+		m.switchover.WithLabelValues(l.Cluster).Set(v)
+		m.standbyScaledUp.WithLabelValues(l.Cluster).Set(float64(l.HeldScaledUp))
 	}
 }

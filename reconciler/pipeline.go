@@ -112,6 +112,12 @@ func (p *Pipeline) Status(ctx context.Context, m *manifest.Manifest, sel Selecti
 	return ReadStatuses(ctx, p.Connect, m.ID, picked)
 }
 
+// Live reads the live DNS weights, CronJobs and held workloads of the
+// clusters of rows (from Status), for the daemon's metrics.
+func (p *Pipeline) Live(ctx context.Context, m *manifest.Manifest, rows []ClusterStatus) ([]LiveStatus, error) {
+	return ReadLive(ctx, m, p.Connect, rows)
+}
+
 // ConnectOnce wraps connect so that each manifest cluster (by name and
 // kubeconfig context) is connected once and its Target reused by every later
 // run: a daemon keeps its clients, their discovery caches and rate limiters.

@@ -31,9 +31,12 @@ type LiveStatus struct {
 	// cluster's objects disagree).
 	DNSWeights map[string]int `json:"dnsWeights"`
 	// CronJobs counts the cluster's tandem CronJobs, CronJobsSuspended the suspended ones.
-	CronJobs          int    `json:"cronJobs"`
-	CronJobsSuspended int    `json:"cronJobsSuspended"`
-	Error             string `json:"error,omitempty"`
+	CronJobs          int `json:"cronJobs"`
+	CronJobsSuspended int `json:"cronJobsSuspended"`
+	// HeldScaledUp counts workloads tandem holds at zero (on a Standby)
+	// that have replicas above zero anyway.
+	HeldScaledUp int    `json:"heldScaledUp"`
+	Error        string `json:"error,omitempty"`
 }
 
 // servingOptions read the objects of m's releases with m's DNS prefix.
@@ -85,6 +88,7 @@ func ReadLive(ctx context.Context, m *manifest.Manifest, connect Connector, rows
 				if s, err = readServing(ctx, m, t); err == nil {
 					out[i].DNSWeights = s.Weights()
 					out[i].CronJobsSuspended, out[i].CronJobs = s.SuspendedCronJobs()
+					out[i].HeldScaledUp = s.HeldScaledUp()
 					return
 				}
 			}

@@ -1,0 +1,160 @@
+package guard_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tandem-gitops/tandem/e2e/e2etest"
+	"github.com/tandem-gitops/tandem/reconciler"
+)
+
+// message is what the guard's refusal must say: what to do instead.
+const message = "tandem switchover --to green"
+
+// TestGuardRefusesScaleUpOnStandby: on green (Standby) `kubectl scale`, a
+// patch of spec.replicas and resuming a suspended CronJob are refused with
+// the guard's message; the same on blue (Active) passes; a Deployment
+// tandem does not manage scales freely on green.
+func TestGuardRefusesScaleUpOnStandby(t *testing.T) {
+	h := newHarness(t, "enforce")
+	if !h.hasGuard(t, "green") || h.hasGuard(t, "blue") {
+		t.Fatalf("guard on green %v, on blue %v: want only on green", h.hasGuard(t, "green"), h.hasGuard(t, "blue"))
+	}
+	dep := h.deployment(t, "green", "example", "example")
+
+	res := h.until(t, "green", refused, "-n", "example", "scale", "deployment/"+dep, "--replicas=3", "--dry-run=server")
+	if res.Code == 0 {
+		t.Fatalf("kubectl scale --dry-run=server on green passed for %s: the guard never refused it", enforceWithin)
+	}
+	res = h.kubectl(t, "green", "-n", "example", "scale", "deployment/"+dep, "--replicas=3")
+	if res.Code == 0 || !strings.Contains(res.Stderr, message) || !strings.Contains(res.Stderr, "example/"+dep) {
+		t.Errorf("kubectl scale deployment/%s --replicas=3 on green: exit %d, want refused naming it and saying %q:\n%s", dep, res.Code, message, res.Stderr)
+	}
+	t.Logf("green refused kubectl scale: %s", strings.TrimSpace(res.Stderr))
+	res = h.kubectl(t, "green", "-n", "example", "patch", "deployment", dep, "--type=merge", "-p", `{"spec":{"replicas":2}}`)
+	if res.Code == 0 || !strings.Contains(res.Stderr, message) {
+		t.Errorf("kubectl patch spec.replicas=2 on green: exit %d, want refused with %q:\n%s", res.Code, message, res.Stderr)
+	}
+	if n := h.replicas(t, "green", "example", dep); n != 0 {
+		t.Errorf("green %s has %d replicas after the refused writes, want 0", dep, n)
+	}
+	// Scaling down and writes that keep zero are not the guard's business.
+	if res := h.kubectl(t, "green", "-n", "example", "scale", "deployment/"+dep, "--replicas=0"); res.Code != 0 {
+		t.Errorf("kubectl scale --replicas=0 on green: exit %d\n%s", res.Code, res.Stderr)
+	}
+	if res := h.kubectl(t, "green", "-n", "example", "annotate", "deployment", dep, "e2e.tandem.dev/touched=yes", "--overwrite"); res.Code != 0 {
+		t.Errorf("kubectl annotate on green: exit %d\n%s", res.Code, res.Stderr)
+	}
+
+	cron := h.cronJob(t, "green", "shop", "orders-worker")
+	res = h.kubectl(t, "green", "-n", "shop", "patch", "cronjob", cron, "--type=merge", "-p", `{"spec":{"suspend":false}}`)
+	if res.Code == 0 || !strings.Contains(res.Stderr, message) {
+		t.Errorf("kubectl patch cronjob %s suspend=false on green: exit %d, want refused with %q:\n%s", cron, res.Code, message, res.Stderr)
+	}
+
+	// A Deployment tandem does not hold is untouched by the guard.
+	if res := h.kubectl(t, "green", "-n", "example", "create", "deployment", "e2e-own", "--image=registry.example/own:1", "--replicas=0"); res.Code != 0 {
+		t.Fatalf("create e2e-own: %s", res.Stderr)
+	}
+	defer h.kubectl(t, "green", "-n", "example", "delete", "deployment", "e2e-own", "--wait=false")
+	if res := h.kubectl(t, "green", "-n", "example", "scale", "deployment/e2e-own", "--replicas=2"); res.Code != 0 {
+		t.Errorf("kubectl scale of a Deployment tandem does not manage on green: exit %d\n%s", res.Code, res.Stderr)
+	}
+
+	// Blue is Active: the same scale passes.
+	bdep := h.deployment(t, "blue", "example", "example")
+	was := h.replicas(t, "blue", "example", bdep)
+	res = h.kubectl(t, "blue", "-n", "example", "scale", "deployment/"+bdep, "--replicas=3")
+	if res.Code != 0 {
+		t.Errorf("kubectl scale --replicas=3 on blue (Active): exit %d\n%s", res.Code, res.Stderr)
+	}
+	h.kubectl(t, "blue", "-n", "example", "scale", "deployment/"+bdep, "--replicas="+itoa(was))
+}
+
+// TestGuardWarn: with --standby-guard warn the scale passes, and kubectl
+// prints the guard's message as a warning.
+func TestGuardWarn(t *testing.T) {
+	h := newHarness(t, "warn")
+	dep := h.deployment(t, "green", "example", "example")
+	warned := func(r e2etest.Result) bool { return r.Code == 0 && strings.Contains(r.Stderr, "Warning") }
+	res := h.until(t, "green", warned, "-n", "example", "scale", "deployment/"+dep, "--replicas=2", "--dry-run=server")
+	if !warned(res) {
+		t.Fatalf("with warn, kubectl scale --dry-run=server on green: exit %d, want a pass with a warning:\n%s", res.Code, res.Stderr)
+	}
+	res = h.kubectl(t, "green", "-n", "example", "scale", "deployment/"+dep, "--replicas=2")
+	if res.Code != 0 || !strings.Contains(res.Stderr, "Warning") || !strings.Contains(res.Stderr, message) {
+		t.Errorf("with warn, kubectl scale on green: exit %d, want 0 with a warning saying %q:\n%s", res.Code, message, res.Stderr)
+	}
+	if n := h.replicas(t, "green", "example", dep); n != 2 {
+		t.Errorf("with warn, green %s has %d replicas, want 2", dep, n)
+	}
+	h.kubectl(t, "green", "-n", "example", "scale", "deployment/"+dep, "--replicas=0")
+}
+
+// TestGuardOffRemovesIt: --standby-guard off removes the guard, and
+// without it the same scale passes (what every Standby allowed before).
+func TestGuardOffRemovesIt(t *testing.T) {
+	h := newHarness(t, "enforce")
+	res := h.reconcile(t, "--standby-guard", "off")
+	if res.Code != 0 {
+		t.Fatalf("reconcile --standby-guard off: exit %d\n%s", res.Code, res.Stderr)
+	}
+	var rep reconciler.Report
+	res.JSON(t, &rep)
+	for _, c := range rep.Clusters {
+		if c.Name == "green" && (c.Guard == nil || c.Guard.Action != reconciler.GuardRemove || c.Guard.Outcome != reconciler.OutcomeOK) {
+			t.Errorf("green's guard report %+v, want remove ok", c.Guard)
+		}
+	}
+	if h.hasGuard(t, "green") {
+		t.Fatal("green still has the guard's binding")
+	}
+	dep := h.deployment(t, "green", "example", "example")
+	passed := func(r e2etest.Result) bool { return r.Code == 0 }
+	if res := h.until(t, "green", passed, "-n", "example", "scale", "deployment/"+dep, "--replicas=3", "--dry-run=server"); res.Code != 0 {
+		t.Errorf("with the guard off, kubectl scale --dry-run=server on green: exit %d\n%s", res.Code, res.Stderr)
+	}
+	res = h.reconcile(t, "--dry-run")
+	res.JSON(t, &rep)
+	for _, c := range rep.Clusters {
+		if c.Name == "green" && (c.Guard == nil || c.Guard.Action != reconciler.GuardInstall || c.Guard.Outcome != reconciler.OutcomePlanned) {
+			t.Errorf("dry run: green's guard report %+v, want a planned install", c.Guard)
+		}
+	}
+	if h.hasGuard(t, "green") {
+		t.Error("a dry run installed the guard")
+	}
+}
+
+// TestGuardSwitchoverAndBack: with the guard on, a switchover to green and
+// one back both complete; in between the guard is on blue (now Standby)
+// and gone from green, so a scale on blue is refused and on green passes.
+func TestGuardSwitchoverAndBack(t *testing.T) {
+	h := newHarness(t, "enforce")
+	h.switchTo(t, "green")
+	res := h.reconcile(t)
+	if res.Code != 0 {
+		t.Fatalf("switchover to green with the guard on: exit %d\n%s", res.Code, res.Stderr)
+	}
+	if h.hasGuard(t, "green") || !h.hasGuard(t, "blue") {
+		t.Errorf("after the switchover: guard on green %v, on blue %v; want only on blue", h.hasGuard(t, "green"), h.hasGuard(t, "blue"))
+	}
+	bdep := h.deployment(t, "blue", "example", "example")
+	res = h.until(t, "blue", refused, "-n", "example", "scale", "deployment/"+bdep, "--replicas=3", "--dry-run=server")
+	if res.Code == 0 || !strings.Contains(res.Stderr, "tandem switchover --to blue") {
+		t.Errorf("kubectl scale on blue (now Standby): exit %d, want refused with its message:\n%s", res.Code, res.Stderr)
+	}
+	gdep := h.deployment(t, "green", "example", "example")
+	if res := h.kubectl(t, "green", "-n", "example", "scale", "deployment/"+gdep, "--replicas=3", "--dry-run=server"); res.Code != 0 {
+		t.Errorf("kubectl scale on green (now Active): exit %d\n%s", res.Code, res.Stderr)
+	}
+
+	h.switchTo(t, "blue")
+	res = h.reconcile(t)
+	if res.Code != 0 {
+		t.Fatalf("switchover back to blue with the guard on: exit %d\n%s", res.Code, res.Stderr)
+	}
+	if !h.hasGuard(t, "green") || h.hasGuard(t, "blue") {
+		t.Errorf("after switching back: guard on green %v, on blue %v; want only on green", h.hasGuard(t, "green"), h.hasGuard(t, "blue"))
+	}
+}
