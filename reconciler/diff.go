@@ -34,6 +34,7 @@ func DiffAgainst(from *manifest.Manifest, fromResults []*render.Result, to *mani
 			}
 			cd.Releases = append(cd.Releases, rd)
 		}
+		cd.Guard = guardDiff(from, to, c.Name, old[c.Name], cur[c.Name]) // reconciler/guard.go
 		rep.Clusters = append(rep.Clusters, cd)
 	}
 	return rep, nil

@@ -37,8 +37,22 @@ type ClusterDiff struct {
 	Name     string        `json:"name"`
 	Role     string        `json:"role"`
 	Releases []ReleaseDiff `json:"releases"`
+	// Guard is what the change does to the cluster's Standby guard (diff
+	// --against only); nil when the cluster has none before or after.
+	Guard *GuardDiff `json:"guard,omitempty"`
 	// Error is set when the cluster could not be diffed (unreachable, render failed).
 	Error string `json:"error,omitempty"`
+}
+
+// GuardDiff is a change to a cluster's Standby guard: added when the
+// cluster becomes a Standby, removed when it stops being one, changed when
+// the workloads it holds at zero change.
+type GuardDiff struct {
+	Change Change `json:"change"`
+	// Added and Removed are the workloads whose scale subresource the guard
+	// starts or stops refusing, as "namespace.resource.name".
+	Added   []string `json:"added,omitempty"`
+	Removed []string `json:"removed,omitempty"`
 }
 
 // ReleaseDiff is one release's part of a ClusterDiff.

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -262,4 +263,72 @@ func guardProblem(g *GuardReport) string {
 		return ""
 	}
 	return "standby guard: " + g.Error
+}
+
+// guardDiff is what a change from one manifest to another does to a
+// cluster's guard (as enforce would keep it; the mode is the runner's
+// flag, not the manifest's). Pure: from the renders of both sides.
+func guardDiff(from, to *manifest.Manifest, cluster string, old, cur map[string]*render.Result) *GuardDiff {
+	side := func(m *manifest.Manifest, results map[string]*render.Result) *clusters.Guard {
+		if m == nil {
+			return nil
+		}
+		c, ok := m.Cluster(cluster)
+		if !ok {
+			return nil
+		}
+		var desired []Desired
+		for _, res := range results {
+			desired = append(desired, Desired{Spec: manifest.Release{Name: res.Release, Namespace: res.Namespace}, Result: res})
+		}
+		g, _ := desiredGuard(GuardEnforce, cluster, c.Role, desired, nil, nil)
+		return g
+	}
+	before, after := side(from, old), side(to, cur)
+	if before == nil && after == nil {
+		return nil
+	}
+	d := &GuardDiff{Change: ChangeUnchanged}
+	switch {
+	case before == nil:
+		d.Change = ChangeAdded
+	case after == nil:
+		d.Change = ChangeRemoved
+	}
+	var was, now map[string]string
+	if before != nil {
+		was = before.Scaled
+	}
+	if after != nil {
+		now = after.Scaled
+	}
+	for k := range now {
+		if _, ok := was[k]; !ok {
+			d.Added = append(d.Added, k)
+		}
+	}
+	for k := range was {
+		if _, ok := now[k]; !ok {
+			d.Removed = append(d.Removed, k)
+		}
+	}
+	slices.Sort(d.Added)
+	slices.Sort(d.Removed)
+	if d.Change == ChangeUnchanged && (len(d.Added) > 0 || len(d.Removed) > 0) {
+		d.Change = ChangeChanged
+	}
+	return d
+}
+
+// Summary is the guard change in a few words, for the text and Markdown reports.
+func (d *GuardDiff) Summary() string {
+	switch d.Change {
+	case ChangeAdded:
+		return fmt.Sprintf("installed: the cluster becomes a Standby (%d workloads held at zero)", len(d.Added))
+	case ChangeRemoved:
+		return "removed: the cluster stops being a Standby"
+	case ChangeChanged:
+		return fmt.Sprintf("%d workloads added, %d removed", len(d.Added), len(d.Removed))
+	}
+	return "unchanged"
 }

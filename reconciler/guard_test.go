@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -122,5 +123,38 @@ func TestGuardAction(t *testing.T) {
 		if got := guardAction(tt.current, tt.want); got != tt.action {
 			t.Errorf("guardAction(%+v, %+v) = %q, want %q", tt.current, tt.want, got, tt.action)
 		}
+	}
+}
+
+// A pull request's plan shows the guard moving with the Standby role.
+func TestGuardDiffFollowsTheRole(t *testing.T) {
+	man := func(active string) *manifest.Manifest {
+		m := &manifest.Manifest{}
+		for _, n := range []string{"blue", "green"} {
+			role := manifest.RoleStandby
+			if n == active {
+				role = manifest.RoleActive
+			}
+			m.Clusters = append(m.Clusters, manifest.Cluster{Name: n, Role: role})
+		}
+		return m
+	}
+	res := func(role render.Role) map[string]*render.Result {
+		return map[string]*render.Result{"shop/web": guardDesired(t, "shop", "web", role, true).Result}
+	}
+	from, to := man("blue"), man("green")
+	green := guardDiff(from, to, "green", res(render.RoleStandby), res(render.RoleActive))
+	if green == nil || green.Change != ChangeRemoved || !slices.Equal(green.Removed, []string{"shop.deployments.web", "shop.statefulsets.db"}) {
+		t.Errorf("green (Standby → Active): %+v, want removed with both workloads", green)
+	}
+	blue := guardDiff(from, to, "blue", res(render.RoleActive), res(render.RoleStandby))
+	if blue == nil || blue.Change != ChangeAdded || len(blue.Added) != 2 {
+		t.Errorf("blue (Active → Standby): %+v, want added with both workloads", blue)
+	}
+	if same := guardDiff(from, from, "blue", res(render.RoleActive), res(render.RoleActive)); same != nil {
+		t.Errorf("blue stays Active: %+v, want no guard", same)
+	}
+	if same := guardDiff(from, from, "green", res(render.RoleStandby), res(render.RoleStandby)); same == nil || same.Change != ChangeUnchanged {
+		t.Errorf("green stays Standby: %+v, want unchanged", same)
 	}
 }

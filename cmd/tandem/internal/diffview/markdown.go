@@ -148,6 +148,11 @@ func mdHeader(d *reconciler.DiffReport, cs []reconciler.ClusterDiff, title strin
 		b.WriteString("\n")
 	}
 	for _, c := range cs {
+		if g := c.Guard; g != nil && g.Change != reconciler.ChangeUnchanged {
+			fmt.Fprintf(&b, "Standby guard on **%s**: %s.\n\n", html.EscapeString(c.Name), html.EscapeString(g.Summary()))
+		}
+	}
+	for _, c := range cs {
 		if c.Error != "" {
 			fmt.Fprintf(&b, "> **⚠ %s** (%s) could not be diffed: %s\n\n", html.EscapeString(c.Name), html.EscapeString(c.Role), codeSpan(clip(oneLine(c.Error), maxErrorBytes)))
 		}

@@ -78,6 +78,9 @@ func Text(w io.Writer, d *reconciler.DiffReport) error {
 				}
 			}
 		}
+		if g := c.Guard; g != nil && g.Change != reconciler.ChangeUnchanged {
+			ew.printf("%sstandby guard  %s\n", label, g.Summary())
+		}
 		if changed == 0 && c.Error == "" {
 			ew.printf("%sno differences\n", label)
 		}
