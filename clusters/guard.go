@@ -2,6 +2,9 @@ package clusters
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -41,9 +44,6 @@ const (
 	GuardHeldAnnotation = "tandem.dev/held"
 	// GuardKEDAPaused is KEDA's paused-replicas annotation.
 	GuardKEDAPaused = "autoscaling.keda.sh/paused-replicas"
-	// GuardPolicyVersion changes whenever the policy's rules do, so a newer
-	// tandem rewrites the policy of an older one.
-	GuardPolicyVersion = "1"
 	// guardVersionAnnotation records GuardPolicyVersion on the policy.
 	guardVersionAnnotation = "tandem.dev/guard-version"
 	// guardClusterKey is the parameter's key naming the manifest cluster.
@@ -69,8 +69,8 @@ type Guard struct {
 	// Scaled are the workloads whose scale subresource may not go above
 	// zero: GuardKey → the release that renders it ("namespace/name").
 	Scaled map[string]string
-	// PolicyVersion is the policy's GuardPolicyVersion as read ("" when the
-	// policy is missing); ApplyGuard always writes the current one.
+	// PolicyVersion is the policy's GuardPolicyVersion() as read ("" when
+	// the policy is missing); ApplyGuard always writes the current one.
 	PolicyVersion string
 }
 
@@ -91,15 +91,27 @@ func GuardKey(namespace, resource, name string) (key string, ok bool) {
 	return key, len(key) <= 253
 }
 
+// GuardPolicyVersion identifies the policy's rules (a hash of its spec),
+// so a tandem whose rules differ rewrites the policy an older one wrote.
+func GuardPolicyVersion() string {
+	b, err := json.Marshal(guardPolicy(GuardName).Spec)
+	if err != nil {
+		return "unknown" // cannot happen: the spec is plain data
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
 // guardMessage is the refusal, as a CEL string expression. It names the
 // object, the cluster and what to do instead.
-const guardMessage = `(request.subResource == 'scale' ? request.resource.resource : request.kind.kind) + ' ' + request.namespace + '/' + request.name +
+const guardMessage = `(has(request.subResource) && request.subResource == 'scale' ? request.resource.resource : request.kind.kind) + ' ' + request.namespace + '/' + request.name +
   ' is held at zero by tandem on Standby cluster ' + (has(params.data) && 'cluster' in params.data ? params.data['cluster'] : '(unknown)') +
   ': scaling it up, resuming or unpausing it here is refused. To run it here, switch over: tandem switchover --to ' +
   (has(params.data) && 'cluster' in params.data ? params.data['cluster'] : '<cluster>') + ', then commit and push tandem.yaml.'`
 
 // guardPolicy is the policy's desired state.
-func guardPolicy(name string) *admissionv1ac.ValidatingAdmissionPolicyApplyConfiguration {
+// version, when set, is recorded in the policy's annotation.
+func guardPolicy(name string, version ...string) *admissionv1ac.ValidatingAdmissionPolicyApplyConfiguration {
 	rule := func(group string, ops []admissionv1.OperationType, resources ...string) *admissionv1ac.NamedRuleWithOperationsApplyConfiguration {
 		return admissionv1ac.NamedRuleWithOperations().
 			WithAPIGroups(group).WithAPIVersions("*").WithResources(resources...).WithOperations(ops...)
@@ -107,16 +119,19 @@ func guardPolicy(name string) *admissionv1ac.ValidatingAdmissionPolicyApplyConfi
 	createUpdate := []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}
 	const (
 		annotations = "has(object.metadata.annotations)"
-		scale       = "request.subResource == 'scale'"
+		// An empty subResource is absent from the request, not "": test it with has().
+		scale = "(has(request.subResource) && request.subResource == 'scale')"
 	)
 	validate := func(expr string) *admissionv1ac.ValidationApplyConfiguration {
 		return admissionv1ac.Validation().WithExpression(expr).WithMessageExpression(guardMessage).WithReason(metav1.StatusReasonForbidden)
 	}
-	return admissionv1ac.ValidatingAdmissionPolicy(name).
+	p := admissionv1ac.ValidatingAdmissionPolicy(name).
 		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "tandem"}).
-		WithAnnotations(map[string]string{guardVersionAnnotation: GuardPolicyVersion}).
 		WithSpec(admissionv1ac.ValidatingAdmissionPolicySpec().
-			WithFailurePolicy(admissionv1.Fail).
+			// Fail open: a policy that cannot be evaluated (the API server
+			// starting, its parameter informer not yet synced) must not
+			// refuse every scale request of the cluster's other workloads.
+			WithFailurePolicy(admissionv1.Ignore).
 			WithParamKind(admissionv1ac.ParamKind().WithAPIVersion("v1").WithKind("ConfigMap")).
 			WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
 				rule("apps", createUpdate, "deployments", "statefulsets", "replicasets",
@@ -130,10 +145,14 @@ func guardPolicy(name string) *admissionv1ac.ValidatingAdmissionPolicyApplyConfi
 				scale+" || ("+annotations+" && ('"+GuardReplicasAnnotation+"' in object.metadata.annotations || '"+GuardHeldAnnotation+"' in object.metadata.annotations))")).
 			WithValidations(
 				validate(scale+" || request.resource.group != 'apps' || !("+annotations+" && '"+GuardReplicasAnnotation+"' in object.metadata.annotations) || !has(object.spec.replicas) || object.spec.replicas == 0"),
-				validate("request.subResource != 'scale' || !has(object.spec.replicas) || object.spec.replicas == 0 || !has(params.data) || !((request.namespace + '.' + request.resource.resource + '.' + request.name) in params.data)"),
+				validate("!"+scale+" || !has(object.spec.replicas) || object.spec.replicas == 0 || !has(params.data) || !((request.namespace + '.' + request.resource.resource + '.' + request.name) in params.data)"),
 				validate("request.resource.resource != 'cronjobs' || !("+annotations+" && '"+GuardHeldAnnotation+"' in object.metadata.annotations) || (has(object.spec.suspend) && object.spec.suspend)"),
 				validate("request.resource.resource != 'scaledobjects' || !("+annotations+" && '"+GuardHeldAnnotation+"' in object.metadata.annotations) || ('"+GuardKEDAPaused+"' in object.metadata.annotations && object.metadata.annotations['"+GuardKEDAPaused+"'] == '0')"),
 			))
+	if len(version) > 0 {
+		p.WithAnnotations(map[string]string{guardVersionAnnotation: version[0]})
+	}
+	return p
 }
 
 // ReadGuard reads the manifest's guard, or (nil, nil) when its binding does
@@ -201,7 +220,7 @@ func (c *Cluster) ApplyGuard(ctx context.Context, manifestID string, g Guard) er
 		return fmt.Errorf("cluster %q: standby guard: configmap %s/%s: %w", c.name, SystemNamespace, name, err)
 	}
 	adm := c.clientset.AdmissionregistrationV1()
-	if _, err := adm.ValidatingAdmissionPolicies().Apply(ctx, guardPolicy(name), opts); err != nil {
+	if _, err := adm.ValidatingAdmissionPolicies().Apply(ctx, guardPolicy(name, GuardPolicyVersion()), opts); err != nil {
 		return fmt.Errorf("cluster %q: standby guard: policy %s: %w", c.name, name, err)
 	}
 	action := admissionv1.Deny

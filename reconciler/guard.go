@@ -77,7 +77,7 @@ func desiredGuard(mode GuardMode, cluster string, role manifest.Role, desired []
 	if mode == GuardOff || role != manifest.RoleStandby {
 		return nil, nil
 	}
-	g := &clusters.Guard{Warn: mode == GuardWarn, Cluster: cluster, Scaled: map[string]string{}, PolicyVersion: clusters.GuardPolicyVersion}
+	g := &clusters.Guard{Warn: mode == GuardWarn, Cluster: cluster, Scaled: map[string]string{}, PolicyVersion: clusters.GuardPolicyVersion()}
 	if current != nil && scope != nil {
 		for k, rel := range current.Scaled {
 			if key, ok := parseReleaseKey(rel); !ok || !scope[key] {

@@ -81,19 +81,19 @@ func TestDesiredGuard(t *testing.T) {
 		want    *clusters.Guard
 	}{
 		{name: "standby: the workloads held at zero", mode: GuardEnforce, role: manifest.RoleStandby, desired: []Desired{shop, kept},
-			want: &clusters.Guard{Cluster: "green", Scaled: both, PolicyVersion: clusters.GuardPolicyVersion}},
+			want: &clusters.Guard{Cluster: "green", Scaled: both, PolicyVersion: clusters.GuardPolicyVersion()}},
 		{name: "warn", mode: GuardWarn, role: manifest.RoleStandby, desired: []Desired{shop},
-			want: &clusters.Guard{Warn: true, Cluster: "green", Scaled: both, PolicyVersion: clusters.GuardPolicyVersion}},
+			want: &clusters.Guard{Warn: true, Cluster: "green", Scaled: both, PolicyVersion: clusters.GuardPolicyVersion()}},
 		{name: "active: none", mode: GuardEnforce, role: manifest.RoleActive, desired: []Desired{guardDesired(t, "shop", "web", render.RoleActive, true)}},
 		{name: "off: none", mode: GuardOff, role: manifest.RoleStandby, desired: []Desired{shop}},
 		{name: "a full run drops entries of releases gone", mode: GuardEnforce, role: manifest.RoleStandby, desired: []Desired{shop},
 			current: &clusters.Guard{Scaled: map[string]string{"old.deployments.x": "old/x"}},
-			want:    &clusters.Guard{Cluster: "green", Scaled: both, PolicyVersion: clusters.GuardPolicyVersion}},
+			want:    &clusters.Guard{Cluster: "green", Scaled: both, PolicyVersion: clusters.GuardPolicyVersion()}},
 		{name: "a scoped run keeps other releases' entries", mode: GuardEnforce, role: manifest.RoleStandby,
 			desired: []Desired{guardDesired(t, "shop", "web", render.RoleStandby, false)},
 			current: &clusters.Guard{Scaled: map[string]string{"old.deployments.x": "old/x", "shop.deployments.web": "shop/web"}},
 			scope:   map[ReleaseKey]bool{{"shop", "web"}: true},
-			want:    &clusters.Guard{Cluster: "green", Scaled: map[string]string{"old.deployments.x": "old/x"}, PolicyVersion: clusters.GuardPolicyVersion}},
+			want:    &clusters.Guard{Cluster: "green", Scaled: map[string]string{"old.deployments.x": "old/x"}, PolicyVersion: clusters.GuardPolicyVersion()}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,9 +106,9 @@ func TestDesiredGuard(t *testing.T) {
 }
 
 func TestGuardAction(t *testing.T) {
-	g := &clusters.Guard{Cluster: "green", Scaled: map[string]string{"a.deployments.b": "a/b"}, PolicyVersion: clusters.GuardPolicyVersion}
+	g := &clusters.Guard{Cluster: "green", Scaled: map[string]string{"a.deployments.b": "a/b"}, PolicyVersion: clusters.GuardPolicyVersion()}
 	older := &clusters.Guard{Cluster: "green", Scaled: map[string]string{"a.deployments.b": "a/b"}, PolicyVersion: ""}
-	warn := &clusters.Guard{Warn: true, Cluster: "green", Scaled: map[string]string{"a.deployments.b": "a/b"}, PolicyVersion: clusters.GuardPolicyVersion}
+	warn := &clusters.Guard{Warn: true, Cluster: "green", Scaled: map[string]string{"a.deployments.b": "a/b"}, PolicyVersion: clusters.GuardPolicyVersion()}
 	for _, tt := range []struct {
 		current, want *clusters.Guard
 		action        string
