@@ -141,8 +141,16 @@ func guardPolicy(name string, version ...string) *admissionv1ac.ValidatingAdmiss
 			)).
 			// Only scale requests and objects carrying a marker are
 			// evaluated: every other write in the cluster is untouched.
-			WithMatchConditions(admissionv1ac.MatchCondition().WithName("held-or-scale").WithExpression(
-				scale+" || ("+annotations+" && ('"+GuardReplicasAnnotation+"' in object.metadata.annotations || '"+GuardHeldAnnotation+"' in object.metadata.annotations))")).
+			WithMatchConditions(
+				admissionv1ac.MatchCondition().WithName("held-or-scale").WithExpression(
+					scale+" || ("+annotations+" && ('"+GuardReplicasAnnotation+"' in object.metadata.annotations || '"+GuardHeldAnnotation+"' in object.metadata.annotations))"),
+				// A Deployment's ReplicaSets inherit its annotations, and the
+				// Deployment controller never removes one it copied: the
+				// marker on them says nothing. Objects a controller owns are
+				// that controller's business.
+				admissionv1ac.MatchCondition().WithName("not-controller-owned").WithExpression(
+					scale+" || !has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller)"),
+			).
 			WithValidations(
 				validate(scale+" || request.resource.group != 'apps' || !("+annotations+" && '"+GuardReplicasAnnotation+"' in object.metadata.annotations) || !has(object.spec.replicas) || object.spec.replicas == 0"),
 				validate("!"+scale+" || !has(object.spec.replicas) || object.spec.replicas == 0 || !has(params.data) || !((request.namespace + '.' + request.resource.resource + '.' + request.name) in params.data)"),
