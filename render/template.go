@@ -39,7 +39,7 @@ func (r *Renderer) template(_ context.Context, req Request, ch *chart.Chart, val
 	if ch.Metadata.Dependencies != nil {
 		// Dependencies come from the chart's charts/ directory only; nothing is fetched during a render.
 		if err := action.CheckDependencies(ch, ch.Metadata.Dependencies); err != nil {
-			return rendered{}, fmt.Errorf("chart %s: dependencies must be vendored in charts/ (run helm dependency build in the manifest repository): %w", ch.Metadata.Name, err)
+			return rendered{}, fmt.Errorf("chart %s: dependencies must be vendored in charts/ (run tandem vendor in the manifest repository, and commit charts/): %w", ch.Metadata.Name, err)
 		}
 	}
 	caps, err := req.Capabilities.helm()

@@ -120,6 +120,7 @@ applies them to all clusters in parallel as real Helm releases.`,
 		newRenderWorkerCmd(s),
 		newSwitchoverCmd(g, s),
 		newDrillCmd(g, s),
+		newVendorCmd(g, s),
 	)
 	registerCompletions(root)
 	return root

@@ -1,0 +1,333 @@
+package render
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/downloader"
+	"helm.sh/helm/v3/pkg/getter"
+	"helm.sh/helm/v3/pkg/registry"
+	"helm.sh/helm/v3/pkg/repo"
+)
+
+// VendorRepository is a chart repository (https:// or oci://) a chart's
+// dependencies may come from: one of tandem.yaml's repositories.
+type VendorRepository struct {
+	Name   string
+	URL    string
+	Access Access
+}
+
+// VendorOptions say where dependencies come from and how.
+type VendorOptions struct {
+	// Repositories are the only places dependencies are fetched from; a
+	// dependency naming another repository is refused.
+	Repositories []VendorRepository
+	// Update resolves Chart.yaml's version ranges anew and rewrites
+	// Chart.lock (helm dependency update). Without it a chart with
+	// dependencies needs a Chart.lock in step with Chart.yaml, and exactly
+	// its versions are fetched (helm dependency build).
+	Update bool
+	// Download bounds every request; zero fields take DefaultDownloadOptions.
+	Download DownloadOptions
+	// RegistryConfig is the OCI credentials file for registries without
+	// credentials in Repositories (see Options.RegistryConfig).
+	RegistryConfig string
+	// Out receives Helm's progress lines, scrubbed of credentials.
+	Out io.Writer
+}
+
+// Vendor fetches the dependencies chartDir's Chart.yaml declares into its
+// charts/ directory with Helm's dependency manager, as `helm dependency
+// build` (or, with Update, `helm dependency update`) would, but with the
+// manifest's repositories and their access settings: every request is HTTPS
+// unless the repository is insecure, its CA and client certificate apply,
+// and its credentials go only to its own scheme, host and port. Nothing in
+// charts/ changes unless every dependency was fetched. A chart without
+// dependencies is left alone.
+func Vendor(chartDir string, o VendorOptions) (err error) {
+	ch, err := loader.LoadDir(chartDir)
+	if err != nil {
+		return fmt.Errorf("load chart %s: %w", chartDir, err)
+	}
+	deps := ch.Metadata.Dependencies
+	if len(deps) == 0 {
+		return nil
+	}
+	if ch.Lock == nil && !o.Update {
+		return fmt.Errorf("chart %s has dependencies but no Chart.lock: run tandem vendor --update to resolve them and write one, then review and commit it", ch.Metadata.Name)
+	}
+	used, err := vendorRepositories(ch, o.Repositories)
+	if err != nil {
+		return err
+	}
+	// Every declared repository's TLS settings apply to its URLs (an index
+	// may point archives at another one); credentials are read only for
+	// the repositories the dependencies name.
+	var secrets []string
+	auths := make([]vendorAuth, len(o.Repositories))
+	for i, r := range o.Repositories {
+		auths[i] = vendorAuth{repo: r}
+		if !slices.ContainsFunc(used, func(u VendorRepository) bool { return u.Name == r.Name }) {
+			continue
+		}
+		user, pass, err := r.Access.basicAuth(os.Getenv)
+		if err != nil {
+			return fmt.Errorf("repository %q: %w", r.Name, err)
+		}
+		auths[i].user, auths[i].pass = user, pass
+		if pass != "" {
+			secrets = append(secrets, pass, base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
+		}
+	}
+	defer func() { err = scrubSecret(err, secrets...) }()
+
+	tmp, err := os.MkdirTemp("", "tandem-vendor-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	// Helm's repositories file names the repositories (for @name references
+	// and its index cache) and holds no credentials: the getter below adds
+	// them by URL.
+	var rf repo.File
+	for _, r := range used {
+		if !strings.HasPrefix(r.URL, "oci://") {
+			rf.Add(&repo.Entry{Name: r.Name, URL: r.URL})
+		}
+	}
+	repoConfig := filepath.Join(tmp, "repositories.yaml")
+	if err := rf.WriteFile(repoConfig, 0o600); err != nil {
+		return err
+	}
+	dl := o.Download.withDefaults()
+	deadline := time.Now().Add(dl.Timeout)
+	rc, closeRC, err := vendorRegistryClient(ch, auths, dl, deadline, o.RegistryConfig)
+	if err != nil {
+		return err
+	}
+	defer closeRC()
+
+	var out bytes.Buffer
+	m := &downloader.Manager{
+		Out:              &out,
+		ChartPath:        chartDir,
+		Verify:           downloader.VerifyNever,
+		RepositoryConfig: repoConfig,
+		RepositoryCache:  filepath.Join(tmp, "cache"),
+		RegistryClient:   rc,
+		Getters: getter.Providers{
+			{Schemes: []string{"http", "https"}, New: func(opts ...getter.Option) (getter.Getter, error) {
+				return &vendorGetter{opts: opts, auths: auths, dl: dl, deadline: deadline}, nil
+			}},
+			{Schemes: []string{registry.OCIScheme}, New: withOptions(getter.NewOCIGetter, getter.WithRegistryClient(rc))},
+		},
+	}
+	if o.Update {
+		err = m.Update()
+	} else {
+		err = m.Build()
+	}
+	helmOut := scrubString(out.String(), secrets)
+	if o.Out != nil {
+		_, _ = io.WriteString(o.Out, helmOut)
+	}
+	if err != nil {
+		// Helm prints a failed index download and goes on to fail for want
+		// of the index; the printed cause is the one to see.
+		if i := strings.Index(helmOut, "...Unable to get an update"); i >= 0 {
+			helmOut, _, _ = strings.Cut(helmOut, "Update Complete.")
+			return fmt.Errorf("chart %s: %w; %s", ch.Metadata.Name, err, strings.Join(strings.Fields(helmOut[i+3:]), " "))
+		}
+		return fmt.Errorf("chart %s: %w", ch.Metadata.Name, err)
+	}
+	return nil
+}
+
+// vendorRepositories returns the repositories ch's dependencies name, and
+// refuses a dependency from a repository the manifest does not declare.
+func vendorRepositories(ch *chart.Chart, repos []VendorRepository) ([]VendorRepository, error) {
+	var used []VendorRepository
+	seen := map[string]bool{}
+	var errs []error
+	for _, d := range ch.Metadata.Dependencies {
+		if d.Repository == "" || strings.HasPrefix(d.Repository, "file://") {
+			continue
+		}
+		var found *VendorRepository
+		for i, r := range repos {
+			if matchesRepository(d.Repository, r) {
+				found = &repos[i]
+				break
+			}
+		}
+		if found == nil {
+			errs = append(errs, fmt.Errorf("chart %s: dependency %s comes from %s, which is not under repositories: in tandem.yaml (declare it there, with its access settings)", ch.Metadata.Name, d.Name, d.Repository))
+			continue
+		}
+		if !seen[found.Name] {
+			seen[found.Name] = true
+			used = append(used, *found)
+		}
+	}
+	return used, errors.Join(errs...)
+}
+
+// matchesRepository reports whether a Chart.yaml repository reference (a
+// URL, @name or alias:name) names r.
+func matchesRepository(ref string, r VendorRepository) bool {
+	if n, ok := strings.CutPrefix(ref, "@"); ok {
+		return n == r.Name
+	}
+	if n, ok := strings.CutPrefix(ref, "alias:"); ok {
+		return n == r.Name
+	}
+	a, b := strings.TrimSuffix(ref, "/"), strings.TrimSuffix(r.URL, "/")
+	if strings.HasPrefix(a, "oci://") {
+		// An OCI dependency names a registry path; the repository may name
+		// that path or one above it.
+		return a == b || strings.HasPrefix(a, b+"/")
+	}
+	return a == b
+}
+
+// vendorAuth is a repository with its credentials read.
+type vendorAuth struct {
+	repo       VendorRepository
+	user, pass string
+}
+
+// authFor returns the repository whose scheme, host and port href has (the
+// longest path match first), or false.
+func authFor(auths []vendorAuth, href string) (vendorAuth, bool) {
+	u, err := url.Parse(href)
+	if err != nil {
+		return vendorAuth{}, false
+	}
+	best, bestLen, ok := vendorAuth{}, -1, false
+	for _, a := range auths {
+		ru, err := url.Parse(a.repo.URL)
+		if err != nil || ru.Scheme != u.Scheme || ru.Host != u.Host {
+			continue
+		}
+		n := 0
+		if p := strings.TrimSuffix(ru.Path, "/"); strings.HasPrefix(u.Path, p+"/") {
+			n = len(p)
+		}
+		if n > bestLen {
+			best, bestLen, ok = a, n, true
+		}
+	}
+	return best, ok
+}
+
+// vendorGetter is Helm's HTTP getter with the access settings of the
+// repository a URL belongs to: its TLS material, its insecure flag, and its
+// credentials only when the URL has the repository's scheme, host and port.
+// A URL of no declared repository (an index pointing archives elsewhere)
+// gets HTTPS only, the system's CAs and no credentials. Every request is
+// bounded as a render's downloads are.
+type vendorGetter struct {
+	opts     []getter.Option
+	auths    []vendorAuth
+	dl       DownloadOptions
+	deadline time.Time
+}
+
+func (g *vendorGetter) Get(href string, options ...getter.Option) (*bytes.Buffer, error) {
+	a, ok := authFor(g.auths, href)
+	tlsConfig, err := a.repo.Access.tlsConfig()
+	if err != nil {
+		return nil, fmt.Errorf("repository %q: %w", a.repo.Name, err)
+	}
+	max, what := g.dl.MaxChartBytes, "chart archive"
+	if strings.HasSuffix(strings.SplitN(href, "?", 2)[0], "/index.yaml") {
+		max, what = g.dl.MaxIndexBytes, "repository index"
+	}
+	t := g.dl.transport(g.deadline, max, what, tlsConfig, a.repo.Access.Insecure)
+	defer t.CloseIdleConnections()
+	opts := append(append(append([]getter.Option{}, g.opts...), options...),
+		getter.WithTransport(t), getter.WithTimeout(g.dl.Timeout), getter.WithPassCredentialsAll(false))
+	if ok {
+		opts = append(opts, getter.WithURL(a.repo.URL), getter.WithBasicAuth(a.user, a.pass))
+	} else {
+		opts = append(opts, getter.WithBasicAuth("", ""))
+	}
+	hg, err := getter.NewHTTPGetter(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return hg.Get(href)
+}
+
+// vendorRegistryClient is the registry client for ch's OCI dependencies:
+// with the declared repository's access settings when they come from one
+// registry host, else Helm's registry config (then Docker's).
+func vendorRegistryClient(ch *chart.Chart, auths []vendorAuth, dl DownloadOptions, deadline time.Time, registryConfig string) (*registry.Client, func(), error) {
+	var oci *vendorAuth
+	for _, d := range ch.Metadata.Dependencies {
+		if !strings.HasPrefix(d.Repository, "oci://") {
+			continue
+		}
+		for i, a := range auths {
+			if !matchesRepository(d.Repository, a.repo) {
+				continue
+			}
+			if oci != nil && ociHost(oci.repo.URL) != ociHost(a.repo.URL) {
+				return nil, nil, fmt.Errorf("chart %s: dependencies from two OCI registries (%s, %s) are not supported", ch.Metadata.Name, ociHost(oci.repo.URL), ociHost(a.repo.URL))
+			}
+			oci = &auths[i]
+		}
+	}
+	var a vendorAuth
+	if oci != nil {
+		a = *oci
+	}
+	tlsConfig, err := a.repo.Access.tlsConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("repository %q: %w", a.repo.Name, err)
+	}
+	t := dl.transport(deadline, dl.MaxChartBytes, "chart archive", tlsConfig, a.repo.Access.Insecure)
+	opts := []registry.ClientOption{registry.ClientOptHTTPClient(&http.Client{Transport: t, Timeout: dl.Timeout})}
+	if registryConfig != "" {
+		opts = append(opts, registry.ClientOptCredentialsFile(registryConfig))
+	}
+	if a.user != "" {
+		opts = append(opts, registry.ClientOptBasicAuth(a.user, a.pass))
+	}
+	if a.repo.Access.Insecure {
+		opts = append(opts, registry.ClientOptPlainHTTP())
+	}
+	rc, err := registry.NewClient(opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rc, t.CloseIdleConnections, nil
+}
+
+func ociHost(u string) string {
+	h, _, _ := strings.Cut(strings.TrimPrefix(u, "oci://"), "/")
+	return h
+}
+
+// scrubString replaces every secret (of 4 bytes or more) in s.
+func scrubString(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "***")
+		}
+	}
+	return s
+}
