@@ -39,7 +39,7 @@ releases:
     namespace: app
     chart: ./charts/app
 `,
-		"charts/app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n  - name: web\n    version: \"^1.0.0\"\n    repository: \"@private\"\n",
+		"charts/app/Chart.yaml":        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n  - name: web\n    version: \"^1.0.0\"\n    repository: \"@private\"\n",
 		"charts/app/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
 	}
 	for name, body := range files {
