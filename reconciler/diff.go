@@ -93,27 +93,37 @@ func unionKeys(a, b map[string]*render.Result) []string {
 }
 
 // againstIgnores collects the JSON pointers the release's ignore rules leave
-// out of diff --against, per object of either render: the newer manifest's
-// rules, or the older one's for a release the change removes. (An HPA's
-// replicas, which live diffs leave out on Active clusters, are a change a
-// merge applies, so they stay in.)
+// out of diff --against, per object of either render: the rules the newer and
+// the older manifest both hold (a rule the change adds is unreviewed, so it
+// does not hide anything in the change's own plan), or the older one's for a
+// release the change removes. No rule hides a field tandem's overlay sets
+// (overlayFields). (An HPA's replicas, which live diffs leave out on Active
+// clusters, are a change a merge applies, so they stay in.)
 func againstIgnores(newer, older *manifest.Manifest, old, cur *render.Result) map[objectKey][]string {
 	out := generatedPaths(old, cur)
-	m, r := newer, cur
+	r := cur
 	if r == nil {
-		m, r = older, old
+		r = old
 	}
-	if m == nil || r == nil {
+	if older == nil || r == nil {
 		return out
 	}
-	var spec manifest.Release
-	for _, rel := range m.Releases {
-		if rel.Name == r.Release && rel.Namespace == r.Namespace {
-			spec = rel
-		}
+	rules := releaseRules(older, r)
+	if cur != nil {
+		inNewer := releaseRules(newer, r)
+		rules = slices.DeleteFunc(rules, func(rule manifest.IgnoreRule) bool {
+			return !slices.ContainsFunc(inNewer, func(n manifest.IgnoreRule) bool {
+				return n.Kind == rule.Kind && n.Name == rule.Name && slices.Equal(n.Paths, rule.Paths)
+			})
+		})
 	}
-	if len(spec.Ignore) == 0 {
+	if len(rules) == 0 {
 		return out
+	}
+	oldObjs, err1 := objectsOf(old)
+	curObjs, err2 := objectsOf(cur)
+	if err1 != nil || err2 != nil {
+		return out // diffRelease reports the parse error
 	}
 	done := map[objectKey]bool{}
 	for _, res := range []*render.Result{old, cur} {
@@ -124,7 +134,8 @@ func againstIgnores(newer, older *manifest.Manifest, old, cur *render.Result) ma
 			k := objectKeyOf(o)
 			if !done[k] {
 				done[k] = true
-				out[k] = append(out[k], rulePaths(spec.Ignore, o)...)
+				keep := append(overlayFields(oldObjs[k]), overlayFields(curObjs[k])...)
+				out[k] = append(out[k], withoutOverlayFields(rulePaths(rules, o), keep)...)
 			}
 		}
 	}
@@ -133,6 +144,67 @@ func againstIgnores(newer, older *manifest.Manifest, old, cur *render.Result) ma
 		out[k] = slices.Compact(p)
 	}
 	return out
+}
+
+// releaseRules returns the ignore rules m gives r's release.
+func releaseRules(m *manifest.Manifest, r *render.Result) []manifest.IgnoreRule {
+	if m == nil {
+		return nil
+	}
+	for _, rel := range m.Releases {
+		if rel.Name == r.Release && rel.Namespace == r.Namespace {
+			return slices.Clone(rel.Ignore)
+		}
+	}
+	return nil
+}
+
+// overlayFields are the JSON pointers of the fields tandem's overlay set in
+// obj: a scaled-down workload's replicas and its active-replicas annotation,
+// a suspended CronJob's suspend, KEDA's paused-replicas, DNS weights and set
+// identifiers, the role label. No ignore rule hides them: a Standby scaled
+// up, a CronJob resumed or a weight changed is what decides which cluster
+// serves and runs jobs.
+func overlayFields(obj map[string]any) []string {
+	if obj == nil {
+		return nil
+	}
+	var out []string
+	md := meta(obj)
+	if labels, _ := md["labels"].(map[string]any); labels[render.LabelRole] != nil {
+		out = append(out, "/metadata/labels/"+escapePointer(render.LabelRole))
+	}
+	ann, _ := md["annotations"].(map[string]any)
+	for k := range ann {
+		if k == render.AnnotationActiveCount || k == render.AnnotationKEDAPaused || strings.HasSuffix(k, "aws-weight") || strings.HasSuffix(k, "set-identifier") {
+			out = append(out, "/metadata/annotations/"+escapePointer(k))
+		}
+	}
+	spec, _ := obj["spec"].(map[string]any)
+	if ann[render.AnnotationActiveCount] != nil {
+		out = append(out, "/spec/replicas")
+	}
+	if str(obj, "kind") == "CronJob" && spec["suspend"] == true {
+		out = append(out, "/spec/suspend")
+	}
+	if str(obj, "kind") == "DNSEndpoint" {
+		out = append(out, "/spec/endpoints")
+	}
+	return out
+}
+
+// withoutOverlayFields drops from paths each one that is, or holds, one of
+// the overlay's fields.
+func withoutOverlayFields(paths, overlay []string) []string {
+	return slices.DeleteFunc(paths, func(p string) bool {
+		return slices.ContainsFunc(overlay, func(f string) bool {
+			return f == p || strings.HasPrefix(f, strings.TrimSuffix(p, "/")+"/") || p == "" || p == "/"
+		})
+	})
+}
+
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
 // generatedPaths collects the fields either render found generated afresh

@@ -265,3 +265,66 @@ func TestDiffAgainstShowsGeneratedFieldsOnlyOneSideHas(t *testing.T) {
 		})
 	}
 }
+
+// Ignore rules a pull request adds do not apply to its own plan (only rules
+// the base revision has too), and no rule hides the fields tandem's overlay
+// sets: a Standby's replicas 0, a CronJob's suspend, a DNS weight.
+func TestDiffAgainstIgnoreRulesHideNoOverlayField(t *testing.T) {
+	dep := func(image, replicas, extra string) string {
+		return "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web" + extra + "}\nspec:\n  replicas: " + replicas + "\n  template:\n    spec:\n      containers: [{name: web, image: \"" + image + "\"}]\n"
+	}
+	cron := func(suspend string) string {
+		return "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec: {schedule: '0 1 * * *', suspend: " + suspend + "}\n"
+	}
+	ing := func(weight string) string {
+		return "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, annotations: {external-dns.alpha.kubernetes.io/aws-weight: \"" + weight + "\"}}\nspec: {}\n"
+	}
+	cluster := []manifest.Cluster{{Name: "green", Role: manifest.RoleStandby}}
+	wide := []manifest.IgnoreRule{{Paths: []string{"/spec", "/metadata/annotations"}}}
+	for _, tc := range []struct {
+		name          string
+		fromRules     []manifest.IgnoreRule
+		toRules       []manifest.IgnoreRule
+		from, to, has string
+	}{
+		{"rule added by the change", nil, []manifest.IgnoreRule{{Kind: "Deployment", Paths: []string{"/spec/template"}}},
+			dep("web:1", "3", ""), dep("evil:1", "3", ""), "evil:1"},
+		{"standby scaled up", wide, wide,
+			dep("web:1", "0", ", annotations: {tandem.dev/active-replicas: '3'}"), dep("web:1", "3", ""), "replicas: 3"},
+		{"cronjob resumed", wide, wide, cron("true"), cron("false"), "suspend: false"},
+		{"weight raised", wide, wide, ing("0"), ing("100"), `aws-weight: "100"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from := &manifest.Manifest{Clusters: cluster, Releases: []manifest.Release{{Name: "web", Namespace: "shop", Ignore: tc.fromRules}}}
+			to := &manifest.Manifest{Clusters: cluster, Releases: []manifest.Release{{Name: "web", Namespace: "shop", Ignore: tc.toRules}}}
+			rep, err := DiffAgainst(from, []*render.Result{result("green", "web", tc.from)}, to, []*render.Result{result("green", "web", tc.to)}, "aaa", "bbb")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rd := rep.Clusters[0].Releases[0]
+			if len(rd.Objects) != 1 || !strings.Contains(rd.Objects[0].Diff, "+  "+tc.has) && !strings.Contains(rd.Objects[0].Diff, tc.has) {
+				t.Fatalf("the change to %q is hidden by an ignore rule: %+v", tc.has, rd)
+			}
+		})
+	}
+}
+
+// A live diff's ignore rules do not hide the overlay's fields either: a
+// Standby whose workload was scaled up by hand, or whose CronJob was resumed,
+// is drift even when the release ignores /spec/replicas or /spec.
+func TestIgnorePathsKeepOverlayFields(t *testing.T) {
+	d := Desired{
+		Spec: manifest.Release{Name: "web", Namespace: "shop", Ignore: []manifest.IgnoreRule{
+			{Kind: "Deployment", Paths: []string{"/spec/replicas", "/spec/template/metadata"}}, {Kind: "CronJob", Paths: []string{"/spec"}}}},
+		Result: result("green", "web",
+			"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, annotations: {tandem.dev/active-replicas: '3'}}\nspec: {replicas: 0}\n",
+			"apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec: {schedule: '0 1 * * *', suspend: true}\n"),
+	}
+	standby := ignorePaths(manifest.Cluster{Name: "green", Role: manifest.RoleStandby}, d)
+	if diff := cmp.Diff([]string{"/spec/template/metadata"}, standby[objectKey{"apps", "Deployment", "shop", "web"}]); diff != "" {
+		t.Errorf("standby deployment ignores (-want +got):\n%s", diff)
+	}
+	if p := standby[objectKey{"batch", "CronJob", "shop", "nightly"}]; len(p) != 0 {
+		t.Errorf("standby CronJob ignores %v: a resumed CronJob would not be drift", p)
+	}
+}

@@ -278,8 +278,14 @@ func ignorePaths(c manifest.Cluster, d Desired) map[objectKey][]string {
 	out := map[objectKey][]string{}
 	for _, o := range d.Result.Objects {
 		if p := rulePaths(d.Spec.Ignore, o); len(p) > 0 {
-			k := objectKeyOf(o)
-			out[k] = append(out[k], p...)
+			obj := map[string]any{}
+			if yaml.Unmarshal(o.Body, &obj) == nil {
+				p = withoutOverlayFields(p, overlayFields(obj)) // a Standby scaled up by hand is drift
+			}
+			if len(p) > 0 {
+				k := objectKeyOf(o)
+				out[k] = append(out[k], p...)
+			}
 		}
 	}
 	if c.Role != manifest.RoleActive {
