@@ -37,7 +37,8 @@ func chartCRDs(ch *chart.Chart, vals map[string]any) ([]Object, error) {
 				APIVersion string `json:"apiVersion"`
 				Kind       string `json:"kind"`
 				Metadata   struct {
-					Name string `json:"name"`
+					Name      string `json:"name"`
+					Namespace string `json:"namespace"`
 				} `json:"metadata"`
 			}
 			if err := yaml.Unmarshal(d.body, &m); err != nil {
@@ -48,6 +49,15 @@ func chartCRDs(ch *chart.Chart, vals map[string]any) ([]Object, error) {
 			}
 			if m.APIVersion == "" || m.Kind == "" || m.Metadata.Name == "" {
 				return nil, fmt.Errorf("crds: %s: object without apiVersion, kind or metadata.name", crd.Filename)
+			}
+			if m.Kind != "CustomResourceDefinition" || apiGroup(m.APIVersion) != "apiextensions.k8s.io" {
+				// Helm's install would create it before the templates,
+				// without the post-renderer: no overlay on a Standby.
+				id := m.Metadata.Name
+				if m.Metadata.Namespace != "" {
+					id = m.Metadata.Namespace + "/" + id
+				}
+				return nil, fmt.Errorf("crds: %s: %s %s %s is not a CustomResourceDefinition: Helm would create it at the first install without tandem's overlay; move it to templates/", crd.Filename, m.APIVersion, m.Kind, id)
 			}
 			out = append(out, Object{APIVersion: m.APIVersion, Kind: m.Kind, Name: m.Metadata.Name, Source: crd.Filename, Body: d.body})
 		}

@@ -59,3 +59,15 @@ func TestRenderIncludesCRDs(t *testing.T) {
 		})
 	}
 }
+
+// Helm's install creates every object in crds/, not only CRDs, before the
+// templates and without the post-renderer: a CronJob or a Deployment there
+// would escape the Standby overlay (and a ClusterRoleBinding the plan's
+// templates). Anything but a CustomResourceDefinition is refused, naming
+// the file and the object.
+func TestRenderRefusesNonCRDsInCRDsDir(t *testing.T) {
+	_, err := New(DefaultOptions()).Render(context.Background(), testdataRequest(t, "crds-smuggle"))
+	if err == nil || !strings.Contains(err.Error(), "crds-smuggle/crds/jobs.yaml") || !strings.Contains(err.Error(), "CronJob shop/unsuspended") {
+		t.Fatalf("a CronJob in crds/: err = %v, want a refusal naming the file and the object", err)
+	}
+}
