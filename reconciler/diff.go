@@ -162,7 +162,7 @@ func releaseRules(m *manifest.Manifest, r *render.Result) []manifest.IgnoreRule 
 // overlayFields are the JSON pointers of the fields tandem's overlay set in
 // obj: a scaled-down workload's replicas and its active-replicas annotation,
 // a suspended CronJob's suspend, KEDA's paused-replicas, DNS weights and set
-// identifiers, the role label. No ignore rule hides them: a Standby scaled
+// identifiers. No ignore rule hides them: a Standby scaled
 // up, a CronJob resumed or a weight changed is what decides which cluster
 // serves and runs jobs.
 func overlayFields(obj map[string]any) []string {
@@ -170,11 +170,7 @@ func overlayFields(obj map[string]any) []string {
 		return nil
 	}
 	var out []string
-	md := meta(obj)
-	if labels, _ := md["labels"].(map[string]any); labels[render.LabelRole] != nil {
-		out = append(out, "/metadata/labels/"+escapePointer(render.LabelRole))
-	}
-	ann, _ := md["annotations"].(map[string]any)
+	ann, _ := meta(obj)["annotations"].(map[string]any)
 	for k := range ann {
 		if k == render.AnnotationActiveCount || k == render.AnnotationKEDAPaused || strings.HasSuffix(k, "aws-weight") || strings.HasSuffix(k, "set-identifier") {
 			out = append(out, "/metadata/annotations/"+escapePointer(k))
