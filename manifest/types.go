@@ -88,6 +88,10 @@ type Manifest struct {
 	// Options are the limits Load applied (not part of the file); ReadFile and CheckTree
 	// apply the same ones. Zero fields mean the defaults.
 	Options LoadOptions `json:"-"`
+	// NoRegistryLogin (not part of the file), set by DropUnreviewedCredentials, holds the
+	// repositories (by name) and the oci:// chart references that get no credentials from
+	// Helm's or Docker's registry login: nil means every one does.
+	NoRegistryLogin map[string]bool `json:"-"`
 }
 
 // Cluster is one Kubernetes cluster tandem keeps in step.

@@ -137,7 +137,7 @@ func OverlayFor(m *manifest.Manifest, c manifest.Cluster, rel manifest.Release) 
 func chartSource(m *manifest.Manifest, rel manifest.Release) (render.ChartSource, error) {
 	switch {
 	case strings.HasPrefix(rel.Chart, "oci://"):
-		return render.ChartSource{OCI: rel.Chart, Version: rel.Version, Digest: rel.Digest}, nil
+		return render.ChartSource{OCI: rel.Chart, Version: rel.Version, Digest: rel.Digest, Access: render.Access{NoRegistryLogin: !m.RegistryLogin("", rel)}}, nil
 	case rel.Local():
 		dir, err := m.Path(rel.Chart)
 		if err != nil {
@@ -158,6 +158,7 @@ func chartSource(m *manifest.Manifest, rel manifest.Release) (render.ChartSource
 				return render.ChartSource{}, err
 			}
 			if strings.HasPrefix(r.URL, "oci://") {
+				access.NoRegistryLogin = !m.RegistryLogin(r.Name, rel)
 				return render.ChartSource{OCI: strings.TrimSuffix(r.URL, "/") + "/" + chartName, Version: rel.Version, Digest: rel.Digest, Access: access}, nil
 			}
 			return render.ChartSource{RepoURL: r.URL, Name: filepath.Base(chartName), Version: rel.Version, Digest: rel.Digest, Access: access}, nil

@@ -32,6 +32,10 @@ type Access struct {
 	// CertFile and KeyFile are a PEM client certificate and its key.
 	CertFile string
 	KeyFile  string
+	// NoRegistryLogin pulls an OCI chart without the credentials of Helm's or
+	// Docker's registry login (a pull request's plan, for a registry the
+	// reviewed manifest does not use); a user and password above still apply.
+	NoRegistryLogin bool
 }
 
 // HasCredentials reports whether a user and password are configured.

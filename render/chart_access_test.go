@@ -220,6 +220,8 @@ func TestOCIRegistryAccess(t *testing.T) {
 		{name: "anonymous", src: src(ca, ""), want: "basic credential not found"},
 		{name: "repository credentials", src: src(Access{CAFile: pki.CAFile, Username: repoUser, PasswordEnv: passwordEnv}, "")},
 		{name: "registry config", src: src(ca, ""), opts: []func(*chartCache){withConfig}},
+		// A pull request's plan for a registry the reviewed manifest does not use.
+		{name: "registry login withheld", src: src(Access{CAFile: pki.CAFile, NoRegistryLogin: true}, ""), opts: []func(*chartCache){withConfig}, want: "basic credential not found"},
 		{name: "pinned digest", src: src(ca, webChart.Digest()), opts: []func(*chartCache){withConfig}},
 		{name: "other digest", src: src(ca, "sha256:"+strings.Repeat("0", 64)), opts: []func(*chartCache){withConfig}, want: "the chart is not the one reviewed"},
 		{name: "wrong password", src: src(Access{CAFile: pki.CAFile, Username: repoUser, PasswordEnv: "TANDEM_TEST_WRONG"}, ""), want: "401"},

@@ -21,6 +21,7 @@ import (
 	"helm.sh/helm/v3/pkg/getter"
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo"
+	"oras.land/oras-go/v2/registry/remote/auth"
 )
 
 // DownloadOptions bound the download of a remote chart, so that a chart
@@ -284,8 +285,13 @@ func (c *chartCache) pullOCI(src ChartSource, o DownloadOptions, deadline time.T
 	if c.registryConfig != "" {
 		opts = append(opts, registry.ClientOptCredentialsFile(c.registryConfig))
 	}
-	if user != "" {
+	switch {
+	case user != "":
 		opts = append(opts, registry.ClientOptBasicAuth(user, pass))
+	case src.Access.NoRegistryLogin:
+		// An authorizer without a Credential function pulls anonymously:
+		// Helm's own reads Helm's registry config, then Docker's.
+		opts = append(opts, registry.ClientOptAuthorizer(auth.Client{Client: &http.Client{Transport: archive, Timeout: o.Timeout}}))
 	}
 	if src.Access.Insecure {
 		opts = append(opts, registry.ClientOptPlainHTTP())
