@@ -109,3 +109,62 @@ func TestCIExamplesCommentScriptNeverLeavesAStalePlan(t *testing.T) {
 		})
 	}
 }
+
+// TestCIExampleDriftIssueScript runs the drift job's issue step with bash and
+// a stand-in `gh`: drift opens one issue, or edits the open one; no drift
+// closes it; an error (exit 1 never reaches this step) or no drift without
+// an issue does nothing. Never two issues.
+func TestCIExampleDriftIssueScript(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	gh, _ := readExample(t, "github-actions.yaml")
+	var script string
+	for _, s := range ghSteps(gh["jobs"].(map[string]any)["drift"].(map[string]any)) {
+		if strings.Contains(s.run, "gh issue") {
+			script = s.run
+		}
+	}
+	if script == "" {
+		t.Fatal("no drift issue script in the example")
+	}
+	for _, tt := range []struct {
+		name, code, open string
+		want             string // the gh call that changes something, "" for none
+	}{
+		{name: "drift, no issue", code: "2", want: "issue create --repo o/r --label tandem-drift"},
+		{name: "drift, an open issue", code: "2", open: "7", want: "issue edit 7 --repo o/r --body-file"},
+		{name: "no drift, an open issue", code: "0", open: "7", want: "issue close 7 --repo o/r"},
+		{name: "no drift, no issue", code: "0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bin, tmp := t.TempDir(), t.TempDir()
+			args := filepath.Join(bin, "args")
+			stub := "#!/bin/sh\nif [ \"$2\" = list ]; then printf '%s' \"$OPEN\"; exit 0; fi\nprintf '%s\\n' \"$*\" >> " + args + "\n"
+			if err := os.WriteFile(filepath.Join(bin, "gh"), []byte(stub), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(tmp, "drift.md"), []byte("drift\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bash, "-e", "-c", script)
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "RUNNER_TEMP="+tmp,
+				"GITHUB_REPOSITORY=o/r", "CODE="+tt.code, "OPEN="+tt.open)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("script failed: %v\n%s", err, out)
+			}
+			got, _ := os.ReadFile(args)
+			calls := strings.Split(strings.TrimSpace(string(got)), "\n")
+			if tt.want == "" {
+				if len(got) != 0 {
+					t.Fatalf("gh calls %q, want none", got)
+				}
+				return
+			}
+			if len(calls) != 1 || !strings.HasPrefix(calls[0], tt.want) {
+				t.Fatalf("gh calls %q, want one starting %q", calls, tt.want)
+			}
+		})
+	}
+}

@@ -126,7 +126,7 @@ func TestGitHubActionsExample(t *testing.T) {
 	slices.Sort(events)
 	// pull_request_target and workflow_run run with the base repository's secrets and a write
 	// token next to a pull request's content.
-	if diff := cmp.Diff([]string{"pull_request", "push"}, events); diff != "" {
+	if diff := cmp.Diff([]string{"pull_request", "push", "schedule", "workflow_dispatch"}, events); diff != "" {
 		t.Errorf("triggers (-want +got):\n%s", diff)
 	}
 	if perms, ok := doc["permissions"].(map[string]any); !ok || len(perms) != 0 {
@@ -141,7 +141,7 @@ func TestGitHubActionsExample(t *testing.T) {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	if diff := cmp.Diff([]string{"comment", "plan", "reconcile"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"comment", "drift", "plan", "plan-merge", "reconcile"}, names); diff != "" {
 		t.Errorf("jobs (-want +got):\n%s", diff)
 	}
 	for name, j := range jobs {
@@ -168,8 +168,15 @@ func TestGitHubActionsExample(t *testing.T) {
 				t.Errorf("job %q step %d: setup-go with a cache a pull request's run can write", name, i)
 			}
 		}
-		if name != "reconcile" && (strings.Contains(jobText(job), "TANDEM_KUBECONFIG") || job["environment"] != nil) {
+		if name != "reconcile" && strings.Contains(jobText(job), "TANDEM_KUBECONFIG") {
 			t.Errorf("job %q can reach the cluster credentials", name)
+		}
+		// Only reconcile gets the write credentials' environment, only drift the read-only one.
+		if want := map[string]any{"reconcile": "production", "drift": "production-read"}[name]; job["environment"] != want {
+			t.Errorf("job %q environment = %v, want %v", name, job["environment"], want)
+		}
+		if name != "drift" && strings.Contains(jobText(job), "TANDEM_READ_KUBECONFIG") {
+			t.Errorf("job %q can reach the read-only cluster credentials", name)
 		}
 	}
 
@@ -236,6 +243,44 @@ func TestGitHubActionsExample(t *testing.T) {
 		if !strings.Contains(rText, w) {
 			t.Errorf("reconcile job does not run %q", w)
 		}
+	}
+
+	// plan-merge: the plan of a push, for reconcile's approver; reviewed code, no secret.
+	pm, _ := jobs["plan-merge"].(map[string]any)
+	if diff := cmp.Diff(map[string]any{"contents": "read"}, pm["permissions"]); diff != "" {
+		t.Errorf("plan-merge job permissions (-want +got):\n%s", diff)
+	}
+	if c := toString(pm["if"]); !strings.Contains(c, "github.event_name == 'push'") || !strings.Contains(c, "github.ref == 'refs/heads/main'") {
+		t.Errorf("plan-merge job runs on %q, want pushes to main only", c)
+	}
+	if strings.Contains(jobText(pm), "secrets.") {
+		t.Error("plan-merge job references a secret")
+	}
+	for _, w := range []string{`tandem diff --against "$BEFORE" -o markdown --manifest-dir . >> "$GITHUB_STEP_SUMMARY"`, "github.event.before"} {
+		if !strings.Contains(jobText(pm), w) {
+			t.Errorf("plan-merge job does not run %q", w)
+		}
+	}
+	if toString(rec["needs"]) != "plan-merge" {
+		t.Errorf("reconcile job needs %v, want plan-merge (the approver sees its plan first)", rec["needs"])
+	}
+
+	// drift: scheduled, read-only cluster credentials, one issue.
+	dj, _ := jobs["drift"].(map[string]any)
+	if c := toString(dj["if"]); strings.Contains(c, "pull_request") || !strings.Contains(c, "github.event_name == 'schedule'") {
+		t.Errorf("drift job runs on %q, want the schedule (and manual runs) only", c)
+	}
+	if diff := cmp.Diff(map[string]any{"contents": "read", "issues": "write"}, dj["permissions"]); diff != "" {
+		t.Errorf("drift job permissions (-want +got):\n%s", diff)
+	}
+	dText := jobText(dj)
+	for _, w := range []string{"secrets.TANDEM_READ_KUBECONFIG", "tandem diff --exit-code -o markdown --manifest-dir .", "--label tandem-drift", "rm -f \"$RUNNER_TEMP/kubeconfig\""} {
+		if !strings.Contains(dText, w) {
+			t.Errorf("drift job does not run %q", w)
+		}
+	}
+	if strings.Contains(dText, "tandem reconcile") {
+		t.Error("drift job writes to the clusters")
 	}
 
 	checkWhy(t, text, []string{
