@@ -263,3 +263,41 @@ func TestRenderAllTotalOutputBound(t *testing.T) {
 		t.Errorf("want the first two results kept and the third dropped, got %v", results)
 	}
 }
+
+// TestChartCacheNeedsTheCredentials: a private chart one run downloaded with
+// credentials is not served from the download cache to a later run without
+// them — a pull request whose repository lost its credentials (declared
+// otherwise than in the base revision), or a job where the password's
+// variable is unset (a fork's pull request) — on a runner that keeps the cache.
+func TestChartCacheNeedsTheCredentials(t *testing.T) {
+	t.Setenv("HELM_CACHE_HOME", t.TempDir())
+	t.Setenv("HELM_CONFIG_HOME", t.TempDir())
+	t.Setenv(passwordEnv, repoPassword)
+	pki := chartrepo.NewPKI(t)
+	private := chartrepo.StartRepo(t, pki, chartrepo.RepoOptions{Username: repoUser, Password: repoPassword}, webChart)
+	dir := t.TempDir()
+	load := func(a Access) error {
+		c := &chartCache{dir: dir, entries: map[string]*chartEntry{}}
+		_, err := c.load(ChartSource{RepoURL: private.URL, Name: "web", Version: "1.0.0", Access: a})
+		return err
+	}
+	withCreds := Access{CAFile: pki.CAFile, Username: repoUser, PasswordEnv: passwordEnv}
+	if err := load(withCreds); err != nil {
+		t.Fatalf("with credentials: %v", err)
+	}
+	if err := load(Access{CAFile: pki.CAFile}); err == nil {
+		t.Error("without credentials, the private chart was served from the cache")
+	}
+	t.Setenv(passwordEnv, "")
+	if err := load(withCreds); err == nil || !strings.Contains(err.Error(), "is empty or unset") {
+		t.Errorf("with the password's variable unset: %v, want the variable named", err)
+	}
+	t.Setenv(passwordEnv, repoPassword)
+	before := len(private.Requests())
+	if err := load(withCreds); err != nil {
+		t.Fatalf("with credentials again: %v", err)
+	}
+	if n := len(private.Requests()) - before; n != 0 {
+		t.Errorf("a cached chart with its credentials made %d requests, want none", n)
+	}
+}

@@ -152,8 +152,16 @@ func (c *chartCache) download(src ChartSource) (string, error) {
 	if src.Version == "" {
 		return "", fmt.Errorf("a remote chart needs a version")
 	}
-	sum := sha256.Sum256([]byte(src.String()))
+	// Access (where credentials are, never what they are) is part of the
+	// key: a chart downloaded with credentials is not served to a run that
+	// reaches the repository otherwise (a pull request whose repository
+	// lost them). A cached chart needing credentials is served only where
+	// they can be read (not in a job the password's variable is missing from).
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s#%+v", src, src.Access)))
 	dest := filepath.Join(c.dir, "charts", hex.EncodeToString(sum[:12]))
+	if _, _, err := src.Access.basicAuth(os.Getenv); err != nil {
+		return "", err
+	}
 	if matches, _ := filepath.Glob(filepath.Join(dest, "*.tgz")); len(matches) == 1 {
 		// A cached archive that no longer matches the pin (the pin changed,
 		// or the cache was written before it) is fetched again.
