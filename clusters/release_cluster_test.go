@@ -127,7 +127,7 @@ func TestReleaseLifecycle(t *testing.T) {
 	if diff := cmp.Diff([]string{ns + "/unowned deployed", ns + "/web deployed"}, summarize(filterNamespace(all, ns))); diff != "" {
 		t.Errorf("ListReleases(nil) (-want +got):\n%s", diff)
 	}
-	if err := c.Uninstall(ctx, ns, other.Name); err != nil {
+	if err := c.Uninstall(ctx, ns, other.Name, UninstallOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -190,7 +190,7 @@ func TestReleaseLifecycle(t *testing.T) {
 
 	// Uninstall removes the objects and the history; twice is fine.
 	cost = c.Requests()
-	if err := c.Uninstall(ctx, ns, "web"); err != nil {
+	if err := c.Uninstall(ctx, ns, "web", UninstallOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("uninstall: %d requests", c.Requests()-cost)
@@ -201,7 +201,7 @@ func TestReleaseLifecycle(t *testing.T) {
 	if err != nil || len(hist) != 0 {
 		t.Errorf("History() after uninstall = %d revisions, %v; want none", len(hist), err)
 	}
-	if err := c.Uninstall(ctx, ns, "web"); err != nil {
+	if err := c.Uninstall(ctx, ns, "web", UninstallOptions{}); err != nil {
 		t.Errorf("second Uninstall() = %v, want nil", err)
 	}
 	if _, err := c.Rollback(ctx, ns, "web", 1, RollbackOptions{}); !errors.Is(err, ErrReleaseNotFound) || !strings.Contains(err.Error(), `cluster "blue": release "`+ns+`/web"`) {

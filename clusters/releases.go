@@ -436,17 +436,26 @@ func (c *Cluster) rollback(ctx context.Context, namespace, name string, toRevisi
 	return &r, nil
 }
 
+// UninstallOptions configures an Uninstall.
+type UninstallOptions struct {
+	// DisableHooks uninstalls without running the chart's pre-delete and
+	// post-delete hooks (helm uninstall --no-hooks), as
+	// ReleaseRequest.DisableHooks: a Standby where the release was written
+	// without hooks must not run a hook Job at full strength on its way out.
+	DisableHooks bool
+}
+
 // Uninstall uninstalls a release and deletes its history, as `helm
 // uninstall` does. A release that does not exist is already uninstalled.
 // Like Rollback it runs to completion once started.
-func (c *Cluster) Uninstall(ctx context.Context, namespace, name string) error {
-	if err := c.uninstall(ctx, namespace, name); err != nil {
+func (c *Cluster) Uninstall(ctx context.Context, namespace, name string, opts UninstallOptions) error {
+	if err := c.uninstall(ctx, namespace, name, opts); err != nil {
 		return fmt.Errorf("cluster %q: release %q: uninstall: %w", c.name, namespace+"/"+name, err)
 	}
 	return nil
 }
 
-func (c *Cluster) uninstall(ctx context.Context, namespace, name string) error {
+func (c *Cluster) uninstall(ctx context.Context, namespace, name string, opts UninstallOptions) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -458,6 +467,7 @@ func (c *Cluster) uninstall(ctx context.Context, namespace, name string) error {
 	un.IgnoreNotFound = true
 	un.DeletionPropagation = string(metav1.DeletePropagationBackground)
 	un.Timeout = DefaultReleaseTimeout
+	un.DisableHooks = opts.DisableHooks
 	_, err = un.Run(name)
 	return err
 }

@@ -22,6 +22,12 @@ const (
 	LabelRun = "tandem.dev/run"
 	// LabelManifest carries the ID of the manifest that owns the release.
 	LabelManifest = "tandem.dev/manifest"
+	// LabelHooks is "skipped" on a revision tandem wrote without the chart's
+	// Helm hooks (render.Overlay.SkipHooks: the release is scaled down on
+	// this cluster). A prune of the release uninstalls it without its
+	// delete hooks too: its policy is no longer in the manifest.
+	LabelHooks   = "tandem.dev/hooks"
+	HooksSkipped = "skipped"
 )
 
 // Action is what a plan does with one release on one cluster.
@@ -111,6 +117,9 @@ type Step struct {
 	// never saw healthy (a run ended during its health wait): its health is
 	// checked before it counts as done.
 	Verify bool `json:"verify,omitempty"`
+	// NoHooks, on a prune, uninstalls without the chart's delete hooks: the
+	// release's last revision here was written without hooks (LabelHooks).
+	NoHooks bool `json:"noHooks,omitempty"`
 
 	desired  *Desired // nil for prunes
 	deployed string   // the deployed revision's manifest, for Verify
@@ -230,7 +239,8 @@ func Plan(cluster manifest.Cluster, desired []Desired, deployed []Deployed, opts
 			continue
 		}
 		if !want[d.key()] {
-			p.Prune = append(p.Prune, Step{Name: d.Name, Namespace: d.Namespace, Action: ActionPrune, FromRevision: d.Revision, Reason: "no longer in the manifest for this cluster"})
+			p.Prune = append(p.Prune, Step{Name: d.Name, Namespace: d.Namespace, Action: ActionPrune, FromRevision: d.Revision, Reason: "no longer in the manifest for this cluster",
+				NoHooks: d.Labels[LabelHooks] == HooksSkipped})
 		}
 	}
 	sort.Slice(p.Prune, func(i, j int) bool {

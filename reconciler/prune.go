@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/tandem-gitops/tandem/clusters"
 )
 
 // pruneIfSafe uninstalls the plan's prunes, unless anything about this run
@@ -65,7 +67,7 @@ func (r *run) prune(ctx context.Context, cr *clusterRun, steps []Step) []Release
 			out[i] = ReleaseReport{Name: s.Name, Namespace: s.Namespace, Action: ActionPrune, FromRevision: s.FromRevision, Outcome: OutcomeOK}
 			r.emit(Event{Cluster: c.Name, Role: string(c.Role), Release: s.Name, Action: ActionPrune, Phase: "start", FromRevision: s.FromRevision})
 			ev := Event{Cluster: c.Name, Role: string(c.Role), Release: s.Name, Action: ActionPrune, Phase: "done", FromRevision: s.FromRevision}
-			if err := cr.t.Uninstall(ctx, s.Namespace, s.Name); err != nil {
+			if err := cr.t.Uninstall(ctx, s.Namespace, s.Name, clusters.UninstallOptions{DisableHooks: s.NoHooks}); err != nil {
 				out[i].Outcome, out[i].Error = OutcomeFailed, err.Error()
 				ev.Phase, ev.Message = "failed", err.Error()
 			}

@@ -106,7 +106,7 @@ func (f *fakeTarget) Rollback(_ context.Context, _, name string, rev int, _ clus
 	return &clusters.Release{Name: name, Revision: rev}, nil
 }
 
-func (f *fakeTarget) Uninstall(_ context.Context, ns, name string) error {
+func (f *fakeTarget) Uninstall(_ context.Context, ns, name string, _ clusters.UninstallOptions) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.releases, ns+"/"+name)

@@ -93,7 +93,7 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 		// The planned bytes, not a second render: what is applied is what
 		// was planned, digested and diffed.
 		PostRenderer: render.Planned{Release: s.desired.key().String(), Manifest: res.Manifest},
-		Labels:       releaseLabels(res.Digest, r.m.ID, r.opts),
+		Labels:       releaseLabels(res.Digest, r.m.ID, res.SkipHooks, r.opts),
 		Timeout:      timeout,
 		Force:        spec.Force,
 		Description:  "tandem " + shortCommit(r.opts.Commit),
@@ -128,9 +128,12 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 }
 
 // releaseLabels are the Helm release labels of a revision tandem writes.
-func releaseLabels(digest, id string, opts Options) map[string]string {
+func releaseLabels(digest, id string, skipHooks bool, opts Options) map[string]string {
 	l := map[string]string{LabelManagedBy: ManagedByValue, LabelDigest: digest, LabelCommit: opts.Commit,
 		LabelManifest: manifestID(id)}
+	if skipHooks {
+		l[LabelHooks] = HooksSkipped
+	}
 	if opts.RunID != "" {
 		l[LabelRun] = opts.RunID
 	}

@@ -30,7 +30,7 @@ type Target interface {
 	Install(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)
 	Upgrade(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error)
 	Rollback(ctx context.Context, namespace, name string, toRevision int, opts clusters.RollbackOptions) (*clusters.Release, error)
-	Uninstall(ctx context.Context, namespace, name string) error
+	Uninstall(ctx context.Context, namespace, name string, opts clusters.UninstallOptions) error
 	MarkFailed(ctx context.Context, namespace, name string, revision int, reason string) error
 	MarkUnhealthy(ctx context.Context, namespace, name string, revision int, reason string) error
 	History(ctx context.Context, namespace, name string) ([]clusters.Release, error)

@@ -19,7 +19,8 @@ import (
 func TestStandbyHooksSkippedOnScaledDownStandby(t *testing.T) {
 	h, repo := prepare(t)
 	ctx := context.Background()
-	const ns, job = "migrating", "migrating-migrate"
+	const ns, migrate, cleanup = "migrating", "migrating-migrate", "migrating-cleanup"
+	job := migrate
 	jobExists := func(cluster string) bool {
 		t.Helper()
 		_, err := h.kube[cluster].BatchV1().Jobs(ns).Get(ctx, job, metav1.GetOptions{})
@@ -53,8 +54,10 @@ func TestStandbyHooksSkippedOnScaledDownStandby(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() {
-		deleteJob("blue")
-		deleteJob("green")
+		for _, job = range []string{migrate, cleanup} {
+			deleteJob("blue")
+			deleteJob("green")
+		}
 	})
 
 	addChart(t, repo, "migrating")
@@ -102,5 +105,40 @@ func TestStandbyHooksSkippedOnScaledDownStandby(t *testing.T) {
 	reconcileOK(reconciler.ActionUpgrade)
 	if !jobExists("green") {
 		t.Error("standbyHooks: run: the pre-upgrade hook Job was not created on the Standby")
+	}
+
+	// Back to the default, then retired: the prune uninstalls the release
+	// from the Standby without its pre-delete hook (its last revision there
+	// was written without hooks), from the Active with it.
+	repo.Replace(t, "tandem.yaml", "    standbyHooks: run\n", "")
+	repo.Write(t, "values/migrating.yaml", "schema: \"4\"\n")
+	repo.Commit(t, "migrating: schema 4, hooks skipped on the Standby again")
+	reconcileOK(reconciler.ActionUpgrade)
+	repo.Replace(t, "tandem.yaml", `  - name: migrating
+    namespace: migrating
+    chart: ./charts/migrating
+    values: [values/migrating.yaml]
+    wave: 0
+    timeout: 2m
+`, "")
+	repo.Replace(t, "tandem.yaml", "releases: [platform, example, migrating]", "releases: [platform, example]")
+	repo.Commit(t, "retire migrating")
+	res := h.reconcile(t, repo.Dir, "--allow-mass-prune")
+	if res.Code != 0 {
+		t.Fatalf("prune: exit %d\n%s", res.Code, res.Stderr)
+	}
+	rep := decodeReport(t, res)
+	for _, c := range []string{"blue", "green"} {
+		pruned := clusterReport(t, rep, c).Pruned
+		if len(pruned) != 1 || pruned[0].Name != "migrating" || pruned[0].Outcome != reconciler.OutcomeOK {
+			t.Fatalf("%s: pruned %+v, want migrating ok", c, pruned)
+		}
+	}
+	job = cleanup
+	if !jobExists("blue") {
+		t.Error("prune: the pre-delete hook Job was not created on the Active cluster")
+	}
+	if jobExists("green") {
+		t.Error("prune: the pre-delete hook Job was created on the Standby, where the release was written without hooks")
 	}
 }
