@@ -32,6 +32,11 @@ func (r *run) declareLost(p *SwitchoverPlan, byName map[string]*swCluster) strin
 		if x.ok() {
 			return fmt.Sprintf("--source-lost %s: tandem reaches %s and holds its lock, so the switchover runs its phases there: run again without --source-lost", name, name)
 		}
+		if x.lock != nil {
+			// Its API server answers (the lock was taken) but its record
+			// could not be read: it may be serving and running its CronJobs.
+			return fmt.Sprintf("--source-lost %s: tandem reaches %s and holds its lock, but %v: fix that (or wait for its API server), then run again without --source-lost", name, name, x.err)
+		}
 	}
 	return ""
 }

@@ -1,0 +1,46 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tandem-gitops/tandem/clusters"
+)
+
+// unreadableRecord is a reachable cluster (its lock is taken) whose state
+// record cannot be read: corrupt, or a 500 from its API server.
+type unreadableRecord struct{ liveFake }
+
+func (unreadableRecord) ReadState(context.Context, string) (*clusters.State, error) {
+	return nil, errors.New("decode state record: invalid character 'x'")
+}
+
+// --source-lost is for a source tandem cannot reach. A source whose API
+// server answers and whose lock tandem holds, but whose state record it
+// cannot read, may be serving and running its CronJobs: declaring it lost
+// would resume the target's CronJobs beside them.
+func TestSourceLostRefusedWhenSourceReachedButRecordUnreadable(t *testing.T) {
+	log := &opLog{}
+	fakes := swFakes(log)
+	seed(t, fakes)
+	reconcileLost(t, swManifest(), fakes, "blue") // the disaster path: green serves, held at phase 2
+	log.ops = nil
+	wrap := func(f *fakeTarget) Target {
+		if f == fakes["blue"] {
+			return unreadableRecord{liveFake{f}}
+		}
+		return liveFake{f}
+	}
+	rep := reconcileWrapped(t, swManifest(), fakes, wrap, "", "blue")
+	if rep.Switchover == nil || !strings.Contains(rep.Switchover.Error, "--source-lost blue: tandem reaches blue") {
+		t.Errorf("switchover %+v, want --source-lost refused: tandem reaches blue", rep.Switchover)
+	}
+	if got := writes(log); len(got) > 0 {
+		t.Errorf("writes %v, want none", got)
+	}
+	if d := digestOf(fakes["green"], "s/web"); !strings.Contains(d, "SuspendCronJobs:true") {
+		t.Errorf("green's CronJobs resumed beside a reachable blue: %q", d)
+	}
+}
