@@ -349,6 +349,13 @@ func (r *run) runSwitchover(ctx context.Context, p *SwitchoverPlan, selected []m
 				done = "its sources untouched"
 			}
 			rep.Blocked = fmt.Sprintf("switchover %s blocked: %s; %s keeps serving, %s", p.Title(), strings.Join(bad, "; "), strings.Join(p.From, ", "), done)
+			if first >= PhaseClose && len(p.Lost) > 0 {
+				// Declared lost: the targets' CronJobs run (suspendLost).
+				rep.Blocked += "; its CronJobs suspended (declared lost)"
+				if e := r.suspendLost(p, byName); e != "" {
+					rep.Blocked += ": failed: " + e
+				}
+			}
 			return rep
 		}
 	}
@@ -446,6 +453,13 @@ func (r *run) runPhases(ctx context.Context, p *SwitchoverPlan, xs, stay []*swCl
 			if why := r.servedElsewhere(ctx, p, sources, append(active, stay...)); why != "" {
 				msg := fmt.Sprintf("switchover %s stopped before phase 3 (close): %s; %s keeps serving, untouched — fix and re-run to resume",
 					p.Title(), why, strings.Join(p.From, ", "))
+				if len(p.Lost) > 0 {
+					msg = fmt.Sprintf("switchover %s stopped before phase 3 (close): %s; %s keeps serving with its CronJobs suspended (declared lost: %s's run) — fix and re-run to resume",
+						p.Title(), why, strings.Join(p.From, ", "), strings.Join(p.To, ", "))
+					if bad := r.suspendLost(p, byName); bad != "" {
+						msg += "; suspending its CronJobs failed: " + bad
+					}
+				}
 				rep.Blocked, sw.Blocked = msg, msg
 				if err := r.recordSwitchover(ctx, xs, sw, nil); err != nil {
 					r.opts.Logger.Warn("switchover: stop before phase 3 not recorded", "error", err)

@@ -214,3 +214,31 @@ func (h heldRenderer) RenderAll(ctx context.Context, reqs []render.Request) ([]*
 	}
 	return h.Renderer.RenderAll(ctx, out)
 }
+
+// suspendLost suspends, keeping their weight, the CronJobs of the sources
+// declared lost that this run reaches, when the switchover stops before
+// closing them (phase 3 refused: a target not ready or not serving): the
+// targets' CronJobs already run, and the declaration's window (CronJobs on
+// both) must end once tandem reaches the source, not once the targets are
+// healthy again. It returns what failed ("" when nothing did).
+func (r *run) suspendLost(p *SwitchoverPlan, byName map[string]*swCluster) string {
+	q := *p
+	q.lostFrom = PhaseOpen
+	var bad []string
+	for _, name := range p.Lost {
+		x := byName[name]
+		if x == nil || !x.ok() {
+			continue
+		}
+		st := PhaseStep{Cluster: name}
+		for _, rel := range r.m.ReleasesFor(name) {
+			k, role := q.knobs(name, rel.Standby != manifest.StandbyKeep, PhaseOpen)
+			st.Role = role
+			st.Releases = append(st.Releases, PhaseRelease{Name: rel.Name, Namespace: rel.Namespace, Knobs: k})
+		}
+		if _, e := r.switchoverStep(x, &q, Phase{Number: PhaseOpen, Name: PhaseName(PhaseOpen)}, st); e != "" {
+			bad = append(bad, e)
+		}
+	}
+	return strings.Join(bad, "; ")
+}

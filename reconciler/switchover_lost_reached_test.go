@@ -44,3 +44,34 @@ func TestSourceLostRefusedWhenSourceReachedButRecordUnreadable(t *testing.T) {
 		t.Errorf("green's CronJobs resumed beside a reachable blue: %q", d)
 	}
 }
+
+// A source declared lost comes back while a target's workload is not
+// available: phase 3 is refused (closing the source would leave the
+// release served nowhere), but the target's CronJobs already run, so the
+// source's are suspended now, its weight kept — the window with CronJobs
+// on both ends once tandem reaches the source.
+func TestLostSourceBackTargetUnavailableSuspendsItsCronJobs(t *testing.T) {
+	log := &opLog{}
+	fakes := swFakes(log)
+	seed(t, fakes)
+	reconcileLost(t, swManifest(), fakes, "blue")
+	reconcileLost(t, swManifest(), fakes, "blue", "blue")
+	if d := digestOf(fakes["green"], "s/web"); !strings.Contains(d, "SuspendCronJobs:false") {
+		t.Fatalf("green's web %q, want its CronJobs resumed by the declaration", d)
+	}
+	fakes["green"].unhealthy = map[string]bool{"live:web": true}
+	rep := reconcileLost(t, swManifest(), fakes, "")
+	if sw := rep.Switchover; sw == nil || !strings.Contains(sw.Blocked, "stopped before phase 3") || !strings.Contains(sw.Blocked, "CronJobs suspended") {
+		t.Errorf("switchover %+v, want stopped before phase 3 with blue's CronJobs suspended", rep.Switchover)
+	}
+	for _, key := range []string{"s/web", "p/edge"} {
+		if d := digestOf(fakes["blue"], key); !strings.Contains(d, "SuspendCronJobs:true") || !strings.Contains(d, "Weight:100") || !strings.Contains(d, "ScaleDown:false") {
+			t.Errorf("blue is back, declared lost, green runs the CronJobs, yet blue's %s is %q", key, d)
+		}
+	}
+	// green healthy again: the switchover completes.
+	fakes["green"].unhealthy = nil
+	if rep := reconcileLost(t, swManifest(), fakes, ""); rep.Switchover == nil || !rep.Switchover.Completed {
+		t.Errorf("green healthy again: %+v", rep.Switchover)
+	}
+}

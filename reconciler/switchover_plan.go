@@ -52,6 +52,9 @@ type SwitchoverPlan struct {
 	// targets' already run.
 	Lost   []string `json:"sourceLost,omitempty"`
 	Phases []Phase  `json:"phases"`
+	// lostFrom is the phase from which a lost source's CronJobs are
+	// suspended (0: PhaseClose); suspendLost renders phase 2 with it.
+	lostFrom int
 }
 
 // Phase is one phase of a switchover.
@@ -251,7 +254,11 @@ func phaseOverlay(m *manifest.Manifest, p *SwitchoverPlan, c manifest.Cluster, r
 func (p *SwitchoverPlan) knobs(name string, scaleToZero bool, n int) (render.Knobs, manifest.Role) {
 	source := slices.Contains(p.From, name)
 	k, role := knobsAt(source, scaleToZero, p.ActiveWeight, n)
-	if source && n >= PhaseClose && slices.Contains(p.Lost, name) {
+	from := PhaseClose
+	if p.lostFrom > 0 {
+		from = p.lostFrom
+	}
+	if source && n >= from && slices.Contains(p.Lost, name) {
 		k.SuspendCronJobs = true
 	}
 	return k, role
