@@ -1,6 +1,8 @@
 package guard_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -156,5 +158,59 @@ func TestGuardSwitchoverAndBack(t *testing.T) {
 	}
 	if !h.hasGuard(t, "green") || h.hasGuard(t, "blue") {
 		t.Errorf("after switching back: guard on green %v, on blue %v; want only on green", h.hasGuard(t, "green"), h.hasGuard(t, "blue"))
+	}
+}
+
+// scaledObjectCRD is a minimal KEDA ScaledObject CRD (the guard's rule
+// keys on annotations only, not on KEDA's schema).
+const scaledObjectCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: scaledobjects.keda.sh
+spec:
+  group: keda.sh
+  names: {kind: ScaledObject, listKind: ScaledObjectList, plural: scaledobjects, singular: scaledobject}
+  scope: Namespaced
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`
+
+// TestGuardKEDAPausedStays: on green, a ScaledObject that tandem paused
+// (tandem.dev/held) may not drop autoscaling.keda.sh/paused-replicas "0".
+func TestGuardKEDAPausedStays(t *testing.T) {
+	h := newHarness(t, "enforce")
+	crd := filepath.Join(t.TempDir(), "crd.yaml")
+	if err := os.WriteFile(crd, []byte(scaledObjectCRD), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := h.kubectl(t, "green", "apply", "-f", crd); res.Code != 0 {
+		t.Fatalf("install the ScaledObject CRD: %s", res.Stderr)
+	}
+	so := filepath.Join(t.TempDir(), "so.yaml")
+	if err := os.WriteFile(so, []byte(`apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: e2e-worker
+  namespace: example
+  annotations: {autoscaling.keda.sh/paused-replicas: "0", tandem.dev/held: standby}
+spec: {scaleTargetRef: {name: example}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	established := func(r e2etest.Result) bool { return r.Code == 0 }
+	if res := h.until(t, "green", established, "apply", "-f", so); res.Code != 0 {
+		t.Fatalf("create a paused ScaledObject: %s", res.Stderr)
+	}
+	defer h.kubectl(t, "green", "-n", "example", "delete", "scaledobject", "e2e-worker", "--wait=false")
+	res := h.until(t, "green", refused, "-n", "example", "annotate", "scaledobject", "e2e-worker", "autoscaling.keda.sh/paused-replicas-", "--dry-run=server")
+	if res.Code == 0 || !strings.Contains(res.Stderr, message) {
+		t.Errorf("unpausing a held ScaledObject on green: exit %d, want refused with %q:\n%s", res.Code, message, res.Stderr)
+	}
+	if res := h.kubectl(t, "green", "-n", "example", "annotate", "scaledobject", "e2e-worker", "e2e.tandem.dev/touched=yes"); res.Code != 0 {
+		t.Errorf("annotating a held ScaledObject (still paused) on green: exit %d\n%s", res.Code, res.Stderr)
 	}
 }
