@@ -74,7 +74,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Plan:             DefaultPlanOptions(),
-		Concurrency:      4,
+		Concurrency:      16,
 		LockTimeout:      2 * time.Minute,
 		LockDuration:     30 * time.Second,
 		ClusterTimeout:   time.Hour,

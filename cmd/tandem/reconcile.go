@@ -39,7 +39,7 @@ type applyFlags struct {
 
 func (f *applyFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.IntVar(&f.concurrency, "concurrency", 4, "releases of one wave applied at once per cluster")
+	fl.IntVar(&f.concurrency, "concurrency", 16, "releases of one wave applied at once per cluster")
 	fl.Float64Var(&f.maxPrune, "max-prune", 25, "refuse to prune more than this percentage of a cluster's tandem-owned releases")
 	fl.BoolVar(&f.allowMassPrune, "allow-mass-prune", false, "lift --max-prune")
 	fl.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another tandem holding a cluster's lock")

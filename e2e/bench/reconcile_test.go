@@ -29,6 +29,9 @@ const (
 //	no-op-no-drift  the same with --detect-drift=false (helm's no-op run is the baseline)
 //	one-changed     one release's values changed
 //
+// TANDEM_BENCH_HELM=0 leaves the helm baseline out (at 1,000 releases it
+// takes the better part of an hour).
+//
 // Each side's sub-benchmark reports its wall time as ns/op and, as metrics,
 // the API requests counted by the proxies, new Helm revisions, peak RSS and
 // client CPU; tandem's also reports the ratios baseline/tandem. A Markdown
@@ -40,6 +43,7 @@ func BenchmarkReconcile(b *testing.B) {
 	b.Cleanup(func() { h.deleteNamespaces(b, nsTandem, nsHelm) })
 
 	rb := &reconcileBench{h: h, w: w, applied: map[string]int{sideHelm: -1, sideTandem: -1}}
+	withHelm := os.Getenv("TANDEM_BENCH_HELM") != "0"
 	for _, sc := range []struct {
 		name, title string
 		helm        bool
@@ -55,7 +59,7 @@ func BenchmarkReconcile(b *testing.B) {
 		{"one-changed-no-drift", "(c) one release changed", false, []string{"--detect-drift=false"}, rb.changeOne, ""},
 	} {
 		b.Run(sc.name, func(b *testing.B) {
-			if sc.helm {
+			if sc.helm && withHelm {
 				b.Run(sideHelm, func(b *testing.B) {
 					m := rb.measure(b, sideHelm, sc.prepare, nil)
 					rb.add(sc.title, sideHelm, m)
