@@ -13,6 +13,23 @@ func keepsHealthy(rr ReleaseReport, old clusters.ReleaseState) bool {
 	return rr.Action == ActionUnchanged && old.Healthy && old.Revision == rr.Revision && rr.Revision > 0
 }
 
+// fingerprintFor is the drift-check record to keep for a release: this
+// run's, or — for a release left unchanged that this run did not record
+// (its drift check was off, or found drift) — the last one, while the
+// desired state it was made for (the digest) is the same: a fingerprint
+// says "objects with this content were in this desired state", which a run
+// that did not look does not make less true. Otherwise one --detect-drift=false
+// run would cost the next run a dry run of every object.
+func fingerprintFor(cr *clusterRun, k ReleaseKey, rr ReleaseReport, old clusters.ReleaseState, digest string) string {
+	if fp := cr.recorded(k); fp != "" {
+		return fp
+	}
+	if rr.Action == ActionUnchanged && old.Digest != "" && old.Digest == digest {
+		return old.Fingerprint
+	}
+	return ""
+}
+
 // writeState records what this run did in the cluster's state record. A run
 // restricted with --release merges: the records of releases it did not
 // touch are kept. A release that was not applied keeps its last record, so
@@ -44,7 +61,7 @@ func (r *run) writeState(ctx context.Context, cr *clusterRun, rep ClusterReport,
 		}
 		records[k] = clusters.ReleaseState{Name: rr.Name, Namespace: rr.Namespace, Digest: digests[k],
 			Revision: rr.Revision, Outcome: string(rr.Outcome), Error: rr.Error, Duration: time.Duration(rr.Duration),
-			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0, Fingerprint: cr.recorded(k),
+			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0, Fingerprint: fingerprintFor(cr, k, rr, prev[k], digests[k]),
 			// A step that ends ok has seen its revision healthy (an
 			// install or upgrade after its health wait, an unchanged
 			// release confirmed before or verified now); an unchanged

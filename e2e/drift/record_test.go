@@ -108,6 +108,13 @@ func TestDriftRecordFromApply(t *testing.T) {
 		if d := cmp.Diff(secondReqs, firstReqs); d != "" {
 			t.Errorf("API requests of the first no-op after an upgrade (+) and of the next (-):\n%s", d)
 		}
+		// A run that does not check drift keeps the record: the next one
+		// dry-runs nothing either.
+		reconcile(t, "--detect-drift=false")
+		_, afterReqs := reconcile(t)
+		if d := cmp.Diff(secondReqs, afterReqs); d != "" {
+			t.Errorf("API requests of a no-op after a --detect-drift=false run (+) and of a no-op before it (-):\n%s", d)
+		}
 	})
 
 	step("edit of an object the upgrade left unchanged is seen", func(t *testing.T) {
