@@ -168,6 +168,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 		}
 	}
 	err = c.poll(ctx, p, func(i int) bool { return !p.read[i] })
+	lastRead := time.Now()
 	logErr(err)
 	for {
 		if p.complete() {
@@ -196,11 +197,14 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 				return statuses, &HealthError{Cluster: c.name, Objects: failed, Waited: time.Since(start)}
 			}
 		}
-		next := maxProgressGap
+		// The next full read is due a gap after the last one, however many
+		// events came in between: events of one watched object must not
+		// starve the read of objects that are not watched.
+		gap := maxProgressGap
 		if !w.cover(ctx, p) {
-			next = interval
+			gap = interval
 		}
-		timer := time.NewTimer(next)
+		timer := time.NewTimer(max(0, time.Until(lastRead.Add(gap))))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
@@ -219,6 +223,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 			w.apply(p, ev)
 		case <-timer.C:
 			err = c.poll(ctx, p, func(int) bool { return true })
+			lastRead = time.Now()
 			logErr(err)
 		}
 	}

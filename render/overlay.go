@@ -159,6 +159,16 @@ func (o Overlay) apply(obj map[string]any) error {
 	kind, _ := obj["kind"].(string)
 	group := apiGroup(apiVersion)
 
+	// The markers are the overlay's alone: the Standby guard refuses raising
+	// a workload that carries one, and tandem's writes that raise it drop the
+	// marker. A chart that set one itself would keep it in the Active and warm
+	// renders, so the guard would refuse tandem's own switchover.
+	for _, key := range []string{AnnotationActiveCount, AnnotationHeld} {
+		if _, ok := metaMap(obj, "annotations")[key]; ok {
+			return fmt.Errorf("metadata.annotations: %s is set by tandem's overlay and may not come from a chart", key)
+		}
+	}
+
 	setMeta(obj, "labels", LabelRelease, o.Release)
 	setMeta(obj, "labels", LabelCluster, o.Cluster)
 	setMeta(obj, "labels", LabelRole, string(o.Role))

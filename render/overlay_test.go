@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -136,5 +137,25 @@ func TestOverlayRejectsNonIntegerReplicas(t *testing.T) {
 	_, err := Overlay{Cluster: "green", Role: RoleStandby, ScaleToZero: true}.Run(bytes.NewBufferString(in))
 	if err == nil {
 		t.Fatal("want an error for spec.replicas: many")
+	}
+}
+
+// A chart that renders tandem's own markers is refused: kept in the Active or
+// the warm render, they would make the Standby guard refuse the switchover.
+func TestOverlayRefusesTandemMarkersFromTheChart(t *testing.T) {
+	for _, tc := range []struct{ name, doc, key string }{
+		{"active-replicas", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    tandem.dev/active-replicas: \"3\"\nspec:\n  replicas: 3\n", AnnotationActiveCount},
+		{"held", "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: nightly\n  annotations:\n    tandem.dev/held: standby\nspec:\n  schedule: \"@daily\"\n", AnnotationHeld},
+	} {
+		for role, o := range map[string]Overlay{
+			"active":  {Release: "web", Cluster: "blue", Role: RoleActive, ActiveWeight: 100},
+			"warm":    {Release: "web", Cluster: "green", Role: RoleStandby, ScaleToZero: true, Knobs: &Knobs{SuspendCronJobs: true}},
+			"standby": {Release: "web", Cluster: "green", Role: RoleStandby, ScaleToZero: true},
+		} {
+			_, err := o.Run(bytes.NewBufferString("# Source: web/templates/x.yaml\n" + tc.doc))
+			if err == nil || !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), "web/templates/x.yaml") {
+				t.Errorf("%s, %s render: error = %v, want one naming %s and the template", tc.name, role, err, tc.key)
+			}
+		}
 	}
 }
