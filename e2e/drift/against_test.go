@@ -339,10 +339,14 @@ type fakeGitHub struct {
 }
 
 type fakeComment struct {
-	ID      int64  `json:"id"`
-	Body    string `json:"body"`
-	User    string `json:"-"`
-	HTMLURL string `json:"html_url"`
+	ID      int64     `json:"id"`
+	Body    string    `json:"body"`
+	User    fakeLogin `json:"user"`
+	HTMLURL string    `json:"html_url"`
+}
+
+type fakeLogin struct {
+	Login string `json:"login"`
 }
 
 func newFakeGitHub(t *testing.T, owner, repo string, pr int, token string) *fakeGitHub {
@@ -356,7 +360,7 @@ func (g *fakeGitHub) add(user, body string) fakeComment {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.nextID++
-	c := fakeComment{ID: g.nextID, Body: body, User: user, HTMLURL: fmt.Sprintf("https://github.example/%s/%s/pull/%d#issuecomment-%d", g.owner, g.repo, g.pr, g.nextID)}
+	c := fakeComment{ID: g.nextID, Body: body, User: fakeLogin{Login: user}, HTMLURL: fmt.Sprintf("https://github.example/%s/%s/pull/%d#issuecomment-%d", g.owner, g.repo, g.pr, g.nextID)}
 	g.comments = append(g.comments, c)
 	return c
 }
@@ -385,6 +389,11 @@ func (g *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	g.counts[r.Method]++
 	g.mu.Unlock()
+	if r.Method == http.MethodGet && r.URL.Path == "/user" {
+		// The token's own identity: tandem edits only its own comments.
+		writeJSON(w, http.StatusOK, fakeLogin{Login: "tandem-bot"})
+		return
+	}
 	prefix := "/repos/" + g.owner + "/" + g.repo + "/issues/"
 	rest, ok := strings.CutPrefix(r.URL.Path, prefix)
 	if !ok {
