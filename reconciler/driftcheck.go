@@ -2,6 +2,9 @@ package reconciler
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -28,7 +31,7 @@ func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.R
 		if err != nil {
 			return fmt.Errorf("drift check: %w", err)
 		}
-		if fp, ok := clusters.Fingerprint(s.Namespace, s.Name, desired, live); ok && fp == prev {
+		if fp, ok := driftFingerprint(s, desired, live); ok && fp == prev {
 			cr.record(key, prev)
 			return nil
 		}
@@ -50,7 +53,7 @@ func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.R
 	}
 	if len(fix) == 0 {
 		// Found in the desired state: the objects as listed are the record.
-		if fp, ok := clusters.Fingerprint(s.Namespace, s.Name, desired, live); ok {
+		if fp, ok := driftFingerprint(s, desired, live); ok {
 			cr.record(key, fp)
 		}
 		return nil
@@ -89,7 +92,7 @@ func recordApplied(cr *clusterRun, s Step, written []*unstructured.Unstructured)
 		}
 		live[i] = l
 	}
-	if fp, ok := clusters.Fingerprint(s.Namespace, s.Name, desired, live); ok {
+	if fp, ok := driftFingerprint(s, desired, live); ok {
 		cr.record(s.desired.key(), fp)
 	}
 }
@@ -102,4 +105,21 @@ func driftMessage(rr ReleaseReport) string {
 		return "drifted (left as is; --correct-drift puts it back): " + strings.Join(rr.Drifted, ", ")
 	}
 	return ""
+}
+
+// driftFingerprint is the record of a release's objects: their fingerprint,
+// and the release's ignore rules, which decide what a drift check compares
+// (removing a rule that hid a hand edit must make the next check look again,
+// though the objects did not change).
+func driftFingerprint(s Step, desired, live []*unstructured.Unstructured) (string, bool) {
+	fp, ok := clusters.Fingerprint(s.Namespace, s.Name, desired, live)
+	if !ok || len(s.desired.Spec.Ignore) == 0 {
+		return fp, ok
+	}
+	rules, err := json.Marshal(s.desired.Spec.Ignore)
+	if err != nil {
+		return "", false
+	}
+	sum := sha256.Sum256(rules)
+	return fp + "+" + hex.EncodeToString(sum[:8]), true
 }

@@ -129,4 +129,25 @@ func TestDriftRecordFromApply(t *testing.T) {
 			t.Errorf("drifted after the upgrade (-want +got):\n%s", d)
 		}
 	})
+
+	step("removing an ignore rule makes the next check look again", func(t *testing.T) {
+		m := repo.Read(t, "tandem.yaml")
+		rule := "    ignore:\n      - {kind: ConfigMap, paths: [/data]}\n"
+		repo.Replace(t, "tandem.yaml", "values: [values/rec-b.yaml]\n", "values: [values/rec-b.yaml]\n"+rule)
+		repo.Commit(t, "rec-b: ignore the ConfigMap's data")
+		reconcile(t)
+		kc.run(t, "blue", "-n", recordNS, "patch", "configmap", "rec-b", "--type=merge", "-p", `{"data":{"greeting":"ignored edit"}}`)
+		rep, _ := reconcile(t)
+		// (green's rec-a Service still drifts from the step before.)
+		if drifted, _ := driftOf(t, rep); len(drifted["blue/rec-b"]) > 0 {
+			t.Fatalf("an ignored field reported as drift: %v", drifted)
+		}
+		repo.Write(t, "tandem.yaml", m)
+		repo.Commit(t, "rec-b: no ignore rule")
+		rep, _ = reconcile(t)
+		drifted, _ := driftOf(t, rep)
+		if d := cmp.Diff([]string{"ConfigMap " + recordNS + "/rec-b"}, drifted["blue/rec-b"]); d != "" {
+			t.Errorf("blue/rec-b drifted once the ignore rule is gone (-want +got):\n%s", d)
+		}
+	})
 }
