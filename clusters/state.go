@@ -178,7 +178,7 @@ func (c *Cluster) ReadStateOf(ctx context.Context, manifestID string) (*State, e
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: read state: %w", c.name, err)
 	}
-	s, err := decodeState(cm)
+	s, err := DecodeState(cm)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: read state: configmap %s/%s: %w", c.name, SystemNamespace, name, err)
 	}
@@ -252,8 +252,9 @@ func gzipJSON(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// decodeState reads either format of the record.
-func decodeState(cm *corev1.ConfigMap) (*State, error) {
+// DecodeState reads either format of the record from its ConfigMap (tests and
+// tools that read a record they fetched themselves use it too).
+func DecodeState(cm *corev1.ConfigMap) (*State, error) {
 	var s State
 	switch f := cm.Data[StateFormatKey]; f {
 	case "": // format 1

@@ -117,7 +117,7 @@ func TestStateEncodedSize(t *testing.T) {
 	if len(b) > maxStateBytes/2 {
 		t.Errorf("5000 releases take %d bytes; want at most half of %d, for margin", len(b), maxStateBytes)
 	}
-	got, err := decodeState(&corev1.ConfigMap{Data: map[string]string{StateFormatKey: StateFormat}, BinaryData: map[string][]byte{StateGzipKey: b}})
+	got, err := DecodeState(&corev1.ConfigMap{Data: map[string]string{StateFormatKey: StateFormat}, BinaryData: map[string][]byte{StateGzipKey: b}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestStateEncodeTooLarge(t *testing.T) {
 	if err != nil || !trimmed {
 		t.Fatalf("encodeState(huge cache) = %d bytes, trimmed %v, %v; want the cache dropped", len(b), trimmed, err)
 	}
-	got, err := decodeState(&corev1.ConfigMap{Data: map[string]string{StateFormatKey: StateFormat}, BinaryData: map[string][]byte{StateGzipKey: b}})
+	got, err := DecodeState(&corev1.ConfigMap{Data: map[string]string{StateFormatKey: StateFormat}, BinaryData: map[string][]byte{StateGzipKey: b}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,10 +203,10 @@ func TestDecodeState(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := decodeState(&tc.cm)
+			got, err := DecodeState(&tc.cm)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("decodeState() = %v, want an error containing %q", err, tc.wantErr)
+					t.Fatalf("DecodeState() = %v, want an error containing %q", err, tc.wantErr)
 				}
 				return
 			}

@@ -2,10 +2,7 @@ package guard_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
-	"io"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -168,7 +165,7 @@ func (h *harness) hasGuard(t *testing.T, cluster string) bool {
 	return true
 }
 
-// state reads a cluster's state record as tandem stores it (format 2).
+// state reads a cluster's state record as tandem does.
 func (h *harness) state(t *testing.T, cluster string) *clusters.State {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -177,19 +174,11 @@ func (h *harness) state(t *testing.T, cluster string) *clusters.State {
 	if err != nil {
 		return nil
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(cm.BinaryData[clusters.StateGzipKey]))
+	st, err := clusters.DecodeState(cm)
 	if err != nil {
 		t.Fatalf("%s: state record: %v", cluster, err)
 	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st clusters.State
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
-	return &st
+	return st
 }
 
 // cronJob is the name of release's CronJob in namespace ns on cluster.

@@ -2,11 +2,8 @@ package switchover_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -104,7 +101,7 @@ func (h *harness) switchTo(t *testing.T, name string) {
 	h.repo.Commit(t, "switch over to "+name)
 }
 
-// state reads a cluster's state record as tandem stores it (format 2).
+// state reads a cluster's state record as tandem does.
 func (h *harness) state(t *testing.T, cluster string) *clusters.State {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -113,19 +110,11 @@ func (h *harness) state(t *testing.T, cluster string) *clusters.State {
 	if err != nil {
 		return nil
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(cm.BinaryData[clusters.StateGzipKey]))
+	st, err := clusters.DecodeState(cm)
 	if err != nil {
 		t.Fatalf("%s: state record: %v", cluster, err)
 	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st clusters.State
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
-	return &st
+	return st
 }
 
 // process is a tandem run in the background.
