@@ -3,6 +3,7 @@ package daemon
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,14 @@ import (
 // records nothing.
 type Metrics struct {
 	reg *prometheus.Registry
+
+	// mu orders leader changes with the records of a run: a run that
+	// ends after its replica lost the lead records nothing.
+	mu sync.Mutex
+	// follower is set while another replica leads: this one's live and
+	// per-run gauges are empty, so the rules' max by (cluster) sees only
+	// the leader's.
+	follower bool
 
 	reconcileDuration *prometheus.HistogramVec
 	reconcileTotal    *prometheus.CounterVec
@@ -141,15 +150,27 @@ func (m *Metrics) rejected() {
 	m.commitsRejected.Inc()
 }
 
+// leader records whether this replica leads. One that does not (any
+// more) drops what its runs recorded of the clusters: a value kept from
+// before a leader change (a switchover in progress, a DNS weight, a
+// Standby scaled up) would page or silence alerts for as long as the
+// process lives.
 func (m *Metrics) leader(self bool) {
 	if m == nil {
 		return
 	}
-	v := 0.0
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.follower = !self
 	if self {
-		v = 1
+		m.leaderGauge.Set(1)
+		return
 	}
-	m.leaderGauge.Set(v)
+	m.leaderGauge.Set(0)
+	for _, g := range []*prometheus.GaugeVec{m.releaseInfo, m.releaseDrifted, m.clusterInfo, m.appliedCommit,
+		m.dnsWeight, m.switchover, m.standbyScaledUp} {
+		g.Reset()
+	}
 }
 
 // observe records a run: its report, and the releases the clusters hold
@@ -157,6 +178,11 @@ func (m *Metrics) leader(self bool) {
 func (m *Metrics) observe(man *manifest.Manifest, rep *reconciler.Report, statuses []reconciler.ClusterStatus) {
 	if m == nil {
 		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.follower {
+		return // lost the lead during the run: the new leader records it
 	}
 	m.clusterInfo.Reset()
 	for _, c := range man.Clusters {
@@ -196,6 +222,11 @@ func (m *Metrics) observe(man *manifest.Manifest, rep *reconciler.Report, status
 // could not be read keeps what was last known.
 func (m *Metrics) observeLive(live []reconciler.LiveStatus) {
 	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.follower {
 		return
 	}
 	for _, l := range live {

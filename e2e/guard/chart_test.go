@@ -102,6 +102,15 @@ func TestChartLintAndTemplate(t *testing.T) {
 	if diff := cmp.Diff(string(want), res.Stdout); diff != "" {
 		t.Errorf("helm template drifted from %s (-want +got); rerun with -update if intended:\n%s", golden, diff)
 	}
+	// The golden render has a home cluster (the in-cluster token serves it);
+	// without one the pod gets no token of its cluster (review of issue 12, 10).
+	if strings.Contains(res.Stdout, "automountServiceAccountToken") {
+		t.Error("with homeContext set, the pod's token is not mounted: the home kubeconfig needs it")
+	}
+	noHome := helm(t, append([]string{"template", "tandem", chartDir(t), "--namespace", "tandem-system", "--set", "homeContext="}, chartValues...)...)
+	if noHome.Code != 0 || !strings.Contains(noHome.Stdout, "automountServiceAccountToken: false") {
+		t.Errorf("homeContext=\"\": helm template exit %d, want automountServiceAccountToken: false on the pod:\n%s%s", noHome.Code, noHome.Stdout, noHome.Stderr)
+	}
 	for _, c := range []struct {
 		name string
 		args []string
