@@ -216,6 +216,10 @@ type Release struct {
 	OnFailure OnFailure `json:"onFailure,omitempty"`
 	// DriftCorrection re-applies objects that drifted from the deployed release on every reconcile.
 	DriftCorrection bool `json:"driftCorrection,omitempty"`
+	// AllowAdmissionPolicies lets the chart render admission policies and
+	// their bindings, which are refused otherwise: one applies to the whole
+	// cluster and can refuse tandem's own writes there.
+	AllowAdmissionPolicies bool `json:"allowAdmissionPolicies,omitempty"`
 	// Ignore lists fields that diff and drift detection leave out.
 	Ignore []IgnoreRule `json:"ignore,omitempty"`
 }

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -156,5 +157,16 @@ func TestGuardDiffFollowsTheRole(t *testing.T) {
 	}
 	if same := guardDiff(from, from, "green", res(render.RoleStandby), res(render.RoleStandby)); same == nil || same.Change != ChangeUnchanged {
 		t.Errorf("green stays Standby: %+v, want unchanged", same)
+	}
+}
+
+// render refuses chart objects under the names and in the namespace the
+// clusters package gives tandem's own objects: the two must agree.
+func TestRenderReservesClustersNames(t *testing.T) {
+	if render.ReservedNamespace != clusters.SystemNamespace {
+		t.Errorf("render.ReservedNamespace %q, clusters.SystemNamespace %q", render.ReservedNamespace, clusters.SystemNamespace)
+	}
+	if !strings.HasPrefix(clusters.GuardNameFor("prod"), render.ReservedNamePrefix) || clusters.GuardName != render.ReservedNamePrefix {
+		t.Errorf("render.ReservedNamePrefix %q does not cover the guard's names (%q)", render.ReservedNamePrefix, clusters.GuardNameFor("prod"))
 	}
 }

@@ -116,7 +116,8 @@ func renderRequest(m *manifest.Manifest, c manifest.Cluster, rel manifest.Releas
 		Overlay:   OverlayFor(m, c, rel),
 		// What tandem.yaml declares of the cluster, for renders without
 		// it (CI); a connected run replaces these with what it discovers.
-		Capabilities: render.Capabilities{KubeVersion: c.KubeVersion, APIVersions: c.APIVersions},
+		Capabilities:           render.Capabilities{KubeVersion: c.KubeVersion, APIVersions: c.APIVersions},
+		AllowAdmissionPolicies: rel.AllowAdmissionPolicies,
 	}, nil
 }
 

@@ -101,6 +101,10 @@ type Request struct {
 	// refuses a plan that names other objects than Helm renders when it
 	// applies it.
 	Upgrade bool
+	// AllowAdmissionPolicies lets the chart render admission policies and
+	// their bindings (the release's allowAdmissionPolicies); without it a
+	// render that has one fails (see checkReserved).
+	AllowAdmissionPolicies bool
 }
 
 // Result is a rendered release for one cluster.
@@ -253,6 +257,9 @@ func (r *Renderer) render(ctx context.Context, req Request, pool *workerPool) (*
 	}
 	crds, err := chartCRDs(ch, vals)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkReserved(req, objs, hookObjs, crds); err != nil {
 		return nil, err
 	}
 	var generated []Generated
