@@ -20,6 +20,7 @@ import (
 	"helm.sh/helm/v3/pkg/getter"
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo"
+	"oras.land/oras-go/v2/registry/remote/auth"
 )
 
 // VendorRepository is a chart repository (https:// or oci://) a chart's
@@ -156,14 +157,63 @@ func Vendor(chartDir string, o VendorOptions) (err error) {
 	return nil
 }
 
-// vendorRepositories returns the repositories ch's dependencies name, and
-// refuses a dependency from a repository the manifest does not declare.
+// Dependency is a dependency a chart declares (Chart.yaml, or
+// requirements.yaml for apiVersion v1) or pins (Chart.lock).
+type Dependency struct {
+	Name, Version, Repository string
+}
+
+// LocalPath returns the path a file:// dependency names (relative to the
+// chart directory, slash-separated) and true; false for any other
+// repository. Helm takes a path after file:// that starts with "/" as
+// absolute; so does LocalPath, and the caller refuses it.
+func (d Dependency) LocalPath() (string, bool) {
+	return strings.CutPrefix(d.Repository, "file://")
+}
+
+// ChartDependencies loads the chart in dir as Helm's dependency manager
+// does and returns the dependencies it declares followed by those its lock
+// pins: `helm dependency build` fetches what the lock says, and a lock
+// whose digest matches may still name other repositories than Chart.yaml
+// (the digest is a plain hash anyone can compute). Load only a directory
+// whose tree was checked (manifest's CheckTree): Helm's loader follows
+// symlinks.
+func ChartDependencies(dir string) ([]Dependency, error) {
+	ch, err := loader.LoadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load chart: %w", err)
+	}
+	return chartDependencies(ch), nil
+}
+
+func chartDependencies(ch *chart.Chart) []Dependency {
+	var deps []Dependency
+	for _, d := range ch.Metadata.Dependencies {
+		deps = append(deps, Dependency{Name: d.Name, Version: d.Version, Repository: d.Repository})
+	}
+	if ch.Lock != nil {
+		for _, d := range ch.Lock.Dependencies {
+			deps = append(deps, Dependency{Name: d.Name, Version: d.Version, Repository: d.Repository})
+		}
+	}
+	return deps
+}
+
+// vendorRepositories returns the repositories ch's dependencies (declared
+// or locked) name, and refuses a dependency from a repository the manifest
+// does not declare, and a file:// dependency with an absolute path.
 func vendorRepositories(ch *chart.Chart, repos []VendorRepository) ([]VendorRepository, error) {
 	var used []VendorRepository
 	seen := map[string]bool{}
 	var errs []error
-	for _, d := range ch.Metadata.Dependencies {
-		if d.Repository == "" || strings.HasPrefix(d.Repository, "file://") {
+	for _, d := range chartDependencies(ch) {
+		if p, ok := d.LocalPath(); ok {
+			if strings.HasPrefix(p, "/") || filepath.IsAbs(p) {
+				errs = append(errs, fmt.Errorf("chart %s: dependency %s: %s is an absolute path: a file:// dependency must be a path relative to the chart, inside the manifest repository", ch.Metadata.Name, d.Name, d.Repository))
+			}
+			continue
+		}
+		if d.Repository == "" {
 			continue
 		}
 		var found *VendorRepository
@@ -274,10 +324,11 @@ func (g *vendorGetter) Get(href string, options ...getter.Option) (*bytes.Buffer
 
 // vendorRegistryClient is the registry client for ch's OCI dependencies:
 // with the declared repository's access settings when they come from one
-// registry host, else Helm's registry config (then Docker's).
+// registry host, else Helm's registry config (then Docker's) unless the
+// repository's Access says NoRegistryLogin.
 func vendorRegistryClient(ch *chart.Chart, auths []vendorAuth, dl DownloadOptions, deadline time.Time, registryConfig string) (*registry.Client, func(), error) {
 	var oci *vendorAuth
-	for _, d := range ch.Metadata.Dependencies {
+	for _, d := range chartDependencies(ch) {
 		if !strings.HasPrefix(d.Repository, "oci://") {
 			continue
 		}
@@ -304,8 +355,13 @@ func vendorRegistryClient(ch *chart.Chart, auths []vendorAuth, dl DownloadOption
 	if registryConfig != "" {
 		opts = append(opts, registry.ClientOptCredentialsFile(registryConfig))
 	}
-	if a.user != "" {
+	switch {
+	case a.user != "":
 		opts = append(opts, registry.ClientOptBasicAuth(a.user, a.pass))
+	case a.repo.Access.NoRegistryLogin:
+		// As pullOCI: an authorizer without a Credential function pulls
+		// anonymously, where Helm's own would read the registry login.
+		opts = append(opts, registry.ClientOptAuthorizer(auth.Client{Client: &http.Client{Transport: t, Timeout: dl.Timeout}}))
 	}
 	if a.repo.Access.Insecure {
 		opts = append(opts, registry.ClientOptPlainHTTP())
