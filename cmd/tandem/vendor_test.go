@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/base64"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,15 +46,15 @@ releases:
 		"charts/app/Chart.yaml":        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n  - name: web\n    version: \"^1.0.0\"\n    repository: \"@private\"\n",
 		"charts/app/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
 	}
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeTree(t, dir, files)
+	// A clone of a repository whose default branch holds this tandem.yaml:
+	// its repository is reviewed and gets its credentials.
+	git := gitIn(t, dir)
+	git("init", "-q", "-b", "main")
+	git("add", "-A")
+	git("commit", "-qm", "base")
+	git("update-ref", "refs/remotes/origin/main", "HEAD")
+	git("symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
 	noPassword := func(outs ...string) {
 		t.Helper()
 		for _, o := range outs {
@@ -91,5 +95,163 @@ releases:
 	noPassword(out, errOut)
 	if code != 0 {
 		t.Fatalf("vendor from Chart.lock: exit %d, %s %s", code, out, errOut)
+	}
+}
+
+// gitIn returns a function running git in dir that fails t on error and
+// returns git's trimmed output.
+func gitIn(t *testing.T, dir string) func(args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	return func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example"}, args...)...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+}
+
+// TestVendorSendsNoCredentialsAPullRequestNamed: a pull request adds a
+// repository on a host it controls, with passwordEnv naming a variable of
+// the person who runs tandem vendor on its checkout (and a dependency from
+// it). tandem vendor sends that repository no Authorization header, and says
+// so, while the repository the reviewed revision declares still
+// authenticates; the default reviewed revision is origin/HEAD, --against
+// names another (HEAD: the user vouches for the change), and without one no
+// repository gets credentials.
+func TestVendorSendsNoCredentialsAPullRequestNamed(t *testing.T) {
+	const password = "vendor-Passw0rd-s3cret"
+	const stolen = "ghp_STOLEN-token-0123456789"
+	t.Setenv("TANDEM_TEST_VENDOR_PASSWORD", password)
+	t.Setenv("TANDEM_TEST_VENDOR_CI_TOKEN", stolen)
+	pki := chartrepo.NewPKI(t)
+	pkg := func(name string) chartrepo.Chart {
+		return chartrepo.Chart{Name: name, Version: "1.0.0", Archive: chartrepo.Package(name, "1.0.0", map[string]string{
+			"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n",
+		})}
+	}
+	const repos = `clusters:
+  - name: blue
+    role: active
+releases:
+  - name: app
+    namespace: app
+    chart: ./charts/app
+repositories:
+  - name: private
+    url: %s
+    username: robot
+    passwordEnv: TANDEM_TEST_VENDOR_PASSWORD
+    caFile: %s
+`
+	const added = `  - name: foreign
+    url: %s
+    username: robot
+    passwordEnv: TANDEM_TEST_VENDOR_CI_TOKEN
+    caFile: %s
+`
+	const appChart = "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n  - name: web\n    version: \"^1.0.0\"\n    repository: \"@private\"\n"
+	const toolDep = "  - name: tool\n    version: \"^1.0.0\"\n    repository: \"@foreign\"\n"
+
+	for _, tc := range []struct {
+		name string
+		// remote gives the clone an origin/HEAD at the reviewed commit.
+		remote bool
+		args   []string
+		// foreignAuth: the added repository gets credentials.
+		foreignAuth bool
+		// fails: the private repository gets none, so vendor fails.
+		fails bool
+		notes []string
+	}{
+		{name: "default origin/HEAD", remote: true, notes: []string{`repository "foreign": its credentials are not used: it is new or changed since origin/HEAD`}},
+		{name: "--against the reviewed commit", args: []string{"--against", "main~1"}, notes: []string{`repository "foreign": its credentials are not used: it is new or changed since main~1`}},
+		{name: "--against HEAD vouches for the change", args: []string{"--against", "HEAD"}, foreignAuth: true},
+		{name: "no reviewed revision", fails: true, notes: []string{`repository "private": its credentials are not used: there is no reviewed revision`, `repository "foreign": its credentials are not used`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			private := chartrepo.StartRepo(t, pki, chartrepo.RepoOptions{Username: "robot", Password: password}, pkg("web"))
+			foreign := chartrepo.StartRepo(t, pki, chartrepo.RepoOptions{}, pkg("tool"))
+			dir := t.TempDir()
+			writeTree(t, dir, map[string]string{
+				"tandem.yaml":                  fmt.Sprintf(repos, private.URL, pki.CAFile),
+				"charts/app/Chart.yaml":        appChart,
+				"charts/app/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+			})
+			git := gitIn(t, dir)
+			git("init", "-q", "-b", "main")
+			git("add", "-A")
+			git("commit", "-qm", "reviewed")
+			if tc.remote {
+				git("update-ref", "refs/remotes/origin/main", "HEAD")
+				git("symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
+			}
+			// The pull request.
+			writeTree(t, dir, map[string]string{
+				"tandem.yaml":           fmt.Sprintf(repos+added, private.URL, pki.CAFile, foreign.URL, pki.CAFile),
+				"charts/app/Chart.yaml": appChart + toolDep,
+			})
+			git("commit", "-qam", "pull request")
+
+			out, errOut, code := runCLI(t, append([]string{"vendor", "--update", "--manifest-dir", dir}, tc.args...)...)
+			t.Logf("vendor: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+			for _, o := range []string{out, errOut} {
+				if strings.Contains(o, stolen) || strings.Contains(o, password) {
+					t.Errorf("output holds a secret: %s", o)
+				}
+			}
+			for _, n := range tc.notes {
+				if !strings.Contains(errOut, "note: "+n) {
+					t.Errorf("stderr lacks the note %q", n)
+				}
+			}
+			var foreignAuths []string
+			for _, r := range foreign.Requests() {
+				foreignAuths = append(foreignAuths, r.Auth)
+			}
+			wantStolen := "Basic " + base64.StdEncoding.EncodeToString([]byte("robot:"+stolen))
+			if got := slices.Contains(foreignAuths, wantStolen); got != tc.foreignAuth {
+				t.Errorf("the added repository got the credentials: %v, want %v (Authorization headers: %q)", got, tc.foreignAuth, foreignAuths)
+			}
+			if !tc.foreignAuth {
+				for _, a := range foreignAuths {
+					if a != "" {
+						t.Errorf("the added repository got an Authorization header: %q", a)
+					}
+				}
+			}
+			if len(foreignAuths) == 0 && !tc.fails {
+				t.Errorf("the added repository saw no request")
+			}
+			if tc.fails {
+				if code == 0 {
+					t.Errorf("vendor: exit 0; want a failure: the private repository gets no credentials")
+				}
+				for _, r := range private.Requests() {
+					if r.Auth != "" {
+						t.Errorf("the private repository got credentials without a reviewed revision: %q", r.Auth)
+					}
+				}
+				return
+			}
+			if code != 0 {
+				t.Fatalf("vendor: exit %d", code)
+			}
+			wantPrivate := "Basic " + base64.StdEncoding.EncodeToString([]byte("robot:"+password))
+			if !slices.ContainsFunc(private.Requests(), func(r chartrepo.Request) bool { return r.Auth == wantPrivate }) {
+				t.Errorf("the reviewed repository was not sent its credentials")
+			}
+			for _, f := range []string{"charts/app/charts/web-1.0.0.tgz", "charts/app/charts/tool-1.0.0.tgz"} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Errorf("not vendored: %v", err)
+				}
+			}
+		})
 	}
 }
