@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"helm.sh/helm/v3/pkg/chart"
@@ -121,7 +122,7 @@ func Vendor(chartDir string, o VendorOptions) (err error) {
 	}
 	defer closeRC()
 
-	var out bytes.Buffer
+	var out lockedBuffer
 	m := &downloader.Manager{
 		Out:              &out,
 		ChartPath:        chartDir,
@@ -197,6 +198,26 @@ func chartDependencies(ch *chart.Chart) []Dependency {
 		}
 	}
 	return deps
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writes: Helm's
+// dependency manager updates repository indexes in parallel, each goroutine
+// printing to Out.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // vendorRepositories returns the repositories ch's dependencies (declared
