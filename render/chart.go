@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,6 +94,9 @@ func (c *chartCache) load(src ChartSource) (*chart.Chart, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load chart %s: %w", src.Dir, err)
 		}
+		if err := checkVendoredVersions(ch); err != nil {
+			return nil, err
+		}
 		return ch, nil
 	}
 	path, err := c.download(src)
@@ -104,4 +108,36 @@ func (c *chartCache) load(src ChartSource) (*chart.Chart, error) {
 		return nil, fmt.Errorf("load chart %s: %w", src, err)
 	}
 	return ch, nil
+}
+
+// checkVendoredVersions refuses a local chart whose charts/ holds a
+// dependency at another version than its Chart.lock pins, or none of a
+// dependency the lock pins: Helm's CheckDependencies compares names only, so
+// a stale archive would render silently (helm dependency list calls it
+// "wrong version"). A remote chart is taken as published.
+func checkVendoredVersions(ch *chart.Chart) error {
+	if ch.Lock == nil {
+		return nil
+	}
+	vendored := map[string][]string{}
+	for _, sub := range ch.Dependencies() {
+		vendored[sub.Name()] = append(vendored[sub.Name()], sub.Metadata.Version)
+	}
+	var problems []string
+	for _, d := range ch.Lock.Dependencies {
+		if d.Repository == "" {
+			continue // a chart kept in charts/ by hand: Helm locks its version range
+		}
+		have, ok := vendored[d.Name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("%s %s is pinned by Chart.lock but not in charts/", d.Name, d.Version))
+		case !slices.Contains(have, d.Version):
+			problems = append(problems, fmt.Sprintf("%s is vendored at %s but Chart.lock pins %s", d.Name, strings.Join(have, ", "), d.Version))
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("chart %s: dependencies: %s (run tandem vendor in the manifest repository, and commit charts/)", ch.Metadata.Name, strings.Join(problems, "; "))
 }

@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"helm.sh/helm/v3/pkg/chart"
+
+	"github.com/tandem-gitops/tandem/internal/chartrepo"
 )
 
 // writeTree writes files (path relative to dir → content) under dir.
@@ -256,4 +258,53 @@ func TestVendorFileDependencyStaysInTheRepository(t *testing.T) {
 			t.Errorf("%s does not hold lib's files", tgz)
 		}
 	})
+}
+
+// TestValidateNamesAStaleVendoredDependency: Helm's own check compares
+// dependency names only, so charts/web-0.9.0.tgz under a Chart.lock pinning
+// web 1.0.0 rendered silently. validate names the dependency, both versions
+// and the command that fixes it; an archive at the pinned version passes.
+func TestValidateNamesAStaleVendoredDependency(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"tandem.yaml":                  "clusters:\n  - name: blue\n    role: active\nrepositories:\n  - name: charts\n    url: https://charts.example.com\nreleases:\n  - name: app\n    namespace: app\n    chart: ./charts/app\n",
+		"charts/app/Chart.yaml":        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n  - name: web\n    version: \"^1.0.0\"\n    repository: \"@charts\"\n",
+		"charts/app/Chart.lock":        "dependencies:\n- name: web\n  repository: https://charts.example.com\n  version: 1.0.0\ndigest: sha256:0000000000000000000000000000000000000000000000000000000000000000\ngenerated: \"2026-01-01T00:00:00Z\"\n",
+		"charts/app/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+	})
+	web := func(version string) {
+		t.Helper()
+		archives, _ := filepath.Glob(filepath.Join(dir, "charts/app/charts/*.tgz"))
+		for _, a := range archives {
+			if err := os.Remove(a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := filepath.Join(dir, "charts/app/charts/web-"+version+".tgz")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, chartrepo.Package("web", version, map[string]string{
+			"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n",
+		}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	web("0.9.0")
+	out, errOut, code := runCLI(t, "validate", "--manifest-dir", dir)
+	t.Logf("validate: exit %d\n%s%s", code, out, errOut)
+	if code == 0 {
+		t.Errorf("validate: exit 0 with web 0.9.0 vendored and 1.0.0 locked")
+	}
+	for _, want := range []string{"web is vendored at 0.9.0 but Chart.lock pins 1.0.0", "run tandem vendor"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr does not say %q", want)
+		}
+	}
+
+	web("1.0.0")
+	if out, errOut, code := runCLI(t, "validate", "--manifest-dir", dir); code != 0 {
+		t.Errorf("validate with the pinned version: exit %d\n%s%s", code, out, errOut)
+	}
 }
