@@ -2,7 +2,9 @@ package render
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +24,7 @@ import (
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo"
 	"oras.land/oras-go/v2/registry/remote/auth"
+	"sigs.k8s.io/yaml"
 )
 
 // VendorRepository is a chart repository (https:// or oci://) a chart's
@@ -123,6 +126,7 @@ func Vendor(chartDir string, o VendorOptions) (err error) {
 	defer closeRC()
 
 	var out lockedBuffer
+	listed := &listedDigests{byURL: map[string]listedArchive{}}
 	m := &downloader.Manager{
 		Out:              &out,
 		ChartPath:        chartDir,
@@ -132,7 +136,7 @@ func Vendor(chartDir string, o VendorOptions) (err error) {
 		RegistryClient:   rc,
 		Getters: getter.Providers{
 			{Schemes: []string{"http", "https"}, New: func(opts ...getter.Option) (getter.Getter, error) {
-				return &vendorGetter{opts: opts, auths: auths, dl: dl, deadline: deadline}, nil
+				return &vendorGetter{opts: opts, auths: auths, dl: dl, deadline: deadline, listed: listed}, nil
 			}},
 			{Schemes: []string{registry.OCIScheme}, New: withOptions(getter.NewOCIGetter, getter.WithRegistryClient(rc))},
 		},
@@ -315,6 +319,79 @@ type vendorGetter struct {
 	auths    []vendorAuth
 	dl       DownloadOptions
 	deadline time.Time
+	// listed holds the archive digests of the indexes fetched so far in
+	// this run, shared by every getter of the run.
+	listed *listedDigests
+}
+
+// listedArchive is what a repository's index says of one archive URL.
+type listedArchive struct {
+	repo, chart, version, digest string
+}
+
+// listedDigests maps an archive URL (as Helm resolves it against its
+// repository) to its index entry. Helm fetches indexes in parallel.
+type listedDigests struct {
+	mu    sync.Mutex
+	byURL map[string]listedArchive
+}
+
+// record notes the digests an index fetched from indexURL lists. An index
+// that does not parse is left to Helm, which refuses it.
+func (l *listedDigests) record(repoName, indexURL string, data []byte) {
+	var idx repo.IndexFile
+	if err := yaml.Unmarshal(data, &idx); err != nil {
+		return
+	}
+	u, err := url.Parse(indexURL)
+	if err != nil {
+		return
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/index.yaml")
+	u.RawPath = ""
+	base := u.String()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name, versions := range idx.Entries {
+		for _, v := range versions {
+			if v == nil || v.Metadata == nil || v.Digest == "" {
+				continue
+			}
+			for _, ref := range v.URLs {
+				abs, err := repo.ResolveReferenceURL(base, ref)
+				if err != nil {
+					continue
+				}
+				l.byURL[normalURL(abs)] = listedArchive{repo: repoName, chart: name, version: v.Version, digest: v.Digest}
+			}
+		}
+	}
+}
+
+// check refuses an archive fetched from href whose sha256 differs from the
+// digest its repository's index lists for it. An archive no index lists (or
+// lists without a digest) passes: Chart.lock pins the version only.
+func (l *listedDigests) check(href string, data []byte) error {
+	l.mu.Lock()
+	a, ok := l.byURL[normalURL(href)]
+	l.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	sum := sha256.Sum256(data)
+	got := hex.EncodeToString(sum[:])
+	if want := strings.ToLower(strings.TrimPrefix(a.digest, "sha256:")); got != want {
+		return fmt.Errorf("repository %q: chart %s version %s: the archive's sha256 is %s but the repository's index lists %s: refused (republished or tampered with)", a.repo, a.chart, a.version, got, want)
+	}
+	return nil
+}
+
+func normalURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	return u.String()
 }
 
 func (g *vendorGetter) Get(href string, options ...getter.Option) (*bytes.Buffer, error) {
@@ -340,7 +417,16 @@ func (g *vendorGetter) Get(href string, options ...getter.Option) (*bytes.Buffer
 	if err != nil {
 		return nil, err
 	}
-	return hg.Get(href)
+	data, err := hg.Get(href)
+	if err != nil {
+		return nil, err
+	}
+	if what == "repository index" {
+		g.listed.record(a.repo.Name, href, data.Bytes())
+	} else if err := g.listed.check(href, data.Bytes()); err != nil {
+		return nil, err
+	}
+	return data, nil
 }
 
 // vendorRegistryClient is the registry client for ch's OCI dependencies:

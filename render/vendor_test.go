@@ -195,6 +195,28 @@ func TestVendorFromHTTPSRepository(t *testing.T) {
 			}
 		}
 	})
+	t.Run("archive unlike its index digest refused", func(t *testing.T) {
+		// The index lists web 1.0.0 with another archive's digest: the
+		// archive was replaced after the index was written (or on its way).
+		swapped := webChart
+		swapped.ListedDigest = webChart110.Digest()
+		idx := chartrepo.StartRepo(t, pki, chartrepo.RepoOptions{}, swapped)
+		r := []VendorRepository{{Name: "idx", URL: idx.URL, Access: Access{CAFile: pki.CAFile}}}
+		d := parentChart(t, idx.URL, "1.0.0")
+		_, err := vendor(t, d, VendorOptions{Repositories: r, Update: true})
+		wantErr(t, err, `repository "idx": chart web version 1.0.0: the archive's sha256 is `+strings.TrimPrefix(webChart.Digest(), "sha256:")+` but the repository's index lists `+strings.TrimPrefix(webChart110.Digest(), "sha256:"))
+		if got := vendoredVersions(t, d); len(got) != 0 {
+			t.Fatalf("a refused archive is in charts/: %v", got)
+		}
+		// The same repository with a matching index entry vendors.
+		idx.SetCharts(webChart)
+		if _, err := vendor(t, d, VendorOptions{Repositories: r, Update: true}); err != nil {
+			t.Fatal(err)
+		}
+		if got := vendoredVersions(t, d); len(got) != 1 || got[0] != "web-1.0.0" {
+			t.Fatalf("charts/ holds %v, want web-1.0.0", got)
+		}
+	})
 	t.Run("plain http archive refused", func(t *testing.T) {
 		idx := chartrepo.StartRepo(t, pki, chartrepo.RepoOptions{ArchiveURL: "http://127.0.0.1:1/%s"}, webChart)
 		_, err := vendor(t, parentChart(t, idx.URL, "1.0.0"), VendorOptions{Repositories: []VendorRepository{{Name: "idx", URL: idx.URL, Access: Access{CAFile: pki.CAFile}}}, Update: true})

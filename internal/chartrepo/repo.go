@@ -22,6 +22,10 @@ type Chart struct {
 	Name, Version string
 	// Archive is the .tgz; Package makes one.
 	Archive []byte
+	// ListedDigest, when set, is the digest ("sha256:<hex>") the index
+	// lists instead of the archive's: an archive replaced on the server
+	// after its index entry was written.
+	ListedDigest string
 }
 
 // Digest is the archive's "sha256:<hex>", as a release's digest: pins it.
@@ -162,8 +166,12 @@ func index(charts []Chart, archiveURL string) []byte {
 			if archiveURL != "" {
 				u = fmt.Sprintf(archiveURL, u)
 			}
+			digest := c.Digest()
+			if c.ListedDigest != "" {
+				digest = c.ListedDigest
+			}
 			fmt.Fprintf(&b, "    - apiVersion: v2\n      name: %s\n      version: %s\n      digest: %s\n      urls: [%q]\n",
-				c.Name, c.Version, strings.TrimPrefix(c.Digest(), "sha256:"), u)
+				c.Name, c.Version, strings.TrimPrefix(digest, "sha256:"), u)
 		}
 	}
 	return []byte(b.String())
