@@ -207,7 +207,7 @@ func newSection(c reconciler.ClusterDiff, name string, r reconciler.ReleaseDiff)
 		s.summary += " · " + plural(n, "object")
 	}
 	for _, n := range r.Notes {
-		s.notes = append(s.notes, "- "+html.EscapeString(oneLine(n)))
+		s.notes = append(s.notes, "- "+inert(oneLine(n)))
 	}
 	for _, o := range r.Objects {
 		if o.Change == reconciler.ChangeUnchanged {
@@ -341,6 +341,56 @@ func codeSpan(s string) string {
 		s = " " + s + " "
 	}
 	return ticks + s + ticks
+}
+
+// zwsp is a zero-width space: it splits an @mention, #reference, scheme://
+// or www. into text that looks the same but that no forge links.
+const zwsp = "&#8203;"
+
+// inert is s as Markdown text that is shown as written and makes nothing
+// live: no HTML, no link (its brackets are entities, and a bare
+// https:// or www. is split so no autolink forms), no @mention (which would
+// notify a person or team), no #123 or owner/repo#123 reference (which
+// would leave a backlink there). Notes carry text from the clusters (a Helm
+// release's chart name and status, written by whoever may write a release
+// record) and from pull requests (a chart's name), into an issue or a
+// comment a bot posts.
+func inert(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch r {
+		case '&':
+			b.WriteString("&amp;")
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		case '"':
+			b.WriteString("&#34;")
+		case '\'':
+			b.WriteString("&#39;")
+		case '[':
+			b.WriteString("&#91;")
+		case ']':
+			b.WriteString("&#93;")
+		case '@', '#':
+			b.WriteRune(r)
+			b.WriteString(zwsp)
+		case ':':
+			b.WriteRune(r)
+			if strings.HasPrefix(s[i+1:], "//") {
+				b.WriteString(zwsp)
+			}
+		case '.':
+			if i >= 3 && strings.EqualFold(s[i-3:i], "www") {
+				b.WriteString(zwsp)
+			}
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // cell escapes text for a table cell.
