@@ -52,12 +52,19 @@ type State struct {
 	// Role is the role in effect on the cluster: the one its objects were
 	// last rendered for. A switchover changes it only once it completes, so
 	// while one is under way (Switchover) it is the role before it.
-	Role      string         `json:"role"`
-	Commit    string         `json:"commit"`
-	Ref       string         `json:"ref,omitempty"`
-	AppliedAt time.Time      `json:"appliedAt"`
-	Releases  []ReleaseState `json:"releases"`
-	LastError string         `json:"lastError,omitempty"`
+	Role      string    `json:"role"`
+	Commit    string    `json:"commit"`
+	Ref       string    `json:"ref,omitempty"`
+	AppliedAt time.Time `json:"appliedAt"`
+	// AppliedCommit is Commit when the run that wrote the record applied
+	// all of it: every release the manifest gives this cluster, each ended
+	// ok (no --release selection, no error, no switchover under way), so
+	// the cluster holds that commit's content, hand edits aside. Empty
+	// otherwise, and in records of a tandem from before it. CI plans the
+	// approval of the next reconcile against it (examples/ci).
+	AppliedCommit string         `json:"appliedCommit,omitempty"`
+	Releases      []ReleaseState `json:"releases"`
+	LastError     string         `json:"lastError,omitempty"`
 	// ClusterUID is the identity of the cluster the record is on (the UID
 	// of its kube-system namespace), so that one API server reached under
 	// two manifest cluster names, or a record copied to another cluster, is

@@ -683,6 +683,7 @@ func (r *run) recordSwitchover(ctx context.Context, xs []*swCluster, sw clusters
 		if x.prev != nil {
 			st = *x.prev
 			st.Releases = slices.Clone(x.prev.Releases)
+			st.AppliedCommit = "" // a switchover's phase leaves the objects between two renders
 			// The role before this switchover: a record left at an
 			// earlier, completed switchover may still show the role
 			// before that one.

@@ -300,6 +300,7 @@ func (r *run) settleRoles(ctx context.Context, xs []*swCluster) error {
 		}
 		st := *x.prev
 		st.Role, st.Switchover, st.AppliedAt = string(x.c.Role), nil, time.Now().UTC()
+		st.AppliedCommit = "" // the roles in effect are not the ones in git
 		st.Peers = peersAfter(x.prev, settled)
 		wctx, cancel := context.WithTimeout(x.ctx, 30*time.Second)
 		err := x.t.WriteState(wctx, st)
