@@ -171,12 +171,21 @@ func TestGitHubActionsExample(t *testing.T) {
 		if name != "reconcile" && strings.Contains(jobText(job), "TANDEM_KUBECONFIG") {
 			t.Errorf("job %q can reach the cluster credentials", name)
 		}
-		// Only reconcile gets the write credentials' environment, only drift the read-only one.
-		if want := map[string]any{"reconcile": "production", "drift": "production-read"}[name]; job["environment"] != want {
+		// Only reconcile gets the write credentials' environment; drift and plan-merge (which
+		// reads the state records) the dry-run-only one; the pull request's jobs neither.
+		readers := map[string]bool{"drift": true, "plan-merge": true}
+		if want := map[string]any{"reconcile": "production", "drift": "production-read", "plan-merge": "production-read"}[name]; job["environment"] != want {
 			t.Errorf("job %q environment = %v, want %v", name, job["environment"], want)
 		}
-		if name != "drift" && strings.Contains(jobText(job), "TANDEM_READ_KUBECONFIG") {
+		if !readers[name] && strings.Contains(jobText(job), "TANDEM_READ_KUBECONFIG") {
 			t.Errorf("job %q can reach the read-only cluster credentials", name)
+		}
+		if readers[name] {
+			steps := ghSteps(job)
+			last := steps[len(steps)-1]
+			if last.raw["if"] != "always()" || !strings.Contains(last.run, `rm -f "$RUNNER_TEMP/kubeconfig"`) {
+				t.Errorf("job %q: its last step does not remove the kubeconfig whatever happened: %v", name, last.raw)
+			}
 		}
 	}
 
@@ -245,7 +254,9 @@ func TestGitHubActionsExample(t *testing.T) {
 		}
 	}
 
-	// plan-merge: the plan of a push, for reconcile's approver; reviewed code, no secret.
+	// plan-merge: what the reconcile will change, for its approver: against the commit each
+	// cluster last applied completely (its state record), else main before the push; reviewed
+	// code, only the dry-run-only credentials.
 	pm, _ := jobs["plan-merge"].(map[string]any)
 	if diff := cmp.Diff(map[string]any{"contents": "read"}, pm["permissions"]); diff != "" {
 		t.Errorf("plan-merge job permissions (-want +got):\n%s", diff)
@@ -253,16 +264,27 @@ func TestGitHubActionsExample(t *testing.T) {
 	if c := toString(pm["if"]); !strings.Contains(c, "github.event_name == 'push'") || !strings.Contains(c, "github.ref == 'refs/heads/main'") {
 		t.Errorf("plan-merge job runs on %q, want pushes to main only", c)
 	}
-	if strings.Contains(jobText(pm), "secrets.") {
-		t.Error("plan-merge job references a secret")
+	if s := regexp.MustCompile(`secrets\.\w+`).FindAllString(jobText(pm), -1); !slices.Equal(s, []string{"secrets.TANDEM_READ_KUBECONFIG"}) {
+		t.Errorf("plan-merge job references the secrets %v, want only TANDEM_READ_KUBECONFIG", s)
 	}
-	for _, w := range []string{`tandem diff --against "$BEFORE" -o markdown --manifest-dir . >> "$GITHUB_STEP_SUMMARY"`, "github.event.before"} {
+	for _, w := range []string{"tandem status -o json --manifest-dir . --kubeconfig", ".state.appliedCommit", `tandem diff --against "$base"`,
+		`base="$applied"`, `base="$BEFORE"`, "github.event.before", "main before this push", "**Plan unavailable**"} {
 		if !strings.Contains(jobText(pm), w) {
 			t.Errorf("plan-merge job does not run %q", w)
 		}
 	}
+	// A plan that cannot be made never holds a fix back: reconcile runs after plan-merge
+	// whatever its result (TestCIPlanForTheApproverNeverBlocksAFix in cmd/tandem runs the step).
 	if toString(rec["needs"]) != "plan-merge" {
 		t.Errorf("reconcile job needs %v, want plan-merge (the approver sees its plan first)", rec["needs"])
+	}
+	if !strings.Contains(cond, "!cancelled()") {
+		t.Errorf("reconcile job condition %q: without !cancelled() a failed plan-merge skips the reconcile, so a fix pushed onto a main that does not render never deploys", cond)
+	}
+	for _, s := range ghSteps(pm) {
+		if s.raw["continue-on-error"] != nil {
+			t.Errorf("plan-merge step %q: continue-on-error hides a failure from the approver; the step says it in the summary", s.name)
+		}
 	}
 
 	// drift: scheduled, read-only cluster credentials, one issue.
@@ -288,6 +310,9 @@ func TestGitHubActionsExample(t *testing.T) {
 		"pinned to a full commit SHA", "persist-credentials: false keeps the token out of .git/config",
 		"Untrusted content", "The only write token", "runs none of its content", "No checkout",
 		"a stale plan does not stay up", "Reviewed code only", "protect the", "deployment branches: main only",
+		"Not read-only by RBAC alone", "Kubernetes authorizes a dry-run write like a real one", "drift-credential.yaml",
+		"never blocks the apply", "A fix pushed onto a broken main must reach the clusters",
+		"the commit it last applied completely",
 	})
 }
 
