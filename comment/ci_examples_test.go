@@ -268,7 +268,7 @@ func TestGitHubActionsExample(t *testing.T) {
 		t.Errorf("plan-merge job references the secrets %v, want only TANDEM_READ_KUBECONFIG", s)
 	}
 	for _, w := range []string{"tandem status -o json --manifest-dir . --kubeconfig", ".state.appliedCommit", `tandem diff --against "$base"`,
-		`base="$applied"`, `base="$BEFORE"`, "github.event.before", "main before this push", "**Plan unavailable**"} {
+		`key="applied $applied"`, `key="before $BEFORE"`, "github.event.before", "main before this push", "**Plan unavailable**"} {
 		if !strings.Contains(jobText(pm), w) {
 			t.Errorf("plan-merge job does not run %q", w)
 		}
