@@ -16,6 +16,7 @@ help: ## List the targets
 .PHONY: deps
 deps: ## Install what the build and tests need: Debian packages (git) and Go modules
 	@command -v git >/dev/null || { echo "installing git"; apt-get update -qq && apt-get install -y -qq git; }
+	@command -v jq >/dev/null && command -v curl >/dev/null || { echo "installing jq and curl (the CI examples' scripts)"; apt-get update -qq && apt-get install -y -qq jq curl; }
 	$(GO) mod download
 
 .PHONY: build

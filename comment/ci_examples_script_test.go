@@ -1,10 +1,15 @@
 package comment
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -167,4 +172,98 @@ func TestCIExampleDriftIssueScript(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGitLabCIExampleDriftIssueScript runs the GitLab drift job's issue
+// script with bash, the real curl and jq, against a stand-in of GitLab's
+// issues API on loopback: drift opens one issue labelled tandem-drift with
+// the report as its description, or edits the open one; no drift closes it
+// with a note; no drift without an issue writes nothing. Never two issues.
+func TestGitLabCIExampleDriftIssueScript(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "jq"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
+		}
+	}
+	gl, _ := readExample(t, "gitlab-ci.yaml")
+	var script string
+	for _, l := range toSlice(gl["tandem-drift"].(map[string]any)["script"]) {
+		if strings.Contains(toString(l), "/issues") {
+			script = toString(l)
+		}
+	}
+	if script == "" {
+		t.Fatal("no drift issue script in the example")
+	}
+	// A report with what breaks hand-made JSON: quotes, backslashes, backticks, newlines.
+	const report = "<!-- tandem:report -->\n### tandem drift at `abc`\n\n\"quoted\" \\ back\\slash\n"
+	const token = "glpat-e2e-token"
+	for _, tt := range []struct {
+		name, code, open string
+		want             []string // the writes: "METHOD path JSON"
+	}{
+		{name: "drift, no issue", code: "2", want: []string{`POST /api/v4/projects/42/issues {"description":` + jsonString(report) + `,"labels":"tandem-drift","title":"tandem: the clusters drifted from git"}`}},
+		{name: "drift, an open issue", code: "2", open: "7", want: []string{`PUT /api/v4/projects/42/issues/7 {"description":` + jsonString(report) + `}`}},
+		{name: "no drift, an open issue", code: "0", open: "7", want: []string{`POST /api/v4/projects/42/issues/7/notes {"body":"No drift at `, `PUT /api/v4/projects/42/issues/7 {"state_event":"close"}`}},
+		{name: "no drift, no issue", code: "0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var writes []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("PRIVATE-TOKEN") != token {
+					http.Error(w, `{"message":"401 Unauthorized"}`, http.StatusUnauthorized)
+					return
+				}
+				if r.Method == http.MethodGet {
+					if r.URL.Path != "/api/v4/projects/42/issues" || r.URL.Query().Get("labels") != "tandem-drift" || r.URL.Query().Get("state") != "opened" {
+						t.Errorf("unexpected read %s", r.URL)
+					}
+					if tt.open == "" {
+						fmt.Fprint(w, `[]`)
+					} else {
+						fmt.Fprintf(w, `[{"id":900,"iid":%s,"title":"tandem: the clusters drifted from git"}]`, tt.open)
+					}
+					return
+				}
+				var body map[string]any
+				if err := json.NewDecoder(r.Body).Decode(&body); err != nil || r.Header.Get("Content-Type") != "application/json" {
+					t.Errorf("%s %s: not a JSON body (%v, %s)", r.Method, r.URL.Path, err, r.Header.Get("Content-Type"))
+				}
+				b, _ := json.Marshal(body)
+				mu.Lock()
+				writes = append(writes, r.Method+" "+r.URL.Path+" "+string(b))
+				mu.Unlock()
+				fmt.Fprint(w, `{"iid":7}`)
+			}))
+			defer srv.Close()
+			dir := t.TempDir()
+			for name, body := range map[string]string{"drift.md": report, "drift.code": tt.code + "\n"} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command("bash", "-e", "-o", "pipefail", "-c", script)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "CI_API_V4_URL="+srv.URL+"/api/v4", "CI_PROJECT_ID=42", "TANDEM_DRIFT_TOKEN="+token)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("script failed: %v\n%s", err, out)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(writes) != len(tt.want) {
+				t.Fatalf("writes %q, want %q", writes, tt.want)
+			}
+			for i := range writes {
+				if !strings.HasPrefix(writes[i], tt.want[i]) {
+					t.Errorf("write %d = %q, want %q…", i, writes[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

@@ -336,7 +336,7 @@ func TestGitLabCIExample(t *testing.T) {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	if diff := cmp.Diff([]string{"tandem-comment", "tandem-plan", "tandem-reconcile"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"tandem-comment", "tandem-drift", "tandem-plan", "tandem-plan-merge", "tandem-reconcile"}, names); diff != "" {
 		t.Errorf("jobs (-want +got):\n%s", diff)
 	}
 	script := func(job map[string]any) string {
@@ -366,6 +366,17 @@ func TestGitLabCIExample(t *testing.T) {
 		}
 		if name != "tandem-comment" && strings.Contains(jobText(job), "GITLAB_TOKEN") {
 			t.Errorf("job %q uses the API token", name)
+		}
+		// The dry-run-only credentials: the jobs that read the clusters on the default branch.
+		readers := map[string]bool{"tandem-plan-merge": true, "tandem-drift": true}
+		if !readers[name] && strings.Contains(jobText(job), "TANDEM_READ_KUBECONFIG") {
+			t.Errorf("job %q uses the read credentials", name)
+		}
+		if name != "tandem-drift" && strings.Contains(jobText(job), "TANDEM_DRIFT_TOKEN") {
+			t.Errorf("job %q uses the drift issue token", name)
+		}
+		if e, _ := job["environment"].(map[string]any); readers[name] && (e["name"] != "production-read" || e["action"] != "prepare") {
+			t.Errorf("job %q environment %v, want production-read (where its variables are scoped), action prepare", name, job["environment"])
 		}
 	}
 	ruleIfs := func(job map[string]any) []string {
@@ -442,7 +453,53 @@ func TestGitLabCIExample(t *testing.T) {
 		t.Error("tandem-reconcile does not run tandem reconcile with the kubeconfig")
 	}
 
+	// tandem-plan-merge: the plan for the approver, against what the clusters last applied; it
+	// never holds the reconcile back (TestCIPlanForTheApproverNeverBlocksAFix in cmd/tandem runs it).
+	pm := jobs["tandem-plan-merge"]
+	if diff := cmp.Diff([]string{`$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH`}, ruleIfs(pm)); diff != "" {
+		t.Errorf("tandem-plan-merge rules (-want +got):\n%s", diff)
+	}
+	if pm["allow_failure"] != true {
+		t.Errorf("tandem-plan-merge allow_failure %v: a failed plan would hold back tandem-reconcile, and a fix pushed onto a broken default branch", pm["allow_failure"])
+	}
+	order := slices.IndexFunc(toSlice(doc["stages"]), func(s any) bool { return s == pm["stage"] })
+	if order < 0 || order >= slices.IndexFunc(toSlice(doc["stages"]), func(s any) bool { return s == rec["stage"] }) {
+		t.Errorf("tandem-plan-merge (stage %v) does not run before tandem-reconcile (stage %v)", pm["stage"], rec["stage"])
+	}
+	pms := script(pm)
+	strip, status := strings.Index(pms, `git remote set-url origin "${CI_PROJECT_URL}.git"`), strings.Index(pms, "tandem status")
+	if strip < 0 || status < 0 || strip > status {
+		t.Errorf("tandem-plan-merge does not drop the job token from the remote first:\n%s", pms)
+	}
+	for _, w := range []string{`tandem status -o json --manifest-dir . --kubeconfig "$TANDEM_READ_KUBECONFIG"`, ".state.appliedCommit",
+		`BEFORE="$CI_COMMIT_BEFORE_SHA"`, `tandem diff --against "$base"`, "**Plan unavailable**", "cat plan.md"} {
+		if !strings.Contains(pms, w) {
+			t.Errorf("tandem-plan-merge does not run %q", w)
+		}
+	}
+	if art, _ := pm["artifacts"].(map[string]any); art["when"] != "always" || !slices.Contains(toSlice(art["paths"]), any("plan.md")) {
+		t.Errorf("tandem-plan-merge artifacts %v: want plan.md, always", pm["artifacts"])
+	}
+
+	// tandem-drift: scheduled (or by hand) on the default branch, the read credentials, one issue.
+	dj := jobs["tandem-drift"]
+	if diff := cmp.Diff([]string{`($CI_PIPELINE_SOURCE == "schedule" || $CI_PIPELINE_SOURCE == "web") && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH`}, ruleIfs(dj)); diff != "" {
+		t.Errorf("tandem-drift rules (-want +got):\n%s", diff)
+	}
+	ds := script(dj)
+	for _, w := range []string{`tandem diff --exit-code -o markdown --manifest-dir . --kubeconfig "$TANDEM_READ_KUBECONFIG"`, `[ "$code" -ne 1 ]`,
+		"labels=tandem-drift&state=opened", `PRIVATE-TOKEN: $TANDEM_DRIFT_TOKEN`} {
+		if !strings.Contains(ds, w) {
+			t.Errorf("tandem-drift does not run %q", w)
+		}
+	}
+	if strings.Contains(ds, "tandem reconcile") {
+		t.Error("tandem-drift writes to the clusters")
+	}
+
 	checkWhy(t, text, []string{
+		"Not read-only by RBAC alone", "Kubernetes authorizes a dry-run write like a real one", "drift-credential.yaml",
+		"never holds the reconcile back", "a fix pushed onto a", "the commit it last", "deployment approvals",
 		"Never `latest`", "environment scope `tandem-comment`", "environment scope `production`",
 		"protected (protected branches only)", "no API token and no cluster credentials",
 		"drop it before the", "no checkout", "a stale plan does not stay up", "Reviewed code only",

@@ -38,6 +38,29 @@ func ciStep(t *testing.T, job, step string) string {
 	return ""
 }
 
+// ciGitLabScript returns the element of job's script in
+// examples/ci/gitlab-ci.yaml that holds want.
+func ciGitLabScript(t *testing.T, job, want string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "ci", "gitlab-ci.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	j, _ := doc[job].(map[string]any)
+	script, _ := j["script"].([]any)
+	for _, l := range script {
+		if l, ok := l.(string); ok && strings.Contains(l, want) {
+			return l
+		}
+	}
+	t.Fatalf("gitlab-ci.yaml: job %q runs no %q", job, want)
+	return ""
+}
+
 // ciShell runs script with bash as GitHub Actions runs a `shell: bash` step
 // (-e -o pipefail) in dir, with this test binary as tandem on PATH (see
 // TestMain). It returns the step's exit error, its output and the job
@@ -115,6 +138,22 @@ func TestCIPlanForTheApproverNeverBlocksAFix(t *testing.T) {
 			"**Plan unavailable** for blue, green; reconcile still waits for approval", "broken on purpose"} {
 			if !strings.Contains(summary, want) {
 				t.Errorf("the summary does not say %q:\n%s", want, summary)
+			}
+		}
+	})
+	t.Run("gitlab, the commit before the push does not render", func(t *testing.T) {
+		gl := ciGitLabScript(t, "tandem-plan-merge", "tandem status")
+		err, out, _ := ciShell(t, dir, gl, "CI_COMMIT_BEFORE_SHA="+broken, "CI_COMMIT_SHA="+fix, "TANDEM_READ_KUBECONFIG="+filepath.Join(t.TempDir(), "none"))
+		plan, _ := os.ReadFile(filepath.Join(dir, "plan.md"))
+		os.Remove(filepath.Join(dir, "plan.md"))
+		if err != nil {
+			t.Fatalf("the plan script failed (%v)\n%s\nplan.md:\n%s", err, out, plan)
+		}
+		for _, want := range []string{"## What the reconcile of `" + fix[:12] + "` will change", "could not be read",
+			"**blue, green**: compared with `" + broken[:12] + "`, the default branch before this push",
+			"**Plan unavailable** for blue, green; the reconcile still runs", "broken on purpose"} {
+			if !strings.Contains(string(plan), want) {
+				t.Errorf("plan.md does not say %q:\n%s", want, plan)
 			}
 		}
 	})
