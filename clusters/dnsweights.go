@@ -88,18 +88,6 @@ func (s *Serving) SuspendedCronJobs() (suspended, total int) {
 	return suspended, len(s.CronJobs)
 }
 
-// HeldScaledUp counts the workloads tandem holds at zero that have
-// replicas above zero: on a Standby, what someone scaled up anyway.
-func (s *Serving) HeldScaledUp() int {
-	n := 0
-	for _, w := range s.Workloads {
-		if w.Held && w.Replicas > 0 {
-			n++
-		}
-	}
-	return n
-}
-
 func held(m metav1.ObjectMeta) bool {
 	_, ok := m.Annotations[GuardReplicasAnnotation]
 	return ok

@@ -10,10 +10,11 @@ import (
 	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	admissionv1ac "k8s.io/client-go/applyconfigurations/admissionregistration/v1"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 )
 
 // The Standby guard is a ValidatingAdmissionPolicy, its binding and its
@@ -29,11 +30,23 @@ import (
 //   - a CronJob or KEDA ScaledObject that carries GuardHeldAnnotation and is
 //     not suspended, or not paused at zero replicas.
 //
-// The markers are on the objects tandem itself writes, so its own writes —
-// a switchover warming the Standby, a rollback, a release turned
-// `standby: keep` — drop the marker in the same write and pass: the policy
-// needs no exemption by identity, and a person's write that keeps the marker
-// (kubectl scale, edit, patch, a client-side apply) is refused.
+// and, from anyone but the user tandem writes the guard with (the
+// parameter's writer, as the API server authenticates it):
+//
+//   - an update that drops either marker from an object that carries it
+//     (`kubectl annotate …-`, or `helm rollback`/`upgrade` to a revision
+//     rendered while the cluster was Active: one 3-way patch that drops the
+//     marker and raises replicas);
+//   - a Deployment, StatefulSet or ReplicaSet the parameter lists, written
+//     through the object itself with replicas above zero (whatever its
+//     annotations say: a marker dropped earlier, or the object re-created).
+//
+// tandem's own writes that raise a held object — a switchover warming the
+// Standby (tandem removes the target's guard first), a rollback, a release
+// turned `standby: keep` — drop the marker in the same write, as the user
+// the parameter names. A person's write, or a chart's, under another
+// identity is refused; a person using tandem's own credentials is tandem to
+// the API server.
 const (
 	GuardName = "tandem-standby-guard"
 	// GuardReplicasAnnotation marks a workload held at zero (render's
@@ -46,8 +59,15 @@ const (
 	GuardKEDAPaused = "autoscaling.keda.sh/paused-replicas"
 	// guardVersionAnnotation records GuardPolicyVersion on the policy.
 	guardVersionAnnotation = "tandem.dev/guard-version"
+	// guardWrittenAnnotation records, on the policy and the binding, a hash
+	// of their spec as the API server returned it from tandem's write: a
+	// live spec that hashes otherwise was edited since (ReadGuard).
+	guardWrittenAnnotation = "tandem.dev/guard-written"
 	// guardClusterKey is the parameter's key naming the manifest cluster.
 	guardClusterKey = "cluster"
+	// guardWriterKey is the parameter's key naming the user tandem writes
+	// as: the one whose writes may drop a marker.
+	guardWriterKey = "writer"
 )
 
 // GuardNameFor names the guard's objects for a manifest ID, as
@@ -72,6 +92,13 @@ type Guard struct {
 	// PolicyVersion is the policy's GuardPolicyVersion() as read ("" when
 	// the policy is missing); ApplyGuard always writes the current one.
 	PolicyVersion string
+	// Writer is the user tandem writes to the cluster as (Username): only
+	// its writes may drop a marker or raise a listed workload.
+	Writer string
+	// Edited says the live policy or binding is not what tandem last wrote
+	// there (someone changed its spec: failurePolicy, match rules, actions);
+	// ApplyGuard writes the whole object again.
+	Edited bool
 }
 
 // Equal reports whether two guards hold the same thing.
@@ -79,7 +106,8 @@ func (g *Guard) Equal(o *Guard) bool {
 	if g == nil || o == nil {
 		return g == o
 	}
-	return g.Warn == o.Warn && g.Cluster == o.Cluster && g.PolicyVersion == o.PolicyVersion && maps.Equal(g.Scaled, o.Scaled)
+	return g.Warn == o.Warn && g.Cluster == o.Cluster && g.PolicyVersion == o.PolicyVersion && g.Writer == o.Writer &&
+		g.Edited == o.Edited && maps.Equal(g.Scaled, o.Scaled)
 }
 
 // GuardKey is the parameter key of a workload: "namespace.resource.name"
@@ -106,7 +134,7 @@ func GuardPolicyVersion() string {
 // object, the cluster and what to do instead.
 const guardMessage = `(has(request.subResource) && request.subResource == 'scale' ? request.resource.resource : request.kind.kind) + ' ' + request.namespace + '/' + request.name +
   ' is held at zero by tandem on Standby cluster ' + (has(params.data) && 'cluster' in params.data ? params.data['cluster'] : '(unknown)') +
-  ': scaling it up, resuming or unpausing it here is refused. To run it here, switch over: tandem switchover --to ' +
+  ': scaling it up, resuming or unpausing it, or dropping tandem\'s marker from it (helm rollback to a revision from when the cluster was Active does), is refused here. To run it here, switch over: tandem switchover --to ' +
   (has(params.data) && 'cluster' in params.data ? params.data['cluster'] : '<cluster>') + ', then commit and push tandem.yaml.'`
 
 // guardPolicy is the policy's desired state.
@@ -121,7 +149,20 @@ func guardPolicy(name string, version ...string) *admissionv1ac.ValidatingAdmiss
 		annotations = "has(object.metadata.annotations)"
 		// An empty subResource is absent from the request, not "": test it with has().
 		scale = "(has(request.subResource) && request.subResource == 'scale')"
+		apps  = "request.resource.group == 'apps'"
+		// listed: the parameter holds the workload at zero.
+		listed = "(params != null && has(params.data) && (request.namespace + '.' + request.resource.resource + '.' + request.name) in params.data)"
+		// writer: the request is tandem's own (the user it wrote the guard as).
+		writer = "(params != null && has(params.data) && '" + guardWriterKey + "' in params.data && request.userInfo.username == params.data['" + guardWriterKey + "'])"
 	)
+	marked := func(obj, key string) string {
+		return "(has(" + obj + ".metadata.annotations) && '" + key + "' in " + obj + ".metadata.annotations)"
+	}
+	// kept: an update keeps the marker the old object carried (oldObject is
+	// null on a create).
+	kept := func(key string) string {
+		return "(oldObject == null || !" + marked("oldObject", key) + " || " + marked("object", key) + ")"
+	}
 	validate := func(expr string) *admissionv1ac.ValidationApplyConfiguration {
 		return admissionv1ac.Validation().WithExpression(expr).WithMessageExpression(guardMessage).WithReason(metav1.StatusReasonForbidden)
 	}
@@ -139,11 +180,14 @@ func guardPolicy(name string, version ...string) *admissionv1ac.ValidatingAdmiss
 				rule("batch", createUpdate, "cronjobs"),
 				rule("keda.sh", createUpdate, "scaledobjects"),
 			)).
-			// Only scale requests and objects carrying a marker are
-			// evaluated: every other write in the cluster is untouched.
+			// Only scale requests, objects that carry or carried a marker
+			// and the workloads the parameter lists are evaluated: every
+			// other write in the cluster is untouched.
 			WithMatchConditions(
 				admissionv1ac.MatchCondition().WithName("held-or-scale").WithExpression(
-					scale+" || ("+annotations+" && ('"+GuardReplicasAnnotation+"' in object.metadata.annotations || '"+GuardHeldAnnotation+"' in object.metadata.annotations))"),
+					scale+" || "+marked("object", GuardReplicasAnnotation)+" || "+marked("object", GuardHeldAnnotation)+
+						" || (oldObject != null && ("+marked("oldObject", GuardReplicasAnnotation)+" || "+marked("oldObject", GuardHeldAnnotation)+"))"+
+						" || ("+apps+" && "+listed+")"),
 				// A Deployment's ReplicaSets inherit its annotations, and the
 				// Deployment controller never removes one it copied: the
 				// marker on them says nothing. Objects a controller owns are
@@ -153,9 +197,13 @@ func guardPolicy(name string, version ...string) *admissionv1ac.ValidatingAdmiss
 			).
 			WithValidations(
 				validate(scale+" || request.resource.group != 'apps' || !("+annotations+" && '"+GuardReplicasAnnotation+"' in object.metadata.annotations) || !has(object.spec.replicas) || object.spec.replicas == 0"),
-				validate("!"+scale+" || !has(object.spec.replicas) || object.spec.replicas == 0 || !has(params.data) || !((request.namespace + '.' + request.resource.resource + '.' + request.name) in params.data)"),
+				validate("!"+scale+" || !has(object.spec.replicas) || object.spec.replicas == 0 || !"+listed),
 				validate("request.resource.resource != 'cronjobs' || !("+annotations+" && '"+GuardHeldAnnotation+"' in object.metadata.annotations) || (has(object.spec.suspend) && object.spec.suspend)"),
 				validate("request.resource.resource != 'scaledobjects' || !("+annotations+" && '"+GuardHeldAnnotation+"' in object.metadata.annotations) || ('"+GuardKEDAPaused+"' in object.metadata.annotations && object.metadata.annotations['"+GuardKEDAPaused+"'] == '0')"),
+				// Only tandem drops a marker.
+				validate(scale+" || "+writer+" || ("+kept(GuardReplicasAnnotation)+" && "+kept(GuardHeldAnnotation)+")"),
+				// Only tandem raises a workload the parameter lists, marker or not.
+				validate(scale+" || !("+apps+") || "+writer+" || !"+listed+" || !has(object.spec.replicas) || object.spec.replicas == 0"),
 			))
 	if len(version) > 0 {
 		p.WithAnnotations(map[string]string{guardVersionAnnotation: version[0]})
@@ -179,6 +227,7 @@ func (c *Cluster) ReadGuard(ctx context.Context, manifestID string) (*Guard, err
 	for _, a := range b.Spec.ValidationActions {
 		g.Warn = g.Warn || a == admissionv1.Warn
 	}
+	g.Edited = b.Annotations[guardWrittenAnnotation] != specHash(b.Spec)
 	p, err := adm.ValidatingAdmissionPolicies().Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -186,6 +235,7 @@ func (c *Cluster) ReadGuard(ctx context.Context, manifestID string) (*Guard, err
 		return nil, fmt.Errorf("cluster %q: read standby guard: policy %s: %w", c.name, name, err)
 	default:
 		g.PolicyVersion = p.Annotations[guardVersionAnnotation]
+		g.Edited = g.Edited || p.Annotations[guardWrittenAnnotation] != specHash(p.Spec)
 	}
 	cm, err := c.clientset.CoreV1().ConfigMaps(SystemNamespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
@@ -194,57 +244,157 @@ func (c *Cluster) ReadGuard(ctx context.Context, manifestID string) (*Guard, err
 		return nil, fmt.Errorf("cluster %q: read standby guard: configmap %s/%s: %w", c.name, SystemNamespace, name, err)
 	default:
 		for k, v := range cm.Data {
-			if k == guardClusterKey {
+			switch k {
+			case guardClusterKey:
 				g.Cluster = v
-				continue
+			case guardWriterKey:
+				g.Writer = v
+			default:
+				g.Scaled[k] = v
 			}
-			g.Scaled[k] = v
 		}
 	}
 	return g, nil
 }
 
+// specHash identifies a policy's or binding's spec as the API server
+// holds it (with its defaults).
+func specHash(spec any) string {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return "" // cannot happen: the spec is plain data
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
 // ApplyGuard writes the manifest's guard: the parameter first, then the
-// policy, then the binding that puts it in force, each with one server-side
-// apply (field manager "tandem"). The API server takes about a second to
-// start enforcing a new or changed policy.
+// policy, then the binding that puts it in force. Each is written whole
+// (created, or updated over what is live), so what someone added or
+// changed by hand is gone after it; the policy and the binding then record
+// the hash of their spec as written (ReadGuard compares it). The API
+// server takes about a second to start enforcing a new or changed policy.
 func (c *Cluster) ApplyGuard(ctx context.Context, manifestID string, g Guard) error {
 	name := GuardNameFor(manifestID)
 	data := map[string]string{guardClusterKey: g.Cluster}
+	if g.Writer != "" {
+		data[guardWriterKey] = g.Writer
+	}
 	for k, v := range g.Scaled {
-		if k == guardClusterKey || strings.Count(k, ".") < 2 {
+		if k == guardClusterKey || k == guardWriterKey || strings.Count(k, ".") < 2 {
 			return fmt.Errorf("cluster %q: standby guard: bad workload key %q", c.name, k)
 		}
 		data[k] = v
 	}
 	labels := map[string]string{"app.kubernetes.io/managed-by": "tandem"}
-	cm := corev1ac.ConfigMap(name, SystemNamespace).WithLabels(labels).WithData(data)
-	opts := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
+	cms := c.clientset.CoreV1().ConfigMaps(SystemNamespace)
 	err := c.inSystemNamespace(ctx, func() error {
-		_, err := c.clientset.CoreV1().ConfigMaps(SystemNamespace).Apply(ctx, cm, opts)
+		cm, err := cms.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: SystemNamespace, Labels: labels}, Data: data},
+				metav1.CreateOptions{FieldManager: fieldManager})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		cm.Labels, cm.Data, cm.BinaryData = mergeLabels(cm.Labels, labels), data, nil
+		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{FieldManager: fieldManager})
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cluster %q: standby guard: configmap %s/%s: %w", c.name, SystemNamespace, name, err)
 	}
-	adm := c.clientset.AdmissionregistrationV1()
-	if _, err := adm.ValidatingAdmissionPolicies().Apply(ctx, guardPolicy(name, GuardPolicyVersion()), opts); err != nil {
+	if err := c.writePolicy(ctx, name); err != nil {
 		return fmt.Errorf("cluster %q: standby guard: policy %s: %w", c.name, name, err)
 	}
+	if err := c.writeBinding(ctx, name, g.Warn, labels); err != nil {
+		return fmt.Errorf("cluster %q: standby guard: binding %s: %w", c.name, name, err)
+	}
+	return nil
+}
+
+// writePolicy creates or replaces the guard's policy, then records the
+// hash of its spec as the API server returned it.
+func (c *Cluster) writePolicy(ctx context.Context, name string) error {
+	var want admissionv1.ValidatingAdmissionPolicy
+	if err := fromApplyConfiguration(guardPolicy(name, GuardPolicyVersion()), &want); err != nil {
+		return err
+	}
+	api := c.clientset.AdmissionregistrationV1().ValidatingAdmissionPolicies()
+	live, err := api.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		live, err = api.Create(ctx, &want, metav1.CreateOptions{FieldManager: fieldManager})
+	case err == nil:
+		live.Labels = mergeLabels(live.Labels, want.Labels)
+		live.Annotations = mergeLabels(live.Annotations, want.Annotations)
+		live.Spec = want.Spec
+		live, err = api.Update(ctx, live, metav1.UpdateOptions{FieldManager: fieldManager})
+	}
+	if err != nil {
+		return err
+	}
+	_, err = api.Patch(ctx, name, types.MergePatchType, writtenPatch(live.Spec), metav1.PatchOptions{FieldManager: fieldManager})
+	return err
+}
+
+// writeBinding creates or replaces the guard's binding, then records the
+// hash of its spec as the API server returned it.
+func (c *Cluster) writeBinding(ctx context.Context, name string, warn bool, labels map[string]string) error {
 	action := admissionv1.Deny
-	if g.Warn {
+	if warn {
 		action = admissionv1.Warn
 	}
-	binding := admissionv1ac.ValidatingAdmissionPolicyBinding(name).WithLabels(labels).
+	ac := admissionv1ac.ValidatingAdmissionPolicyBinding(name).WithLabels(labels).
 		WithSpec(admissionv1ac.ValidatingAdmissionPolicyBindingSpec().
 			WithPolicyName(name).
 			WithValidationActions(action).
 			WithParamRef(admissionv1ac.ParamRef().WithName(name).WithNamespace(SystemNamespace).
 				WithParameterNotFoundAction(admissionv1.AllowAction)))
-	if _, err := adm.ValidatingAdmissionPolicyBindings().Apply(ctx, binding, opts); err != nil {
-		return fmt.Errorf("cluster %q: standby guard: binding %s: %w", c.name, name, err)
+	var want admissionv1.ValidatingAdmissionPolicyBinding
+	if err := fromApplyConfiguration(ac, &want); err != nil {
+		return err
 	}
-	return nil
+	api := c.clientset.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
+	live, err := api.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		live, err = api.Create(ctx, &want, metav1.CreateOptions{FieldManager: fieldManager})
+	case err == nil:
+		live.Labels = mergeLabels(live.Labels, want.Labels)
+		live.Spec = want.Spec
+		live, err = api.Update(ctx, live, metav1.UpdateOptions{FieldManager: fieldManager})
+	}
+	if err != nil {
+		return err
+	}
+	_, err = api.Patch(ctx, name, types.MergePatchType, writtenPatch(live.Spec), metav1.PatchOptions{FieldManager: fieldManager})
+	return err
+}
+
+// fromApplyConfiguration turns an apply configuration into the typed
+// object it describes (they share their JSON form).
+func fromApplyConfiguration(ac, into any) error {
+	b, err := json.Marshal(ac)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, into)
+}
+
+func writtenPatch(spec any) []byte {
+	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{guardWrittenAnnotation: specHash(spec)}}})
+	return b
+}
+
+func mergeLabels(have, want map[string]string) map[string]string {
+	out := maps.Clone(have)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, want)
+	return out
 }
 
 // RemoveGuard deletes the manifest's guard, binding first (which ends

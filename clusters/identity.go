@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -16,8 +17,9 @@ const identityNamespace = "kube-system"
 
 // identityCache holds a Cluster's identity once read.
 type identityCache struct {
-	mu  sync.Mutex
-	uid string
+	mu   sync.Mutex
+	uid  string
+	user string
 }
 
 // Identity returns the cluster's stable identity, the UID of its
@@ -40,4 +42,26 @@ func (c *Cluster) Identity(ctx context.Context) (string, error) {
 	}
 	c.identity.uid = string(ns.UID)
 	return c.identity.uid, nil
+}
+
+// Username is the user the API server authenticates tandem's requests to
+// the cluster as (a SelfSubjectReview, which every authenticated user may
+// make; impersonation in the kubeconfig included): the Standby guard lets
+// only that user drop its markers. Read once per Cluster; a failed read
+// is not cached.
+func (c *Cluster) Username(ctx context.Context) (string, error) {
+	c.identity.mu.Lock()
+	defer c.identity.mu.Unlock()
+	if c.identity.user != "" {
+		return c.identity.user, nil
+	}
+	r, err := c.clientset.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("cluster %q: who am I (SelfSubjectReview): %w", c.name, err)
+	}
+	if r.Status.UserInfo.Username == "" {
+		return "", fmt.Errorf("cluster %q: who am I (SelfSubjectReview): no username", c.name)
+	}
+	c.identity.user = r.Status.UserInfo.Username
+	return c.identity.user, nil
 }

@@ -106,7 +106,7 @@ func NewMetrics() *Metrics {
 		}, []string{"cluster"}),
 		standbyScaledUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tandem_standby_workloads_scaled_up",
-			Help: "Workloads tandem holds at zero on a Standby (tandem.dev/active-replicas) that have replicas above zero; read after each run.",
+			Help: "Workloads tandem holds at zero on a Standby that have replicas above zero: those with its marker (tandem.dev/active-replicas), and on a Standby outside a switchover every workload of a scale-to-zero release, marker or not; read after each run.",
 		}, []string{"cluster"}),
 	}
 	m.reg.MustRegister(m.reconcileDuration, m.reconcileTotal, m.releaseInfo, m.releaseDrifted, m.clusterInfo,

@@ -61,6 +61,9 @@ type GuardReport struct {
 // GuardTarget is what the guard needs of a cluster; *clusters.Cluster
 // provides it. A Target without it (a test's fake) gets no guard.
 type GuardTarget interface {
+	// Username is the user the cluster authenticates tandem as: the guard
+	// lets only that user drop its markers.
+	Username(ctx context.Context) (string, error)
 	ReadGuard(ctx context.Context, manifestID string) (*clusters.Guard, error)
 	ApplyGuard(ctx context.Context, manifestID string, g clusters.Guard) error
 	RemoveGuard(ctx context.Context, manifestID string) (bool, error)
@@ -186,6 +189,10 @@ func (r *run) reconcileGuard(ctx context.Context, cr *clusterRun, desired []Desi
 		}
 	}
 	want, unguarded := desiredGuard(mode, cr.c.Name, cr.c.Role, desired, current, scope)
+	if err := withWriter(ctx, gt, want); err != nil {
+		rep.Outcome, rep.Error = OutcomeFailed, err.Error()
+		return rep
+	}
 	if len(unguarded) > 0 {
 		cr.log.Warn("standby guard: names too long for a guard key; their scale subresource is not guarded", "objects", strings.Join(unguarded, ", "))
 	}
@@ -222,15 +229,33 @@ func writeGuard(ctx context.Context, gt GuardTarget, manifestID string, want *cl
 	return gt.ApplyGuard(ctx, manifestID, *want)
 }
 
-// guardStep keeps a cluster's guard in step with a switchover phase: once
-// a step has applied its releases at the phase's role, their entries
-// follow what that render holds down (a Standby being warmed leaves the
-// list, so its HPAs can scale it; a source scaled down joins it), the
-// guard goes when the cluster turns Active and comes when it turns
-// Standby. A failure is logged, not fatal: the guard is a second line
-// behind tandem's own writes, and the plain reconcile after the switchover
-// reports it.
-func (r *run) guardStep(ctx context.Context, x *swCluster, role manifest.Role, desired []Desired) {
+// withWriter names in want the user tandem writes to the cluster as: the
+// one whose writes may drop the guard's markers (its own rollbacks, a
+// release turned standby: keep). A guard without it would refuse them.
+func withWriter(ctx context.Context, gt GuardTarget, want *clusters.Guard) error {
+	if want == nil {
+		return nil
+	}
+	user, err := gt.Username(ctx)
+	if err != nil {
+		return err
+	}
+	want.Writer = user
+	return nil
+}
+
+// guardStep keeps a cluster's guard in step with a switchover phase.
+// Before a step (pre) it only removes: a target's guard goes before its
+// first write (it becomes Active, and tandem's warming writes then depend
+// on nothing the guard allows), and with --standby-guard off every
+// involved cluster's goes before anything is written. After a step has
+// applied its releases at the phase's role, a source's entries follow
+// what that render holds down (a source scaled down joins the list), and
+// its guard comes when it turns Standby. A failure is logged, not fatal:
+// the guard is a second line behind tandem's own writes, and the plain
+// reconcile after the switchover reports it; a failed switchover is put
+// back by the next run, which installs the guard again where it belongs.
+func (r *run) guardStep(ctx context.Context, x *swCluster, p *SwitchoverPlan, role manifest.Role, desired []Desired, pre bool) {
 	gt, ok := x.t.(GuardTarget)
 	if !ok || r.opts.DryRun {
 		return
@@ -239,21 +264,36 @@ func (r *run) guardStep(ctx context.Context, x *swCluster, role manifest.Role, d
 	if mode == "" {
 		mode = GuardEnforce
 	}
+	remove := mode == GuardOff || slices.Contains(p.To, x.c.Name)
+	if pre && !remove {
+		return
+	}
 	current, err := gt.ReadGuard(ctx, r.m.ID)
 	if err == nil {
-		scope := map[ReleaseKey]bool{}
-		for _, d := range desired {
-			scope[d.key()] = true
+		var want *clusters.Guard
+		if !remove {
+			scope := map[ReleaseKey]bool{}
+			for _, d := range desired {
+				scope[d.key()] = true
+			}
+			want, _ = desiredGuard(mode, x.c.Name, role, desired, current, scope)
+			err = withWriter(ctx, gt, want)
 		}
-		want, _ := desiredGuard(mode, x.c.Name, role, desired, current, scope)
-		if guardAction(current, want) == GuardUnchanged || guardAction(current, want) == "" {
-			return
+		if err == nil {
+			switch guardAction(current, want) {
+			case GuardUnchanged, "":
+				return
+			}
+			err = writeGuard(ctx, gt, r.m.ID, want)
 		}
-		err = writeGuard(ctx, gt, r.m.ID, want)
 	}
 	if err != nil {
 		r.opts.Logger.Warn("switchover: standby guard not updated", "cluster", x.c.Name, "error", err)
 		r.emit(Event{Cluster: x.c.Name, Role: string(role), Phase: "switchover", Message: "standby guard not updated: " + err.Error()})
+		return
+	}
+	if current != nil && remove {
+		r.emit(Event{Cluster: x.c.Name, Role: string(role), Phase: "switchover", Message: "standby guard removed"})
 	}
 }
 

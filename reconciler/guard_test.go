@@ -170,3 +170,29 @@ func TestRenderReservesClustersNames(t *testing.T) {
 		t.Errorf("render.ReservedNamePrefix %q does not cover the guard's names (%q)", render.ReservedNamePrefix, clusters.GuardNameFor("prod"))
 	}
 }
+
+// tandem_standby_workloads_scaled_up counts a Standby's workloads of a
+// scale-to-zero release with replicas above zero whether or not they still
+// carry the marker (review of issue 12, finding 4: every way past the guard
+// drops the marker, so counting marked objects only never fired); a
+// standby: keep release's and an Active's are not counted, and neither is a
+// Standby in a switchover (the target warmed), except a marked one.
+func TestScaledUpOnStandby(t *testing.T) {
+	m := &manifest.Manifest{
+		Clusters: []manifest.Cluster{{Name: "green", Role: manifest.RoleStandby}},
+		Releases: []manifest.Release{{Name: "web", Namespace: "shop"}, {Name: "ingress", Namespace: "edge", Standby: manifest.StandbyKeep}},
+	}
+	s := &clusters.Serving{Workloads: []clusters.WorkloadState{
+		{Object: "Deployment shop/web", Release: "shop/web", Replicas: 3},               // marker dropped, scaled up
+		{Object: "StatefulSet shop/db", Release: "shop/web", Replicas: 0, Held: true},   // held
+		{Object: "Deployment edge/ingress", Release: "edge/ingress", Replicas: 2},       // standby: keep
+		{Object: "Deployment shop/marked", Release: "other/x", Replicas: 1, Held: true}, // marked, scaled up
+		{Object: "Deployment shop/foreign", Release: "other/y", Replicas: 1},            // not a release of this manifest
+	}}
+	if got := scaledUpOnStandby(m, "green", true, s); got != 2 {
+		t.Errorf("Standby: %d scaled up, want 2 (shop/web without its marker, shop/marked)", got)
+	}
+	if got := scaledUpOnStandby(m, "green", false, s); got != 1 {
+		t.Errorf("Active or in a switchover: %d scaled up, want 1 (the marked one)", got)
+	}
+}

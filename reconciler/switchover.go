@@ -585,6 +585,7 @@ func (r *run) switchoverStep(x *swCluster, p *SwitchoverPlan, ph Phase, st Phase
 	ctx := x.ctx
 	c := x.c
 	c.Role = st.Role
+	r.guardStep(ctx, x, p, c.Role, nil, true) // reconciler/guard.go
 	if len(st.Releases) == 0 {
 		return nil, ""
 	}
@@ -647,7 +648,7 @@ func (r *run) switchoverStep(x *swCluster, p *SwitchoverPlan, ph Phase, st Phase
 	}
 	x.digests(desired)
 	if len(bad) == 0 {
-		r.guardStep(ctx, x, c.Role, desired) // reconciler/guard.go
+		r.guardStep(ctx, x, p, c.Role, desired, false)
 	}
 	return out, strings.Join(bad, "; ")
 }

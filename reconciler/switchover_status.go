@@ -34,7 +34,10 @@ type LiveStatus struct {
 	CronJobs          int `json:"cronJobs"`
 	CronJobsSuspended int `json:"cronJobsSuspended"`
 	// HeldScaledUp counts workloads tandem holds at zero (on a Standby)
-	// that have replicas above zero anyway.
+	// that have replicas above zero anyway: those that carry the marker,
+	// and, on a cluster Standby in effect with no switchover under way,
+	// every workload of a scale-to-zero release, marker or not (a person
+	// who got past the guard dropped it; see scaledUpOnStandby).
 	HeldScaledUp int    `json:"heldScaledUp"`
 	Error        string `json:"error,omitempty"`
 }
@@ -88,7 +91,8 @@ func ReadLive(ctx context.Context, m *manifest.Manifest, connect Connector, rows
 				if s, err = readServing(ctx, m, t); err == nil {
 					out[i].DNSWeights = s.Weights()
 					out[i].CronJobsSuspended, out[i].CronJobs = s.SuspendedCronJobs()
-					out[i].HeldScaledUp = s.HeldScaledUp()
+					standby := manifest.Role(ls.RoleInEffect) == manifest.RoleStandby || ls.RoleInEffect == "" && manifest.Role(ls.RoleInGit) == manifest.RoleStandby
+					out[i].HeldScaledUp = scaledUpOnStandby(m, c.Name, standby && ls.Switchover == nil, s)
 					return
 				}
 			}
@@ -97,4 +101,27 @@ func ReadLive(ctx context.Context, m *manifest.Manifest, connect Connector, rows
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
+}
+
+// scaledUpOnStandby counts a cluster's workloads with replicas above zero
+// that tandem holds at zero: those that carry its marker and, when the
+// cluster is a Standby outside a switchover (standby), every workload of a
+// release the cluster runs scaled to zero, by the release label tandem
+// puts on its objects. Pure.
+func scaledUpOnStandby(m *manifest.Manifest, cluster string, standby bool, s *clusters.Serving) int {
+	held := map[string]bool{}
+	if standby {
+		for _, rel := range m.ReleasesFor(cluster) {
+			if rel.Standby != manifest.StandbyKeep {
+				held[rel.Namespace+"/"+rel.Name] = true
+			}
+		}
+	}
+	n := 0
+	for _, w := range s.Workloads {
+		if w.Replicas > 0 && (w.Held || held[w.Release]) {
+			n++
+		}
+	}
+	return n
 }

@@ -3,6 +3,7 @@ package guard_test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -131,8 +132,14 @@ func TestGuardOffRemovesIt(t *testing.T) {
 // TestGuardSwitchoverAndBack: with the guard on, a switchover to green and
 // one back both complete; in between the guard is on blue (now Standby)
 // and gone from green, so a scale on blue is refused and on green passes.
+//
+// Green's guard is written as if by another tandem (a CI runner's user):
+// the switchover removes a target's guard before warming it, so tandem's
+// warming writes (which drop the markers) never depend on whom the guard
+// lets drop them (review of issue 12, finding 1 (b)).
 func TestGuardSwitchoverAndBack(t *testing.T) {
 	h := newHarness(t, "enforce")
+	h.setGuardWriter(t, "green", "system:serviceaccount:ci:tandem-runner")
 	h.switchTo(t, "green")
 	res := h.reconcile(t)
 	if res.Code != 0 {
@@ -158,6 +165,87 @@ func TestGuardSwitchoverAndBack(t *testing.T) {
 	}
 	if !h.hasGuard(t, "green") || h.hasGuard(t, "blue") {
 		t.Errorf("after switching back: guard on green %v, on blue %v; want only on green", h.hasGuard(t, "green"), h.hasGuard(t, "blue"))
+	}
+}
+
+// operator are kubectl's and helm's flags for a person other than tandem:
+// the admin kubeconfig impersonating another user (tandem runs as the admin
+// itself, and the guard lets only the user tandem writes as drop a marker).
+var operator = []string{"--as=e2e-operator", "--as-group=system:masters"}
+
+// TestGuardOnlyTandemDropsTheMarker (review of issue 12, finding 4): on
+// green (Standby), someone who is not tandem may not get past the guard by
+// dropping the marker first (`kubectl annotate … tandem.dev/active-replicas-`,
+// then a patch of spec.replicas), nor with `helm rollback` to a revision
+// rendered while green was Active (one 3-way patch that drops the marker
+// and raises replicas); tandem's own writes that drop it still pass: a
+// release turned standby: keep, and back.
+func TestGuardOnlyTandemDropsTheMarker(t *testing.T) {
+	h := newHarness(t, "enforce")
+	dep := h.deployment(t, "green", "example", "example")
+	as := func(args ...string) []string { return append(append([]string{}, operator...), args...) }
+
+	res := h.until(t, "green", refused, as("-n", "example", "annotate", "deployment", dep, "tandem.dev/active-replicas-", "--dry-run=server")...)
+	if res.Code == 0 || !strings.Contains(res.Stderr, message) {
+		t.Fatalf("kubectl annotate %s tandem.dev/active-replicas- on green as another user: exit %d, want refused with %q:\n%s", dep, res.Code, message, res.Stderr)
+	}
+	t.Logf("green refused dropping the marker: %s", strings.TrimSpace(res.Stderr))
+	res = h.kubectl(t, "green", as("-n", "example", "patch", "deployment", dep, "--type=json", "-p",
+		`[{"op":"remove","path":"/metadata/annotations/tandem.dev~1active-replicas"},{"op":"replace","path":"/spec/replicas","value":2}]`)...)
+	if res.Code == 0 || !strings.Contains(res.Stderr, message) {
+		t.Errorf("one patch dropping the marker and raising replicas on green: exit %d, want refused with %q:\n%s", res.Code, message, res.Stderr)
+	}
+
+	// helm rollback of green to a revision from when it was Active.
+	rev := h.activeEraRevision(t, "example", "example")
+	if rev == 0 {
+		// Run alone: make green's history hold one.
+		h.switchTo(t, "green")
+		if res := h.reconcile(t); res.Code != 0 {
+			t.Fatalf("switchover to green: exit %d\n%s", res.Code, res.Stderr)
+		}
+		h.switchTo(t, "blue")
+		if res := h.reconcile(t); res.Code != 0 {
+			t.Fatalf("switchover back to blue: exit %d\n%s", res.Code, res.Stderr)
+		}
+		if rev = h.activeEraRevision(t, "example", "example"); rev == 0 {
+			t.Fatal("green's history of example has no revision without the marker after a switchover and back")
+		}
+	}
+	res = h.helm(t, "green", "--kube-as-user=e2e-operator", "--kube-as-group=system:masters", "-n", "example", "rollback", "example", strconv.Itoa(rev))
+	if res.Code == 0 {
+		t.Errorf("helm rollback example %d (rendered while green was Active) on green as another user: passed\n%s", rev, res.Stdout)
+	} else if !strings.Contains(res.Stderr, message) {
+		t.Errorf("helm rollback example %d on green: exit %d, want the guard's message %q:\n%s", rev, res.Code, message, res.Stderr)
+	}
+	t.Logf("green refused helm rollback to revision %d: %s", rev, strings.TrimSpace(res.Stderr))
+	if n := h.replicas(t, "green", "example", dep); n != 0 {
+		t.Errorf("green %s has %d replicas after the refused writes, want 0", dep, n)
+	}
+	// tandem puts the release back where the failed rollback left it.
+	if res := h.reconcile(t); res.Code != 0 {
+		t.Fatalf("reconcile after the refused helm rollback: exit %d\n%s", res.Code, res.Stderr)
+	}
+
+	// tandem's own write that drops the marker: example turned standby: keep,
+	// with the guard last written by another tandem: the run names itself
+	// the guard's writer before it writes a release.
+	h.setGuardWriter(t, "green", "system:serviceaccount:ci:tandem-runner")
+	h.repo.Replace(t, "tandem.yaml", "    wave: 1\n    needs: [platform]\n", "    wave: 1\n    needs: [platform]\n    standby: keep\n")
+	h.repo.Commit(t, "example keeps running on the Standby")
+	if res := h.reconcile(t); res.Code != 0 {
+		t.Fatalf("reconcile of example turned standby: keep with the guard on: exit %d\n%s", res.Code, res.Stderr)
+	}
+	if n := h.replicas(t, "green", "example", dep); n == 0 {
+		t.Errorf("green %s has 0 replicas after standby: keep", dep)
+	}
+	h.repo.Replace(t, "tandem.yaml", "    needs: [platform]\n    standby: keep\n", "    needs: [platform]\n")
+	h.repo.Commit(t, "example scaled to zero on the Standby again")
+	if res := h.reconcile(t); res.Code != 0 {
+		t.Fatalf("reconcile of example back to scale-to-zero: exit %d\n%s", res.Code, res.Stderr)
+	}
+	if n := h.replicas(t, "green", "example", dep); n != 0 {
+		t.Errorf("green %s has %d replicas after going back to scale-to-zero, want 0", dep, n)
 	}
 }
 

@@ -3,6 +3,7 @@ package guard_test
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tandem-gitops/tandem/clusters"
@@ -194,3 +196,59 @@ func (h *harness) cronJob(t *testing.T, cluster, ns, release string) string {
 }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+// helm runs the stock helm CLI against a cluster, with Helm's own
+// directories in the test's temporary directory.
+func (h *harness) helm(t *testing.T, cluster string, args ...string) e2etest.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, h.env.Tool("helm"), append([]string{"--kubeconfig", h.env.Kubeconfig(), "--kube-context", cluster}, args...)...)
+	dir := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+dir+"/cache", "HELM_CONFIG_HOME="+dir+"/config", "HELM_DATA_HOME="+dir+"/data")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := e2etest.Result{Stdout: out.String(), Stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.Code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("helm %s: %v", strings.Join(args, " "), err)
+	}
+	return res
+}
+
+// activeEraRevision is the latest revision of release in green's Helm
+// history that was rendered while green was Active (its manifest has no
+// tandem.dev/active-replicas), or 0.
+func (h *harness) activeEraRevision(t *testing.T, ns, release string) int {
+	t.Helper()
+	res := h.helm(t, "green", "-n", ns, "history", release, "-o", "json", "--max", "50")
+	if res.Code != 0 {
+		t.Fatalf("helm history %s on green: exit %d\n%s", release, res.Code, res.Stderr)
+	}
+	var hist []struct {
+		Revision int `json:"revision"`
+	}
+	res.JSON(t, &hist)
+	for i := len(hist) - 1; i >= 0; i-- {
+		rev := hist[i].Revision
+		m := h.helm(t, "green", "-n", ns, "get", "manifest", release, "--revision", strconv.Itoa(rev))
+		if m.Code == 0 && strings.Contains(m.Stdout, "kind: Deployment") && !strings.Contains(m.Stdout, clusters.GuardReplicasAnnotation) {
+			return rev
+		}
+	}
+	return 0
+}
+
+// setGuardWriter makes the default guard's parameter on cluster name
+// another user as its writer, as a tandem running as that user writes it.
+func (h *harness) setGuardWriter(t *testing.T, cluster, user string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	patch := []byte(`{"data":{"writer":"` + user + `"}}`)
+	if _, err := h.kube[cluster].CoreV1().ConfigMaps(clusters.SystemNamespace).Patch(ctx, clusters.GuardName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("%s: set the guard's writer: %v", cluster, err)
+	}
+}

@@ -451,3 +451,28 @@ func TestMarkdownSummaryTooLarge(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// The PR plan names the workloads a guard change holds or releases, not
+// only how many (review of issue 12, 9), at most maxGuardList of each.
+func TestMarkdownGuardNamesWorkloads(t *testing.T) {
+	d := twoClusters()
+	var many []string
+	for i := range maxGuardList + 3 {
+		many = append(many, fmt.Sprintf("shop.deployments.w%02d", i))
+	}
+	d.Clusters[0].Guard = &reconciler.GuardDiff{Change: reconciler.ChangeChanged, Added: many, Removed: []string{"old.statefulsets.db"}}
+	got := Markdown(d, DefaultMarkdownOptions())
+	for _, want := range []string{
+		"Standby guard on **green**: 13 workloads added, 1 removed.",
+		"- held at zero (scale refused): `shop.deployments.w00`",
+		"`shop.deployments.w09`, and 3 more",
+		"- no longer held: `old.statefulsets.db`",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "w10") {
+		t.Errorf("Markdown lists more than %d workloads:\n%s", maxGuardList, got)
+	}
+}

@@ -149,7 +149,10 @@ func mdHeader(d *reconciler.DiffReport, cs []reconciler.ClusterDiff, title strin
 	}
 	for _, c := range cs {
 		if g := c.Guard; g != nil && g.Change != reconciler.ChangeUnchanged {
-			fmt.Fprintf(&b, "Standby guard on **%s**: %s.\n\n", html.EscapeString(c.Name), html.EscapeString(g.Summary()))
+			fmt.Fprintf(&b, "Standby guard on **%s**: %s.\n", html.EscapeString(c.Name), html.EscapeString(g.Summary()))
+			b.WriteString(guardList("held at zero (scale refused)", g.Added))
+			b.WriteString(guardList("no longer held", g.Removed))
+			b.WriteString("\n")
 		}
 	}
 	for _, c := range cs {
@@ -158,6 +161,27 @@ func mdHeader(d *reconciler.DiffReport, cs []reconciler.ClusterDiff, title strin
 		}
 	}
 	return b.String()
+}
+
+// maxGuardList caps each of a guard change's workload lists in Markdown;
+// the JSON and text reports list them all.
+const maxGuardList = 10
+
+// guardList is a Markdown list line naming the guard's workloads
+// ("namespace.resource.name"), the first maxGuardList of them.
+func guardList(what string, keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	var names []string
+	for i, k := range keys {
+		if i == maxGuardList {
+			names = append(names, fmt.Sprintf("and %d more (`tandem diff -o json` lists them)", len(keys)-maxGuardList))
+			break
+		}
+		names = append(names, codeSpan(oneLine(k)))
+	}
+	return "- " + what + ": " + strings.Join(names, ", ") + "\n"
 }
 
 func heading(d *reconciler.DiffReport, title string) string {
