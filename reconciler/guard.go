@@ -189,9 +189,19 @@ func (r *run) reconcileGuard(ctx context.Context, cr *clusterRun, desired []Desi
 		}
 	}
 	want, unguarded := desiredGuard(mode, cr.c.Name, cr.c.Role, desired, current, scope)
-	if err := withWriter(ctx, gt, want); err != nil {
-		rep.Outcome, rep.Error = OutcomeFailed, err.Error()
-		return rep
+	switch {
+	case r.opts.DryRun:
+		// A dry run asks the cluster nothing it need not (a read-only
+		// credential may not even create a SelfSubjectReview), and the
+		// credential it runs with need not be the one a real run has.
+		if want != nil && current != nil {
+			want.Writer = current.Writer
+		}
+	default:
+		if err := withWriter(ctx, gt, want); err != nil {
+			rep.Outcome, rep.Error = OutcomeFailed, err.Error()
+			return rep
+		}
 	}
 	if len(unguarded) > 0 {
 		cr.log.Warn("standby guard: names too long for a guard key; their scale subresource is not guarded", "objects", strings.Join(unguarded, ", "))

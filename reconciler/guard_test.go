@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"bytes"
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -194,5 +195,59 @@ func TestScaledUpOnStandby(t *testing.T) {
 	}
 	if got := scaledUpOnStandby(m, "green", false, s); got != 1 {
 		t.Errorf("Active or in a switchover: %d scaled up, want 1 (the marked one)", got)
+	}
+}
+
+// fakeGuardTarget is a Target (unused methods nil) that holds a guard.
+type fakeGuardTarget struct {
+	Target
+	user      string
+	whoAmI    int
+	current   *clusters.Guard
+	written   *clusters.Guard
+	writeRuns int
+}
+
+func (f *fakeGuardTarget) Username(context.Context) (string, error) {
+	f.whoAmI++
+	return f.user, nil
+}
+
+func (f *fakeGuardTarget) ReadGuard(context.Context, string) (*clusters.Guard, error) {
+	return f.current, nil
+}
+
+func (f *fakeGuardTarget) ApplyGuard(_ context.Context, _ string, g clusters.Guard) error {
+	f.written, f.writeRuns = &g, f.writeRuns+1
+	return nil
+}
+
+func (f *fakeGuardTarget) RemoveGuard(context.Context, string) (bool, error) {
+	f.written, f.writeRuns = nil, f.writeRuns+1
+	return true, nil
+}
+
+// A run writes the guard naming the user it writes as, so that its own
+// writes that drop a marker pass; a guard another user wrote is rewritten
+// first. A dry run asks the cluster no identity and plans no writer change.
+func TestReconcileGuardNamesTheWriter(t *testing.T) {
+	shop := guardDesired(t, "shop", "web", render.RoleStandby, true)
+	cluster := manifest.Cluster{Name: "green", Role: manifest.RoleStandby}
+	want, _ := desiredGuard(GuardEnforce, "green", manifest.RoleStandby, []Desired{shop}, nil, nil)
+	other := *want
+	other.Writer = "system:serviceaccount:ci:tandem-runner"
+
+	ft := &fakeGuardTarget{user: "system:serviceaccount:tandem-system:tandem", current: &other}
+	r := &run{m: &manifest.Manifest{}, opts: Options{StandbyGuard: GuardEnforce}}
+	rep := r.reconcileGuard(context.Background(), &clusterRun{t: ft, c: cluster}, []Desired{shop})
+	if rep == nil || rep.Action != GuardUpdate || rep.Outcome != OutcomeOK || ft.written == nil || ft.written.Writer != ft.user {
+		t.Fatalf("guard written by another user: report %+v, written %+v; want an update naming %s", rep, ft.written, ft.user)
+	}
+
+	ft = &fakeGuardTarget{user: "system:serviceaccount:tandem-system:tandem", current: &other}
+	r.opts.DryRun = true
+	rep = r.reconcileGuard(context.Background(), &clusterRun{t: ft, c: cluster}, []Desired{shop})
+	if ft.whoAmI != 0 || ft.writeRuns != 0 || rep == nil || rep.Action != GuardUnchanged {
+		t.Errorf("dry run: %d identity reads, %d writes, report %+v; want none, none, unchanged", ft.whoAmI, ft.writeRuns, rep)
 	}
 }
