@@ -63,7 +63,7 @@ func Vendor(m *manifest.Manifest, o VendorOptions) ([]string, error) {
 		}
 		seen[dir] = true
 		dirs = append(dirs, dir)
-		if err := checkLocalChart(m, rel.Chart, checked); err != nil {
+		if err := checkLocalChart(m, rel.Chart, false, checked); err != nil {
 			errs = append(errs, fmt.Errorf("release %s: chart %s: %w", rel.Name, rel.Chart, err))
 		}
 	}
@@ -86,17 +86,27 @@ func Vendor(m *manifest.Manifest, o VendorOptions) ([]string, error) {
 // checkLocalChart runs the manifest's tree checks on the chart directory rel
 // (relative to the repository root) and on every file:// dependency its
 // Chart.yaml declares or its Chart.lock pins, recursively; checked holds the
-// directories already done (a dependency cycle ends there). A file://
+// directories already done, and whether as a dependency (a dependency cycle
+// ends there; a release's chart is checked again when it is also a
+// dependency). A file://
 // dependency's path is taken relative to the chart, as Helm takes it; an
-// absolute one is refused.
-func checkLocalChart(m *manifest.Manifest, rel string, checked map[string]bool) error {
+// absolute one is refused. A dependency (packed) must moreover hold only
+// files git tracks: Helm packs it into the archive the user commits, and a
+// working tree holds local files (a .env, decrypted secrets) no pull request
+// shows.
+func checkLocalChart(m *manifest.Manifest, rel string, packed bool, checked map[string]bool) error {
 	key := path.Clean(filepath.ToSlash(rel))
-	if checked[key] {
+	if wasPacked, ok := checked[key]; ok && (wasPacked || !packed) {
 		return nil
 	}
-	checked[key] = true
+	checked[key] = packed
 	if err := m.CheckTree(rel); err != nil {
 		return err
+	}
+	if packed {
+		if err := m.CheckTracked(rel); err != nil {
+			return err
+		}
 	}
 	dir, err := m.Path(rel)
 	if err != nil {
@@ -118,7 +128,7 @@ func checkLocalChart(m *manifest.Manifest, rel string, checked map[string]bool) 
 			errs = append(errs, fmt.Errorf("dependency %s (%s): %w (an absolute path; use one relative to the chart)", d.Name, d.Repository, manifest.ErrOutsideRepo))
 			continue
 		}
-		if err := checkLocalChart(m, path.Join(key, filepath.ToSlash(p)), checked); err != nil {
+		if err := checkLocalChart(m, path.Join(key, filepath.ToSlash(p)), true, checked); err != nil {
 			errs = append(errs, fmt.Errorf("dependency %s (%s): %w", d.Name, d.Repository, err))
 		}
 	}

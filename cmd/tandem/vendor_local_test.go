@@ -308,3 +308,122 @@ func TestValidateNamesAStaleVendoredDependency(t *testing.T) {
 		t.Errorf("validate with the pinned version: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestVendorPacksOnlyTrackedFiles: the working tree of a manifest
+// repository holds files git does not track and no pull request shows: a
+// .env, decrypted secrets listed in .gitignore. A pull request could name
+// them from a file:// dependency, through a symlink inside the repository
+// or with a Chart.yaml beside them, and tandem vendor would pack them into
+// an archive the user commits. vendor refuses a file:// dependency that
+// holds a file git does not track (naming it and saying why), and writes
+// nothing; a file the dependency's .helmignore leaves out, which Helm does
+// not pack, is no obstacle.
+func TestVendorPacksOnlyTrackedFiles(t *testing.T) {
+	const manifest = "clusters:\n  - name: blue\n    role: active\nreleases:\n  - name: app\n    namespace: app\n    chart: ./charts/app\n"
+	const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"
+	appDependsOn := func(name, repo string) string {
+		return "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n  - name: " + name + "\n    version: 0.1.0\n    repository: " + repo + "\n"
+	}
+	for _, tc := range []struct {
+		name      string
+		committed map[string]string
+		symlinks  map[string]string // link → target, committed
+		local     map[string]string // written after the commit: not tracked
+		want      []string          // in stderr; nil: vendor succeeds
+	}{{
+		name: "symlink to an ignored file",
+		committed: map[string]string{
+			"charts/app/Chart.yaml": appDependsOn("lib", "file://../lib"),
+			"charts/lib/Chart.yaml": "apiVersion: v2\nname: lib\nversion: 0.1.0\n",
+		},
+		symlinks: map[string]string{"charts/lib/env.txt": "../../.env"},
+		local:    map[string]string{".env": "AWS_SECRET_ACCESS_KEY=TOPSECRET-ENV\n"},
+		want:     []string{"dependency lib (file://../lib)", `"charts/lib/env.txt"`, "not tracked by git"},
+	}, {
+		name: "a chart beside ignored secrets",
+		committed: map[string]string{
+			"charts/app/Chart.yaml": appDependsOn("secrets", "file://../../secrets"),
+			"secrets/Chart.yaml":    "apiVersion: v2\nname: secrets\nversion: 0.1.0\n",
+		},
+		local: map[string]string{"secrets/db.dec.yaml": "password: TOPSECRET-SOPS\n"},
+		want:  []string{"dependency secrets (file://../../secrets)", `"secrets/db.dec.yaml"`, "not tracked by git"},
+	}, {
+		name: "a dependency that is also a release's chart, checked first as that",
+		committed: map[string]string{
+			"tandem.yaml":           "clusters:\n  - name: blue\n    role: active\nreleases:\n  - name: secrets\n    namespace: s\n    chart: ./secrets\n  - name: app\n    namespace: app\n    chart: ./charts/app\n",
+			"charts/app/Chart.yaml": appDependsOn("secrets", "file://../../secrets"),
+			"secrets/Chart.yaml":    "apiVersion: v2\nname: secrets\nversion: 0.1.0\n",
+		},
+		local: map[string]string{"secrets/db.dec.yaml": "password: TOPSECRET-SOPS\n"},
+		want:  []string{"dependency secrets (file://../../secrets)", `"secrets/db.dec.yaml"`, "not tracked by git"},
+	}, {
+		name: "an untracked file",
+		committed: map[string]string{
+			"charts/app/Chart.yaml": appDependsOn("lib", "file://../lib"),
+			"charts/lib/Chart.yaml": "apiVersion: v2\nname: lib\nversion: 0.1.0\n",
+		},
+		local: map[string]string{"charts/lib/templates/new.yaml": "# TOPSECRET-NEW\n"},
+		want:  []string{"dependency lib (file://../lib)", `"charts/lib/templates/new.yaml"`, "not tracked by git"},
+	}, {
+		name: "tracked files, a tracked symlink and a helmignored local file",
+		committed: map[string]string{
+			"charts/app/Chart.yaml":        appDependsOn("lib", "file://../lib"),
+			"charts/lib/Chart.yaml":        "apiVersion: v2\nname: lib\nversion: 0.1.0\n",
+			"charts/lib/.helmignore":       "*.swp\n",
+			"charts/lib/templates/cm.yaml": "# LIB-CONTENT\n",
+			"shared/note.txt":              "SHARED-IN-REPO\n",
+		},
+		symlinks: map[string]string{"charts/lib/note.txt": "../../shared/note.txt"},
+		local:    map[string]string{"charts/lib/templates/.cm.yaml.swp": "TOPSECRET-SWAP\n", "charts/lib/x.swp": "TOPSECRET-SWAP\n"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeTree(t, dir, map[string]string{
+				"tandem.yaml":                  manifest,
+				"charts/app/templates/cm.yaml": cm,
+				".gitignore":                   ".env\nsecrets/*.dec.yaml\n",
+			})
+			writeTree(t, dir, tc.committed)
+			for link, target := range tc.symlinks {
+				if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			git := gitIn(t, dir)
+			git("init", "-q", "-b", "main")
+			git("add", "-A")
+			git("commit", "-qm", "pull request")
+			writeTree(t, dir, tc.local)
+
+			out, errOut, code := runCLI(t, "vendor", "--update", "--manifest-dir", dir)
+			t.Logf("vendor: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+			archives, _ := filepath.Glob(filepath.Join(dir, "charts/app/charts/*.tgz"))
+			for _, a := range archives {
+				if tgzHolds(t, a, "TOPSECRET") {
+					t.Errorf("%s holds a file git does not track", a)
+				}
+			}
+			if tc.want == nil {
+				if code != 0 {
+					t.Fatalf("vendor: exit %d", code)
+				}
+				tgz := filepath.Join(dir, "charts/app/charts/lib-0.1.0.tgz")
+				if !tgzHolds(t, tgz, "LIB-CONTENT") || !tgzHolds(t, tgz, "SHARED-IN-REPO") {
+					t.Errorf("%s does not hold lib's files", tgz)
+				}
+				return
+			}
+			if code == 0 {
+				t.Errorf("vendor: exit 0, want a refusal")
+			}
+			for _, want := range append([]string{"release app: chart ./charts/app: "}, tc.want...) {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr does not name %q", want)
+				}
+			}
+			if len(archives) > 0 {
+				t.Errorf("archives written although a dependency was refused: %v", archives)
+			}
+		})
+	}
+}
