@@ -15,7 +15,13 @@ import (
 // is not given: the remote's default branch, as `git clone` records it. Not
 // HEAD nor HEAD's upstream: on a pull request's checkout (gh pr checkout, a
 // CI job) both are the pull request itself.
+//
+// It is looked up by its full name, refs/remotes/origin/HEAD: a tag or
+// branch named origin/HEAD (a fork's tag fetched with its remote, a pull
+// request's branch so named) would otherwise be taken first.
 const defaultVendorBase = "origin/HEAD"
+
+const defaultVendorBaseRef = "refs/remotes/origin/HEAD"
 
 func newVendorCmd(_ *globalFlags, s streams) *cobra.Command {
 	var dir, against string
@@ -77,11 +83,11 @@ symlinks out of it, no .git); a chart that has one outside is refused and nothin
 // revision that cannot be loaded is an error; a missing default means no
 // repository is reviewed.
 func dropUnreviewedVendorCredentials(m *manifest.Manifest, dir, against string, s streams) error {
-	rev := against
+	rev, ref := against, against
 	if rev == "" {
-		rev = defaultVendorBase
+		rev, ref = defaultVendorBase, defaultVendorBaseRef
 	}
-	base, commit, err := loadRevision(dir, rev)
+	base, commit, err := loadRevision(dir, ref)
 	if err != nil {
 		if against != "" {
 			return err

@@ -169,10 +169,24 @@ repositories:
 		// fails: the private repository gets none, so vendor fails.
 		fails bool
 		notes []string
+		// after are git commands run once the pull request is committed.
+		after [][]string
+		// worktree runs vendor in a linked work tree (git worktree add).
+		worktree bool
+		// refused: vendor stops with this error before fetching anything.
+		refused string
 	}{
 		{name: "default origin/HEAD", remote: true, notes: []string{`repository "foreign": its credentials are not used: it is new or changed since origin/HEAD`}},
 		{name: "--against the reviewed commit", args: []string{"--against", "main~1"}, notes: []string{`repository "foreign": its credentials are not used: it is new or changed since main~1`}},
 		{name: "--against HEAD vouches for the change", args: []string{"--against", "HEAD"}, foreignAuth: true},
+		// A tag or branch may be named origin/HEAD: a tag comes with `git
+		// fetch` of a fork's remote, a branch with `gh pr checkout` of a
+		// pull request so named. Git and go-git take either before
+		// refs/remotes/origin/HEAD.
+		{name: "a tag named origin/HEAD", remote: true, after: [][]string{{"tag", "origin/HEAD", "HEAD"}}, notes: []string{`repository "foreign": its credentials are not used: it is new or changed since origin/HEAD`}},
+		{name: "a branch named origin/HEAD", remote: true, after: [][]string{{"branch", "origin/HEAD", "HEAD"}}, notes: []string{`repository "foreign": its credentials are not used: it is new or changed since origin/HEAD`}},
+		{name: "--against a name a tag shadows", remote: true, after: [][]string{{"tag", "origin/main", "HEAD"}}, args: []string{"--against", "origin/main"}, refused: `"origin/main" is ambiguous`},
+		{name: "in a linked work tree", remote: true, worktree: true, notes: []string{`repository "foreign": its credentials are not used: it is new or changed since origin/HEAD`}},
 		{name: "no reviewed revision", fails: true, notes: []string{`repository "private": its credentials are not used: there is no reviewed revision`, `repository "foreign": its credentials are not used`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -198,6 +212,14 @@ repositories:
 				"charts/app/Chart.yaml": appChart + toolDep,
 			})
 			git("commit", "-qam", "pull request")
+			for _, a := range tc.after {
+				git(a...)
+			}
+			if tc.worktree {
+				wt := filepath.Join(t.TempDir(), "wt")
+				git("worktree", "add", "-q", "--detach", wt, "HEAD")
+				dir = wt
+			}
 
 			out, errOut, code := runCLI(t, append([]string{"vendor", "--update", "--manifest-dir", dir}, tc.args...)...)
 			t.Logf("vendor: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
@@ -214,6 +236,15 @@ repositories:
 			var foreignAuths []string
 			for _, r := range foreign.Requests() {
 				foreignAuths = append(foreignAuths, r.Auth)
+			}
+			if tc.refused != "" {
+				if code == 0 || !strings.Contains(errOut, tc.refused) {
+					t.Errorf("vendor: exit %d; want a refusal saying %q", code, tc.refused)
+				}
+				if n := len(foreignAuths) + len(private.Requests()); n > 0 {
+					t.Errorf("vendor refused yet sent %d requests", n)
+				}
+				return
 			}
 			wantStolen := "Basic " + base64.StdEncoding.EncodeToString([]byte("robot:"+stolen))
 			if got := slices.Contains(foreignAuths, wantStolen); got != tc.foreignAuth {
