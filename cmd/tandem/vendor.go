@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-gitops/tandem/manifest"
@@ -53,7 +56,8 @@ symlinks out of it, no .git); a chart that has one outside is refused and nothin
 			if err != nil {
 				return validationFailed(s, problemsOf(err))
 			}
-			if err := dropUnreviewedVendorCredentials(m, dir, against, s); err != nil {
+			dropped, err := dropUnreviewedVendorCredentials(m, dir, against, s)
+			if err != nil {
 				return fmt.Errorf("vendor: %w", err)
 			}
 			dirs, err := reconciler.Vendor(m, reconciler.VendorOptions{
@@ -64,6 +68,10 @@ symlinks out of it, no .git); a chart that has one outside is refused and nothin
 					d = rel
 				}
 				fmt.Fprintf(s.Out, "vendored: %s\n", d)
+			}
+			if err != nil && len(dropped) > 0 {
+				// A 401 is the usual outcome; the notes above say why.
+				return fmt.Errorf("vendor: %w (fetched without credentials, as the notes above say: %s)", err, strings.Join(dropped, ", "))
 			}
 			if err != nil {
 				return fmt.Errorf("vendor: %w", err)
@@ -82,7 +90,7 @@ symlinks out of it, no .git); a chart that has one outside is refused and nothin
 // (against, else defaultVendorBase), and says so on stderr. An explicit
 // revision that cannot be loaded is an error; a missing default means no
 // repository is reviewed.
-func dropUnreviewedVendorCredentials(m *manifest.Manifest, dir, against string, s streams) error {
+func dropUnreviewedVendorCredentials(m *manifest.Manifest, dir, against string, s streams) ([]string, error) {
 	rev, ref := against, against
 	if rev == "" {
 		rev, ref = defaultVendorBase, defaultVendorBaseRef
@@ -90,7 +98,7 @@ func dropUnreviewedVendorCredentials(m *manifest.Manifest, dir, against string, 
 	base, commit, err := loadRevision(dir, ref)
 	if err != nil {
 		if against != "" {
-			return err
+			return nil, err
 		}
 		base = nil
 	}
@@ -103,9 +111,15 @@ func dropUnreviewedVendorCredentials(m *manifest.Manifest, dir, against string, 
 		fmt.Fprintf(s.Err, "note: repository %q: its credentials are not used: it is new or changed since %s (%s), and only reviewed repositories get credentials; --against REV names another reviewed revision\n", name, rev, shortSHA(commit))
 	}
 	if base == nil && len(dropped) > 0 {
-		fmt.Fprintf(s.Err, "note: no reviewed revision (%v): name one with --against REV, e.g. --against origin/main\n", err)
+		hint := ""
+		if errors.Is(err, plumbing.ErrReferenceNotFound) {
+			// A repository created with git init and pushed, or a CI
+			// checkout: the clone has no origin/HEAD.
+			hint = "; or set origin/HEAD with git remote set-head origin --auto"
+		}
+		fmt.Fprintf(s.Err, "note: no reviewed revision (%v): name one with --against REV, e.g. --against origin/main%s\n", err, hint)
 	}
-	return nil
+	return dropped, nil
 }
 
 // loadRevision loads the manifest directory dir as it is at rev, exported

@@ -264,6 +264,10 @@ repositories:
 				if code == 0 {
 					t.Errorf("vendor: exit 0; want a failure: the private repository gets no credentials")
 				}
+				// The last line, where the eye goes, says why the 401.
+				if !strings.Contains(errOut, "(fetched without credentials, as the notes above say: private, foreign)") {
+					t.Errorf("the error does not say which repositories were fetched without credentials")
+				}
 				for _, r := range private.Requests() {
 					if r.Auth != "" {
 						t.Errorf("the private repository got credentials without a reviewed revision: %q", r.Auth)
