@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -21,9 +22,11 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/downloader"
 	"helm.sh/helm/v3/pkg/getter"
+	"helm.sh/helm/v3/pkg/helmpath"
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo"
 	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/credentials"
 	"sigs.k8s.io/yaml"
 )
 
@@ -462,14 +465,38 @@ func vendorRegistryClient(ch *chart.Chart, auths []vendorAuth, dl DownloadOption
 	if registryConfig != "" {
 		opts = append(opts, registry.ClientOptCredentialsFile(registryConfig))
 	}
+	// The client also pulls the oci:// references an HTTP repository's
+	// index lists, from any registry it names. Helm's own authorizer would
+	// answer every registry with the basic credentials or the registry
+	// login: an index a pull request controls could so have the password
+	// sent to a registry it runs, or a private chart pulled with the user's
+	// login into charts/. Credentials go to the declared OCI repository's
+	// registry only; without one (or with NoRegistryLogin and no
+	// credentials), every pull is anonymous.
+	authz := auth.Client{Client: &http.Client{Transport: t, Timeout: dl.Timeout}}
+	var cred func(context.Context, string) (auth.Credential, error)
 	switch {
+	case oci == nil:
 	case a.user != "":
-		opts = append(opts, registry.ClientOptBasicAuth(a.user, a.pass))
-	case a.repo.Access.NoRegistryLogin:
-		// As pullOCI: an authorizer without a Credential function pulls
-		// anonymously, where Helm's own would read the registry login.
-		opts = append(opts, registry.ClientOptAuthorizer(auth.Client{Client: &http.Client{Transport: t, Timeout: dl.Timeout}}))
+		c := auth.Credential{Username: a.user, Password: a.pass}
+		cred = func(context.Context, string) (auth.Credential, error) { return c, nil }
+	case !a.repo.Access.NoRegistryLogin:
+		store, err := registryLogins(registryConfig)
+		if err != nil {
+			return nil, nil, err
+		}
+		cred = credentials.Credential(store)
 	}
+	if cred != nil {
+		host := ociHost(a.repo.URL)
+		authz.Credential = func(ctx context.Context, hostport string) (auth.Credential, error) {
+			if hostport != host {
+				return auth.EmptyCredential, nil
+			}
+			return cred(ctx, hostport)
+		}
+	}
+	opts = append(opts, registry.ClientOptAuthorizer(authz))
 	if a.repo.Access.Insecure {
 		opts = append(opts, registry.ClientOptPlainHTTP())
 	}
@@ -478,6 +505,27 @@ func vendorRegistryClient(ch *chart.Chart, auths []vendorAuth, dl DownloadOption
 		return nil, nil, err
 	}
 	return rc, t.CloseIdleConnections, nil
+}
+
+// registryLogins is the credential store Helm's registry client reads:
+// Helm's registry config (registryConfig, else Helm's default), then
+// Docker's.
+func registryLogins(registryConfig string) (credentials.Store, error) {
+	if registryConfig == "" {
+		registryConfig = helmpath.ConfigPath(registry.CredentialsFileBasename)
+	}
+	opts := credentials.StoreOptions{DetectDefaultNativeStore: true}
+	store, err := credentials.NewStore(registryConfig, opts)
+	if err != nil && strings.Contains(err.Error(), "invalid config format: EOF") {
+		store, err = credentials.NewStore("", opts) // an empty file, as Helm takes it
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registry config %s: %w", registryConfig, err)
+	}
+	if docker, err := credentials.NewStoreFromDocker(opts); err == nil {
+		return credentials.NewStoreWithFallbacks(store, docker), nil
+	}
+	return store, nil
 }
 
 func ociHost(u string) string {

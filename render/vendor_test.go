@@ -266,3 +266,116 @@ func TestVendorFromOCIRegistry(t *testing.T) {
 		t.Fatal("vendored from an authenticated registry without credentials")
 	}
 }
+
+// TestVendorRegistryCredentialsStayWithTheirRegistry: an HTTP repository's
+// index may list an archive as an oci:// reference, which Helm pulls with
+// the dependency manager's one registry client. That client held the
+// declared OCI repository's credentials for every host, and Helm's or
+// Docker's registry logins for every registry: an index a pull request
+// controls could so have the password sent to a registry it runs, or a
+// private chart pulled with the user's login into charts/. Credentials go
+// only to the declared OCI repository's registry, and to none for an
+// oci:// reference that no declared OCI repository covers.
+func TestVendorRegistryCredentialsStayWithTheirRegistry(t *testing.T) {
+	t.Setenv("HELM_CONFIG_HOME", t.TempDir())
+	docker := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", docker)
+	t.Setenv(passwordEnv, repoPassword)
+	pki := chartrepo.NewPKI(t)
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(repoUser+":"+repoPassword))
+	reg := chartrepo.StartRegistry(t, pki, repoUser, repoPassword)
+	tlsCfg, err := Access{CAFile: pki.CAFile}.tlsConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pusher, err := registry.NewClient(registry.ClientOptBasicAuth(repoUser, repoPassword),
+		registry.ClientOptHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pusher.Push(webChart.Archive, strings.TrimPrefix(reg.Ref("charts/web"), "oci://")+":1.0.0"); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	twoDeps := func(t *testing.T, deps string) string {
+		dir := filepath.Join(t.TempDir(), "app")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "Chart.yaml"), []byte("apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n"+deps), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+
+	t.Run("the declared repository's password", func(t *testing.T) {
+		// The pull request's registry asks for credentials (a basic
+		// challenge), as any registry may.
+		evil := chartrepo.StartRegistry(t, pki, "x", "y")
+		idx := chartrepo.StartRepo(t, pki, chartrepo.RepoOptions{}, chartrepo.Chart{
+			Name: "tool", Version: "1.0.0", Archive: chartrepo.Package("tool", "1.0.0", nil), URL: evil.Ref("charts/tool") + ":1.0.0",
+		})
+		repos := []VendorRepository{
+			{Name: "oci", URL: reg.Ref("charts"), Access: Access{CAFile: pki.CAFile, Username: repoUser, PasswordEnv: passwordEnv}},
+			{Name: "pr", URL: idx.URL, Access: Access{CAFile: pki.CAFile}},
+		}
+		dir := twoDeps(t, "  - name: web\n    version: 1.0.0\n    repository: "+reg.Ref("charts")+"\n  - name: tool\n    version: 1.0.0\n    repository: \"@pr\"\n")
+		_, _ = vendor(t, dir, VendorOptions{Repositories: repos, Update: true})
+		if len(evil.Requests()) == 0 {
+			t.Fatal("the pull request's registry saw no request: the test does not test")
+		}
+		for _, q := range evil.Requests() {
+			if q.Auth == basic {
+				t.Fatalf("the pull request's registry got the declared repository's password on %s", q.Path)
+			}
+		}
+	})
+	t.Run("a registry login", func(t *testing.T) {
+		// The user is logged in to the registry (docker login). The
+		// declared OCI repository is on another registry (anonymous, the
+		// same CA), so no dependency may use that login.
+		pub := chartrepo.StartRegistry(t, pki, "", "")
+		anonPusher, err := registry.NewClient(registry.ClientOptHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := anonPusher.Push(chartrepo.Package("lib", "1.0.0", nil), strings.TrimPrefix(pub.Ref("charts/lib"), "oci://")+":1.0.0"); err != nil {
+			t.Fatalf("push: %v", err)
+		}
+		cfg := `{"auths":{"` + reg.Host + `":{"auth":"` + base64.StdEncoding.EncodeToString([]byte(repoUser+":"+repoPassword)) + `"}}}`
+		if err := os.WriteFile(filepath.Join(docker, "config.json"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		idx := chartrepo.StartRepo(t, pki, chartrepo.RepoOptions{}, chartrepo.Chart{
+			Name: "web", Version: "1.0.0", Archive: webChart.Archive, URL: reg.Ref("charts/web") + ":1.0.0",
+		})
+		before := len(reg.Requests())
+		repos := []VendorRepository{
+			{Name: "pub", URL: pub.Ref("charts"), Access: Access{CAFile: pki.CAFile}},
+			{Name: "pr", URL: idx.URL, Access: Access{CAFile: pki.CAFile}},
+		}
+		dir := twoDeps(t, "  - name: lib\n    version: 1.0.0\n    repository: "+pub.Ref("charts")+"\n  - name: web\n    version: 1.0.0\n    repository: \"@pr\"\n")
+		_, err = vendor(t, dir, VendorOptions{Repositories: repos, Update: true})
+		reqs := reg.Requests()[before:]
+		if len(reqs) == 0 {
+			t.Fatal("the registry saw no request: the test does not test")
+		}
+		for _, q := range reqs {
+			if q.Auth == basic {
+				t.Fatalf("the registry got the user's login on %s", q.Path)
+			}
+		}
+		if err == nil {
+			t.Fatalf("vendored a private chart through an index with the user's registry login: %v", vendoredVersions(t, dir))
+		}
+		// The login still serves a dependency from an OCI repository
+		// declared on that registry.
+		repos = []VendorRepository{{Name: "oci", URL: reg.Ref("charts"), Access: Access{CAFile: pki.CAFile}}}
+		dir = twoDeps(t, "  - name: web\n    version: 1.0.0\n    repository: "+reg.Ref("charts")+"\n")
+		if _, err := vendor(t, dir, VendorOptions{Repositories: repos, Update: true}); err != nil {
+			t.Fatalf("the registry login did not serve a declared repository: %v", err)
+		}
+		if got := vendoredVersions(t, dir); len(got) != 1 || got[0] != "web-1.0.0" {
+			t.Fatalf("charts/ holds %v, want web-1.0.0", got)
+		}
+	})
+}

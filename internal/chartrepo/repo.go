@@ -26,6 +26,10 @@ type Chart struct {
 	// lists instead of the archive's: an archive replaced on the server
 	// after its index entry was written.
 	ListedDigest string
+	// URL, when set, is the URL the index lists for the archive (an
+	// oci://host/path:version reference, say), instead of the file name
+	// or RepoOptions.ArchiveURL.
+	URL string
 }
 
 // Digest is the archive's "sha256:<hex>", as a release's digest: pins it.
@@ -165,6 +169,9 @@ func index(charts []Chart, archiveURL string) []byte {
 			u := archiveName(c)
 			if archiveURL != "" {
 				u = fmt.Sprintf(archiveURL, u)
+			}
+			if c.URL != "" {
+				u = c.URL
 			}
 			digest := c.Digest()
 			if c.ListedDigest != "" {
