@@ -128,9 +128,9 @@ func (w *trackedWalker) walk(dir, name, display string, linked bool) error {
 		}
 		if r = filepath.ToSlash(r); !w.tracked[r] {
 			if link {
-				return fmt.Errorf("%q: %w (it resolves to %q): only files git tracks are packed, so that no local file reaches charts/ (commit it, remove it, or list it in the chart's .helmignore)", disp, ErrUntracked, r)
+				return fmt.Errorf("%q: %w (it resolves to %q): only files git tracks are packed, so that no local file reaches charts/ (git add it, remove it, or list it in the chart's .helmignore)", disp, ErrUntracked, r)
 			}
-			return fmt.Errorf("%q: %w: only files git tracks are packed, so that no local file reaches charts/ (commit it, remove it, or list it in the chart's .helmignore)", disp, ErrUntracked)
+			return fmt.Errorf("%q: %w: only files git tracks are packed, so that no local file reaches charts/ (git add it, remove it, or list it in the chart's .helmignore)", disp, ErrUntracked)
 		}
 	}
 	return nil
