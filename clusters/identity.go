@@ -17,9 +17,8 @@ const identityNamespace = "kube-system"
 
 // identityCache holds a Cluster's identity once read.
 type identityCache struct {
-	mu   sync.Mutex
-	uid  string
-	user string
+	mu  sync.Mutex
+	uid string
 }
 
 // Identity returns the cluster's stable identity, the UID of its
@@ -47,14 +46,13 @@ func (c *Cluster) Identity(ctx context.Context) (string, error) {
 // Username is the user the API server authenticates tandem's requests to
 // the cluster as (a SelfSubjectReview, which every authenticated user may
 // make; impersonation in the kubeconfig included): the Standby guard lets
-// only that user drop its markers. Read once per Cluster; a failed read
-// is not cached.
+// only that user drop its markers. Read on every call, never cached: the
+// user behind one credential can change while a Cluster lives (serve keeps
+// its connections for the daemon's life; an exec plugin such as
+// `aws eks get-token` assumes its role afresh for each token, and EKS names
+// an access entry's user after the role session by default), and a guard
+// naming the user of an hour ago would refuse tandem's own writes.
 func (c *Cluster) Username(ctx context.Context) (string, error) {
-	c.identity.mu.Lock()
-	defer c.identity.mu.Unlock()
-	if c.identity.user != "" {
-		return c.identity.user, nil
-	}
 	r, err := c.clientset.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("cluster %q: who am I (SelfSubjectReview): %w", c.name, err)
@@ -62,6 +60,5 @@ func (c *Cluster) Username(ctx context.Context) (string, error) {
 	if r.Status.UserInfo.Username == "" {
 		return "", fmt.Errorf("cluster %q: who am I (SelfSubjectReview): no username", c.name)
 	}
-	c.identity.user = r.Status.UserInfo.Username
-	return c.identity.user, nil
+	return r.Status.UserInfo.Username, nil
 }
