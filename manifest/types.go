@@ -217,8 +217,10 @@ type Release struct {
 	// DriftCorrection re-applies objects that drifted from the deployed release on every reconcile.
 	DriftCorrection bool `json:"driftCorrection,omitempty"`
 	// AllowAdmissionPolicies lets the chart render admission policies and
-	// their bindings, which are refused otherwise: one applies to the whole
-	// cluster and can refuse tandem's own writes there.
+	// their bindings, and webhook configurations whose rules match what
+	// tandem writes on every run (Leases, ConfigMaps, Secrets, Namespaces),
+	// which are refused otherwise: one applies to the whole cluster and can
+	// refuse tandem's own writes there.
 	AllowAdmissionPolicies bool `json:"allowAdmissionPolicies,omitempty"`
 	// Ignore lists fields that diff and drift detection leave out.
 	Ignore []IgnoreRule `json:"ignore,omitempty"`

@@ -102,8 +102,9 @@ type Request struct {
 	// applies it.
 	Upgrade bool
 	// AllowAdmissionPolicies lets the chart render admission policies and
-	// their bindings (the release's allowAdmissionPolicies); without it a
-	// render that has one fails (see checkReserved).
+	// their bindings, and webhooks on what tandem writes (the release's
+	// allowAdmissionPolicies); without it a render that has one fails (see
+	// checkReserved).
 	AllowAdmissionPolicies bool
 }
 

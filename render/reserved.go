@@ -2,7 +2,10 @@ package render
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Names and kinds a chart may not render: they are tandem's own, or they
@@ -34,6 +37,60 @@ var admissionPolicyKinds = map[string]bool{
 	"MutatingAdmissionPolicyBinding":   true,
 }
 
+// webhookKinds are the admission webhook configurations. A chart's webhook
+// on its own CRDs, Pods or Ingresses is common and renders; one whose rules
+// can match what tandem itself writes to do anything at all (tandemWrites)
+// is refused unless the release opts in, like an admission policy: a
+// `failurePolicy: Fail` webhook whose service is gone refuses tandem's lock,
+// so tandem cannot even apply the revert that removes it.
+var webhookKinds = map[string]bool{
+	"ValidatingWebhookConfiguration": true,
+	"MutatingWebhookConfiguration":   true,
+}
+
+// tandemWrites are the resources tandem writes on every run, whatever the
+// charts: its writer lock, its state records and guard parameters, Helm's
+// release storage, release namespaces, and the SelfSubjectReview that
+// names its user ("group/resource", "" the core group).
+var tandemWrites = []string{"coordination.k8s.io/leases", "/configmaps", "/secrets", "/namespaces", "authentication.k8s.io/selfsubjectreviews"}
+
+// webhookOnTandem returns the first resource of tandemWrites that a webhook
+// configuration's rules can match ("" for none). Selectors are not
+// weighed: a namespace or object selector that spares tandem-system today
+// does not spare Helm's release Secrets in the release namespaces.
+func webhookOnTandem(body []byte) (string, error) {
+	var wc struct {
+		Webhooks []struct {
+			Rules []struct {
+				APIGroups []string `json:"apiGroups"`
+				Resources []string `json:"resources"`
+			} `json:"rules"`
+		} `json:"webhooks"`
+	}
+	if err := yaml.Unmarshal(body, &wc); err != nil {
+		return "", err
+	}
+	for _, w := range wc.Webhooks {
+		for _, r := range w.Rules {
+			for _, gr := range tandemWrites {
+				group, resource, _ := strings.Cut(gr, "/")
+				if !slices.Contains(r.APIGroups, group) && !slices.Contains(r.APIGroups, "*") {
+					continue
+				}
+				// "x" and "*" match the resource itself, "*/*" it and its
+				// subresources; "x/*" only x's subresources.
+				if slices.Contains(r.Resources, resource) || slices.Contains(r.Resources, "*") || slices.Contains(r.Resources, "*/*") {
+					if group == "" {
+						return resource, nil
+					}
+					return gr, nil
+				}
+			}
+		}
+	}
+	return "", nil
+}
+
 // checkReserved refuses, in a release's render, an object under tandem's
 // reserved names or namespace, or an admission policy the release did not
 // opt in to, naming the template, the release, the kind and the name.
@@ -52,6 +109,15 @@ func checkReserved(req Request, groups ...[]Object) error {
 				why = "that namespace holds tandem's lock, state and guard parameters"
 			case admissionPolicyKinds[o.Kind] && strings.HasPrefix(o.APIVersion, "admissionregistration.k8s.io/") && !req.AllowAdmissionPolicies:
 				why = fmt.Sprintf("an admission policy applies to the whole cluster and can refuse tandem's own writes; set %s: true on the release in tandem.yaml to allow it", AllowAdmissionPoliciesField)
+			}
+			if why == "" && webhookKinds[o.Kind] && strings.HasPrefix(o.APIVersion, "admissionregistration.k8s.io/") && !req.AllowAdmissionPolicies {
+				res, err := webhookOnTandem(o.Body)
+				switch {
+				case err != nil:
+					why = fmt.Sprintf("its webhooks cannot be read (%v)", err)
+				case res != "":
+					why = fmt.Sprintf("its rules match %s, which tandem writes on every run (its lock, state records, Helm's release Secrets): a webhook that refuses them, or whose service is down, locks tandem out of the cluster; narrow its rules, or set %s: true on the release in tandem.yaml to allow it", res, AllowAdmissionPoliciesField)
+				}
 			}
 			if why == "" {
 				continue

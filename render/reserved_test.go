@@ -13,6 +13,13 @@ import (
 // cluster). The error names the template, the release, the kind and the
 // name; hooks are checked like templates.
 func TestRenderRefusesReservedObjects(t *testing.T) {
+	webhook := func(kind, groups, resources string) string {
+		return "apiVersion: admissionregistration.k8s.io/v1\nkind: " + kind + "\nmetadata:\n  name: lock-out\nwebhooks:\n" +
+			"- name: other.example.com\n  rules:\n  - apiGroups: [apps]\n    apiVersions: ['*']\n    operations: ['*']\n    resources: [deployments]\n" +
+			"  clientConfig: {service: {name: gone, namespace: x}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n" +
+			"- name: lock-out.example.com\n  failurePolicy: Fail\n  rules:\n  - apiGroups: " + groups + "\n    apiVersions: ['*']\n    operations: ['*']\n    resources: " + resources + "\n" +
+			"  clientConfig: {service: {name: gone, namespace: x}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n"
+	}
 	const (
 		vap     = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: %s\nspec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - apiGroups: [coordination.k8s.io]\n      apiVersions: ['*']\n      operations: ['*']\n      resources: [leases]\n  validations:\n  - expression: 'false'\n"
 		binding = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata:\n  name: lock-out\nspec:\n  policyName: lock-out\n  validationActions: [Deny]\n"
@@ -41,6 +48,24 @@ func TestRenderRefusesReservedObjects(t *testing.T) {
 			want: []string{"ConfigMap state", "namespace tandem-system"}},
 		{name: "tandem-system namespace", template: ns, want: []string{"Namespace tandem-system"}},
 		{name: "hook", hook: hook, want: []string{"reserved/templates/hook.yaml", "ConfigMap tandem-standby-guard"}},
+		// A webhook that can see tandem's lock, state records or Helm's
+		// release Secrets can refuse them (a failurePolicy: Fail webhook
+		// whose service is gone): tandem could not even take its lock to
+		// apply the revert (review revguard2).
+		{name: "webhook on leases", template: webhook("ValidatingWebhookConfiguration", "[coordination.k8s.io]", "[leases]"),
+			want: []string{"reserved/templates/object.yaml", "ValidatingWebhookConfiguration lock-out", "coordination.k8s.io/leases", AllowAdmissionPoliciesField + ": true"}},
+		{name: "webhook on everything", template: webhook("ValidatingWebhookConfiguration", "['*']", "['*/*']"),
+			want: []string{"ValidatingWebhookConfiguration lock-out", AllowAdmissionPoliciesField}},
+		{name: "mutating webhook on Secrets", template: webhook("MutatingWebhookConfiguration", "['']", "[pods, secrets]"),
+			want: []string{"MutatingWebhookConfiguration lock-out", "secrets"}},
+		{name: "webhook on core resources", template: webhook("MutatingWebhookConfiguration", "['']", "['*']"),
+			want: []string{"MutatingWebhookConfiguration lock-out", AllowAdmissionPoliciesField}},
+		{name: "webhook on Secrets, opted in", template: webhook("ValidatingWebhookConfiguration", "['']", "[secrets]"), allow: true},
+		// The usual chart webhooks (its own CRDs, Pods, Ingresses) render.
+		{name: "webhook on pods", template: webhook("MutatingWebhookConfiguration", "['']", "[pods, pods/exec]")},
+		{name: "webhook on its CRDs", template: webhook("ValidatingWebhookConfiguration", "[cert-manager.io]", "['*/*']")},
+		{name: "webhook on Ingresses", template: webhook("ValidatingWebhookConfiguration", "[networking.k8s.io]", "[ingresses]")},
+		{name: "webhook on ConfigMap subresources only", template: webhook("ValidatingWebhookConfiguration", "['']", "['configmaps/*']")},
 		{name: "plain ConfigMap", template: strings.Replace(strings.Replace(cm, "%s", "settings", 1), "%s", "shop", 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,6 +82,7 @@ func TestRenderRefusesReservedObjects(t *testing.T) {
 			if err == nil {
 				t.Fatal("rendered; want a refusal")
 			}
+			t.Log(err)
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not name %q", err, w)
