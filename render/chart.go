@@ -116,6 +116,9 @@ func (c *chartCache) load(src ChartSource) (*chart.Chart, error) {
 // a stale archive would render silently (helm dependency list calls it
 // "wrong version"). A remote chart is taken as published.
 func checkVendoredVersions(ch *chart.Chart) error {
+	if err := checkLockEntries(ch); err != nil {
+		return err
+	}
 	if ch.Lock == nil {
 		return nil
 	}
@@ -140,4 +143,19 @@ func checkVendoredVersions(ch *chart.Chart) error {
 		return nil
 	}
 	return fmt.Errorf("chart %s: dependencies: %s (run tandem vendor in the manifest repository, and commit charts/)", ch.Metadata.Name, strings.Join(problems, "; "))
+}
+
+// checkLockEntries refuses a Chart.lock (requirements.lock) with an empty
+// entry ("- null"): Helm's loader does not validate the lock, and a nil
+// dependency crashes whatever reads it.
+func checkLockEntries(ch *chart.Chart) error {
+	if ch.Lock == nil {
+		return nil
+	}
+	for i, d := range ch.Lock.Dependencies {
+		if d == nil {
+			return fmt.Errorf("chart %s: Chart.lock: dependencies: entry %d is empty", ch.Metadata.Name, i+1)
+		}
+	}
+	return nil
 }

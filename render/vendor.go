@@ -70,6 +70,9 @@ func Vendor(chartDir string, o VendorOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("load chart %s: %w", chartDir, err)
 	}
+	if err := checkLockEntries(ch); err != nil {
+		return err
+	}
 	deps := ch.Metadata.Dependencies
 	if len(deps) == 0 {
 		return nil
@@ -191,17 +194,24 @@ func ChartDependencies(dir string) ([]Dependency, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load chart: %w", err)
 	}
+	if err := checkLockEntries(ch); err != nil {
+		return nil, err
+	}
 	return chartDependencies(ch), nil
 }
 
 func chartDependencies(ch *chart.Chart) []Dependency {
 	var deps []Dependency
 	for _, d := range ch.Metadata.Dependencies {
-		deps = append(deps, Dependency{Name: d.Name, Version: d.Version, Repository: d.Repository})
+		if d != nil { // the loader refuses a nil one; checkLockEntries a nil locked one
+			deps = append(deps, Dependency{Name: d.Name, Version: d.Version, Repository: d.Repository})
+		}
 	}
 	if ch.Lock != nil {
 		for _, d := range ch.Lock.Dependencies {
-			deps = append(deps, Dependency{Name: d.Name, Version: d.Version, Repository: d.Repository})
+			if d != nil {
+				deps = append(deps, Dependency{Name: d.Name, Version: d.Version, Repository: d.Repository})
+			}
 		}
 	}
 	return deps

@@ -427,3 +427,31 @@ func TestVendorPacksOnlyTrackedFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestChartLockWithAnEmptyEntry: Helm's loader does not validate
+// Chart.lock, and an entry "- null" is a nil dependency. validate (every
+// render of the chart: the PR plan, serve) and vendor dereferenced it and
+// the process died; they refuse the chart, naming Chart.lock.
+func TestChartLockWithAnEmptyEntry(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"tandem.yaml":                  "clusters:\n  - name: blue\n    role: active\nrepositories:\n  - name: charts\n    url: https://charts.example.com\nreleases:\n  - name: app\n    namespace: app\n    chart: ./charts/app\n",
+		"charts/app/Chart.yaml":        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n  - name: web\n    version: \"^1.0.0\"\n    repository: \"@charts\"\n",
+		"charts/app/Chart.lock":        "dependencies:\n- null\n- name: web\n  repository: https://charts.example.com\n  version: 1.0.0\ndigest: sha256:0000000000000000000000000000000000000000000000000000000000000000\ngenerated: \"2026-01-01T00:00:00Z\"\n",
+		"charts/app/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+	})
+	p := filepath.Join(dir, "charts/app/charts/web-1.0.0.tgz")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, chartrepo.Package("web", "1.0.0", nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"validate"}, {"vendor"}} {
+		out, errOut, code := runCLI(t, append(args, "--manifest-dir", dir)...)
+		t.Logf("%s: exit %d\n%s%s", args[0], code, out, errOut)
+		if code == 0 || !strings.Contains(errOut, "Chart.lock: dependencies: entry 1 is empty") {
+			t.Errorf("%s: exit %d; want a refusal naming Chart.lock's empty entry", args[0], code)
+		}
+	}
+}
