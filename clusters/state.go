@@ -58,7 +58,8 @@ type State struct {
 	AppliedAt time.Time `json:"appliedAt"`
 	// AppliedCommit is Commit when the run that wrote the record applied
 	// all of it: every release the manifest gives this cluster, each ended
-	// ok (no --release selection, no error, no switchover under way), so
+	// ok (no --release selection, no error, no prune left undone, no
+	// switchover under way, no uncommitted files in the tree applied), so
 	// the cluster holds that commit's content, hand edits aside. Empty
 	// otherwise, and in records of a tandem from before it. CI plans the
 	// approval of the next reconcile against it (examples/ci).

@@ -336,6 +336,8 @@ func (d *Daemon) backoff() {
 func (d *Daemon) apply(ctx context.Context, m *manifest.Manifest, commit, trigger string) {
 	opts := d.opts.RunOptions()
 	opts.Commit, opts.Ref = commit, d.src.Ref()
+	// A working tree is re-read every cycle and may hold what no commit does.
+	opts.Uncommitted = d.src.Volatile()
 	log := d.log.With("commit", short(commit))
 	opts.Logger = log
 	if opts.Progress == nil {

@@ -71,6 +71,8 @@ type fakePipeline struct {
 	fail     map[string]string // commit -> cluster error
 	notApply map[string]bool
 	ctxErr   error
+	// uncommitted records each run's Options.Uncommitted.
+	uncommitted []bool
 }
 
 func (p *fakePipeline) Reconcile(ctx context.Context, m *manifest.Manifest, opts reconciler.Options) (*reconciler.Report, error) {
@@ -92,6 +94,7 @@ func (p *fakePipeline) Reconcile(ctx context.Context, m *manifest.Manifest, opts
 		return nil, &reconciler.NotAppliedError{Err: errors.New(`cluster "blue": release "web": render: template: boom`)}
 	}
 	p.commits = append(p.commits, opts.Commit)
+	p.uncommitted = append(p.uncommitted, opts.Uncommitted)
 	rep := &reconciler.Report{Commit: opts.Commit}
 	for _, c := range m.Clusters {
 		cr := reconciler.ClusterReport{Name: c.Name, Role: string(c.Role), Commit: opts.Commit,

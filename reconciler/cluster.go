@@ -429,7 +429,9 @@ func plannedOutcome(s Step) Outcome {
 // problems is the cluster's error: every release that failed or was not
 // applied (skipped is not success: only the user's own --release filter
 // leaves a release out, and such releases have no step at all), a blocked
-// prune, and failed prunes.
+// prune, failed prunes, and prunes the plan holds that did not run for any
+// other reason (the run was stopped after its last release): the cluster
+// still has a release the manifest removed.
 func problems(rep ClusterReport, plan ClusterPlan) string {
 	var out []string
 	for _, rr := range rep.Releases {
@@ -444,8 +446,16 @@ func problems(rep ClusterReport, plan ClusterPlan) string {
 	if plan.PruneBlocked != "" {
 		out = append(out, plan.PruneBlocked)
 	}
+	planned := map[ReleaseKey]bool{}
+	for _, s := range plan.Prune {
+		planned[ReleaseKey{s.Namespace, s.Name}] = true
+	}
+	explained := len(out) > 0 // a blocked prune, or releases not applied, say why prunes did not run
 	for _, p := range rep.Pruned {
-		if p.Outcome == OutcomeFailed {
+		switch {
+		case p.Outcome == OutcomeFailed:
+			out = append(out, fmt.Sprintf("prune %s/%s: %s", p.Namespace, p.Name, p.Error))
+		case p.Outcome == OutcomeSkipped && !explained && planned[ReleaseKey{p.Namespace, p.Name}]:
 			out = append(out, fmt.Sprintf("prune %s/%s: %s", p.Namespace, p.Name, p.Error))
 		}
 	}

@@ -39,6 +39,10 @@ type Options struct {
 	ClusterTimeout time.Duration
 	// Commit and Ref identify the manifest revision being applied.
 	Commit, Ref string
+	// Uncommitted says the manifest was loaded from a working tree that may
+	// differ from Commit (uncommitted or untracked files, or a tree re-read
+	// every cycle): the state record then names no applied commit.
+	Uncommitted bool
 	// Progress, if set, receives events from many goroutines at once; it must be safe for that.
 	Progress func(Event)
 	// ProgressInterval is how often a long health wait reports; default 10 s.

@@ -82,7 +82,7 @@ func (r *run) writeState(ctx context.Context, cr *clusterRun, rep ClusterReport,
 	}
 	st.Peers = peersAfter(cr.prev, r.peers)
 	r.keepSwitchover(&st, cr.prev)
-	if len(r.opts.Selection.Releases) == 0 && rep.Error == "" && st.Switchover == nil {
+	if len(r.opts.Selection.Releases) == 0 && rep.Error == "" && st.Switchover == nil && !r.opts.Uncommitted {
 		st.AppliedCommit = st.Commit
 	}
 	for _, k := range sortedKeys(records) {

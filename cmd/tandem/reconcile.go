@@ -123,7 +123,7 @@ healthy, 1 on any failure.`,
 			opts.Selection = reconciler.Selection{Clusters: f.clusters, Releases: f.releases}
 			opts.DryRun = f.dryRun
 			opts.SourceLost = f.sourceLost
-			opts.Commit, opts.Ref = rev.Commit, rev.Ref
+			opts.Commit, opts.Ref, opts.Uncommitted = rev.Commit, rev.Ref, rev.Dirty
 			opts.Logger = g.logger(s)
 			opts.Progress = newProgress(s.Err).event
 
