@@ -47,7 +47,9 @@ func TestCIDriftCredentialAndApprovalPlan(t *testing.T) {
 	repo := e2etest.CopyExample(t)
 	src := []string{"--manifest-dir", repo.Dir}
 	applied := strings.TrimSpace(repo.Git(t, "rev-parse", "HEAD"))
-	wantCode(t, admin.run(t, reconcileTimeout, append([]string{"reconcile", "--standby-guard=off"}, src...)...), 0)
+	// The reconcile job's step, as the workflow has it: what it writes must
+	// leave the checkout clean, or no record names the commit applied.
+	runReconcileStep(t, root, repo.Dir, env.Kubeconfig())
 
 	// The drift credential on both clusters, and a kubeconfig of its tokens.
 	for _, c := range env.Names() {
@@ -180,6 +182,22 @@ func TestCIDriftCredentialAndApprovalPlan(t *testing.T) {
 			t.Errorf("the plan does not say %q:\n%s", want, summary)
 		}
 	})
+
+	// Someone reconciles from a checkout with an edit not committed: the
+	// clusters hold what no commit does, so no record may name HEAD as held
+	// (the next approval plan would compare with HEAD and not show that the
+	// reconcile undoes the edit).
+	step("a run of uncommitted files names no applied commit", func(t *testing.T) {
+		wantCode(t, admin.run(t, reconcileTimeout, append([]string{"reconcile", "--standby-guard=off"}, src...)...), 0)
+		if got := appliedCommits(t, reader, src); got["blue"] != head || got["green"] != head {
+			t.Fatalf("after a complete run of a clean checkout: applied commits %v, want %s on both", got, head)
+		}
+		repo.Replace(t, "values/storefront.yaml", "greeting: hello from the new shop", "greeting: a hotfix never committed")
+		wantCode(t, admin.run(t, reconcileTimeout, append([]string{"reconcile", "--standby-guard=off"}, src...)...), 0)
+		if got := appliedCommits(t, reader, src); got["blue"] != "" || got["green"] != "" {
+			t.Fatalf("after a run of a checkout with an uncommitted edit: applied commits %v, want none", got)
+		}
+	})
 }
 
 // try runs kubectl and returns its combined output and error, without failing.
@@ -217,6 +235,42 @@ func appliedCommits(t *testing.T, r runner, src []string) map[string]string {
 // step "Plan for the approver".
 func planStep(t *testing.T, root string) string {
 	t.Helper()
+	return workflowStep(t, root, "plan-merge", "Plan for the approver")
+}
+
+// runReconcileStep runs the reconcile job's step "Reconcile" of
+// examples/ci/github-actions.yaml as GitHub would, in the checkout dir, with
+// the kubeconfig where the job writes it (the Standby guard off, as in the
+// other runs here).
+func runReconcileStep(t *testing.T, root, dir, kubeconfig string) {
+	t.Helper()
+	script := workflowStep(t, root, "reconcile", "Reconcile")
+	if !strings.Contains(script, "tandem reconcile ") {
+		t.Fatalf("the reconcile step runs no tandem reconcile:\n%s", script)
+	}
+	script = strings.Replace(script, "tandem reconcile ", "tandem reconcile --standby-guard=off ", 1)
+	tmp := t.TempDir()
+	b, err := os.ReadFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "kubeconfig"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), reconcileTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(tandem.Path(t))+":"+os.Getenv("PATH"), "RUNNER_TEMP="+tmp,
+		"TANDEM_CACHE_DIR="+t.TempDir(), "KUBECONFIG=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the reconcile step failed: %v\n%s", err, out)
+	}
+}
+
+// workflowStep is the run script of a step of examples/ci/github-actions.yaml.
+func workflowStep(t *testing.T, root, job, name string) string {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "examples", "ci", "github-actions.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -229,12 +283,12 @@ func planStep(t *testing.T, root string) string {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range doc.Jobs["plan-merge"].Steps {
-		if s.Name == "Plan for the approver" {
+	for _, s := range doc.Jobs[job].Steps {
+		if s.Name == name {
 			return s.Run
 		}
 	}
-	t.Fatal("github-actions.yaml: no plan-merge step \"Plan for the approver\"")
+	t.Fatalf("github-actions.yaml: no %s step %q", job, name)
 	return ""
 }
 
