@@ -120,6 +120,21 @@ func TestCIDriftCredentialAndApprovalPlan(t *testing.T) {
 			if labels := kc.run(t, c, "-n", "example", "get", "deployment/example", "-o", "jsonpath={.metadata.labels.e2e}"); labels != "" {
 				t.Errorf("%s: the drift user's patch landed: label e2e=%q", c, labels)
 			}
+			// Reading all resources (get on "*") reaches the connect subresources too: a node's
+			// kubelet through nodes/proxy, a Service through services/proxy, a pod's exec. They
+			// are CONNECT requests, never dry runs: the policy refuses them.
+			node := kc.run(t, c, "get", "nodes", "-o", "jsonpath={.items[0].metadata.name}")
+			for _, path := range []string{"/api/v1/nodes/" + node + "/proxy/pods",
+				"/api/v1/namespaces/example/services/example/proxy/",
+				"/api/v1/namespaces/example/pods/any/exec?command=true&stdout=true"} {
+				if out, err := drift.try(c, "get", "--raw", path); err == nil || !strings.Contains(out, dryRunOnly) {
+					t.Errorf("%s: GET %s as the drift user: %v, want refused by the policy:\n%s", c, path, err, out)
+				}
+			}
+			// The check drift-credential.yaml asks for before a token is handed out.
+			if out, err := kc.try(c, "--as="+driftUser, "-n", "tandem-drift", "create", "configmap", "tandem-drift-probe", "--from-literal=k=v"); err == nil || !strings.Contains(out, dryRunOnly) {
+				t.Errorf("%s: the documented probe: %v, want refused by the policy:\n%s", c, err, out)
+			}
 			// Nor can it switch the policy off (admission policies are not subject to admission).
 			if out, err := drift.try(c, "patch", "validatingadmissionpolicybinding/tandem-drift-dry-run-only", "--type=merge", "-p", `{"spec":{"validationActions":["Audit"]}}`); err == nil || !strings.Contains(out, "forbidden") {
 				t.Errorf("%s: the drift user patching the policy binding: %v, want forbidden:\n%s", c, err, out)
