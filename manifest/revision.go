@@ -11,7 +11,7 @@ import (
 // dir, and whether that work tree has uncommitted changes. A directory outside
 // any git repository has no revision: it returns "", false, nil.
 func DirRevision(dir string) (commit string, dirty bool, err error) {
-	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{DetectDotGit: true})
+	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		return "", false, nil
 	}
