@@ -131,11 +131,26 @@ func GuardPolicyVersion() string {
 }
 
 // guardMessage is the refusal, as a CEL string expression. It names the
-// object, the cluster and what to do instead.
-const guardMessage = `(has(request.subResource) && request.subResource == 'scale' ? request.resource.resource : request.kind.kind) + ' ' + request.namespace + '/' + request.name +
-  ' is held at zero by tandem on Standby cluster ' + (has(params.data) && 'cluster' in params.data ? params.data['cluster'] : '(unknown)') +
+// object, the cluster and what to do instead; writerRule adds, for the
+// rules only tandem's own user passes, whom the guard lets through and who
+// asked (a tandem running as another user than the guard names sees it at
+// once), and every refusal ends with how to break glass: name is the
+// binding.
+func guardMessage(name string, writerRule bool) string {
+	const (
+		cluster = `(params != null && has(params.data) && 'cluster' in params.data ? params.data['cluster'] : '(unknown)')`
+		writer  = `(params != null && has(params.data) && '` + guardWriterKey + `' in params.data ? params.data['` + guardWriterKey + `'] : 'none recorded')`
+	)
+	msg := `(has(request.subResource) && request.subResource == 'scale' ? request.resource.resource : request.kind.kind) + ' ' + request.namespace + '/' + request.name +
+  ' is held at zero by tandem on Standby cluster ' + ` + cluster + ` +
   ': scaling it up, resuming or unpausing it, or dropping tandem\'s marker from it (helm rollback to a revision from when the cluster was Active does), is refused here. To run it here, switch over: tandem switchover --to ' +
-  (has(params.data) && 'cluster' in params.data ? params.data['cluster'] : '<cluster>') + ', then commit and push tandem.yaml.'`
+  ` + cluster + ` + ', then commit and push tandem.yaml.'`
+	if writerRule {
+		msg += ` + ' Only the user tandem writes as (' + ` + writer + ` + ') may drop its marker or raise a workload it holds; this request came from ' + request.userInfo.username +
+  ': if that is tandem, run it again (a run names its own user in the guard before it writes).'`
+	}
+	return msg + ` + ' Break glass: kubectl delete validatingadmissionpolicybinding ` + name + `, and run tandem with --standby-guard off until it is over.'`
+}
 
 // guardPolicy is the policy's desired state.
 // version, when set, is recorded in the policy's annotation.
@@ -164,7 +179,11 @@ func guardPolicy(name string, version ...string) *admissionv1ac.ValidatingAdmiss
 		return "(oldObject == null || !" + marked("oldObject", key) + " || " + marked("object", key) + ")"
 	}
 	validate := func(expr string) *admissionv1ac.ValidationApplyConfiguration {
-		return admissionv1ac.Validation().WithExpression(expr).WithMessageExpression(guardMessage).WithReason(metav1.StatusReasonForbidden)
+		return admissionv1ac.Validation().WithExpression(expr).WithMessageExpression(guardMessage(name, false)).WithReason(metav1.StatusReasonForbidden)
+	}
+	// validateWriter is a rule only tandem's own user passes.
+	validateWriter := func(expr string) *admissionv1ac.ValidationApplyConfiguration {
+		return admissionv1ac.Validation().WithExpression(expr).WithMessageExpression(guardMessage(name, true)).WithReason(metav1.StatusReasonForbidden)
 	}
 	p := admissionv1ac.ValidatingAdmissionPolicy(name).
 		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "tandem"}).
@@ -201,9 +220,9 @@ func guardPolicy(name string, version ...string) *admissionv1ac.ValidatingAdmiss
 				validate("request.resource.resource != 'cronjobs' || !("+annotations+" && '"+GuardHeldAnnotation+"' in object.metadata.annotations) || (has(object.spec.suspend) && object.spec.suspend)"),
 				validate("request.resource.resource != 'scaledobjects' || !("+annotations+" && '"+GuardHeldAnnotation+"' in object.metadata.annotations) || ('"+GuardKEDAPaused+"' in object.metadata.annotations && object.metadata.annotations['"+GuardKEDAPaused+"'] == '0')"),
 				// Only tandem drops a marker.
-				validate(scale+" || "+writer+" || ("+kept(GuardReplicasAnnotation)+" && "+kept(GuardHeldAnnotation)+")"),
+				validateWriter(scale+" || "+writer+" || ("+kept(GuardReplicasAnnotation)+" && "+kept(GuardHeldAnnotation)+")"),
 				// Only tandem raises a workload the parameter lists, marker or not.
-				validate(scale+" || !("+apps+") || "+writer+" || !"+listed+" || !has(object.spec.replicas) || object.spec.replicas == 0"),
+				validateWriter(scale+" || !("+apps+") || "+writer+" || !"+listed+" || !has(object.spec.replicas) || object.spec.replicas == 0"),
 			))
 	if len(version) > 0 {
 		p.WithAnnotations(map[string]string{guardVersionAnnotation: version[0]})

@@ -118,6 +118,15 @@ func TestGuardOnlyTandemDropsTheMarker(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "tandem switchover --to blue") {
 		t.Fatalf("another user drops the marker: err = %v, want the guard's refusal", err)
 	}
+	t.Logf("refused: %v", err)
+	// The refusal says whom the guard lets through and who asked (a tandem
+	// running as another user than the guard names must be able to tell),
+	// and how to break glass (review revguard2).
+	for _, w := range []string{"(" + user + ")", "came from e2e-operator", "kubectl delete validatingadmissionpolicybinding " + GuardNameFor(id), "--standby-guard off"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("the refusal of a marker drop does not say %q:\n%v", w, err)
+		}
+	}
 	if err := patch(op, "web", dropAndRise, nil); err == nil {
 		t.Error("another user drops the marker and raises replicas in one patch (helm rollback to an Active-era revision): passed")
 	}
