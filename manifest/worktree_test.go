@@ -42,4 +42,15 @@ func TestLinkedWorkTree(t *testing.T) {
 	if err != nil || commit != want || dirty {
 		t.Errorf("DirRevision = %q, %v, %v; want %s, clean", commit, dirty, err, want)
 	}
+	// A reconcile names its commit as applied only for a clean tree.
+	for name, edit := range map[string]string{"tandem.yaml": "clusters: [] # edited\n", "new.txt": "untracked\n"} {
+		if err := os.WriteFile(filepath.Join(wt, name), []byte(edit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if commit, dirty, err := manifest.DirRevision(wt); err != nil || commit != want || !dirty {
+			t.Errorf("DirRevision after writing %s = %q, %v, %v; want %s, dirty", name, commit, dirty, err, want)
+		}
+		gitRun(t, wt, "checkout", "--", ".")
+		gitRun(t, wt, "clean", "-fdq")
+	}
 }
