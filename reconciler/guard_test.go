@@ -3,6 +3,7 @@ package reconciler
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -249,5 +250,43 @@ func TestReconcileGuardNamesTheWriter(t *testing.T) {
 	rep = r.reconcileGuard(context.Background(), &clusterRun{t: ft, c: cluster}, []Desired{shop})
 	if ft.whoAmI != 0 || ft.writeRuns != 0 || rep == nil || rep.Action != GuardUnchanged {
 		t.Errorf("dry run: %d identity reads, %d writes, report %+v; want none, none, unchanged", ft.whoAmI, ft.writeRuns, rep)
+	}
+}
+
+// Before a switchover step writes anything, the guard goes from the target
+// (it becomes Active: its warming writes drop the markers), and with
+// --standby-guard off from every involved cluster; a source's guard stays
+// with enforce, and a dry run writes nothing (review of issue 12, finding
+// 1 (b), (c); revguard2: (c) had no test).
+func TestGuardStepRemovesBeforeTheFirstWrite(t *testing.T) {
+	shop := guardDesired(t, "shop", "web", render.RoleStandby, true)
+	held, _ := desiredGuard(GuardEnforce, "green", manifest.RoleStandby, []Desired{shop}, nil, nil)
+	p := &SwitchoverPlan{From: []string{"blue"}, To: []string{"green"}}
+	for _, tc := range []struct {
+		name, cluster string
+		mode          GuardMode
+		dryRun        bool
+		removed       bool
+	}{
+		{name: "target, enforce", cluster: "green", mode: GuardEnforce, removed: true},
+		{name: "target, warn", cluster: "green", mode: GuardWarn, removed: true},
+		{name: "source, enforce", cluster: "blue", mode: GuardEnforce},
+		{name: "source, off", cluster: "blue", mode: GuardOff, removed: true},
+		{name: "target, off", cluster: "green", mode: GuardOff, removed: true},
+		{name: "target, dry run", cluster: "green", mode: GuardEnforce, dryRun: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := *held
+			ft := &fakeGuardTarget{user: "tandem", current: &g}
+			r := &run{m: &manifest.Manifest{}, opts: Options{StandbyGuard: tc.mode, DryRun: tc.dryRun, Logger: slog.New(slog.DiscardHandler)}}
+			x := &swCluster{c: manifest.Cluster{Name: tc.cluster, Role: manifest.RoleStandby}, t: ft}
+			r.guardStep(context.Background(), x, p, manifest.RoleStandby, nil, true)
+			switch {
+			case tc.removed && (ft.writeRuns != 1 || ft.written != nil):
+				t.Errorf("%d writes, left %+v; want the guard removed", ft.writeRuns, ft.written)
+			case !tc.removed && ft.writeRuns != 0:
+				t.Errorf("%d writes (%+v); want the guard untouched", ft.writeRuns, ft.written)
+			}
+		})
 	}
 }
