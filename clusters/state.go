@@ -61,7 +61,8 @@ type State struct {
 	// ok (no --release selection, no error, no prune left undone, no
 	// switchover under way, no uncommitted files in the tree applied), so
 	// the cluster holds that commit's content, hand edits aside. Empty
-	// otherwise, and in records of a tandem from before it. CI plans the
+	// otherwise, and in records of a tandem from before it; cleared before a
+	// run writes to the cluster, so a run that dies half-way leaves none. CI plans the
 	// approval of the next reconcile against it (examples/ci).
 	AppliedCommit string         `json:"appliedCommit,omitempty"`
 	Releases      []ReleaseState `json:"releases"`

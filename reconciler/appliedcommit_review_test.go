@@ -98,3 +98,71 @@ func TestAppliedCommitNotNamedForUncommittedContent(t *testing.T) {
 		}
 	}
 }
+
+// loseLockOnUpgrade loses the cluster's lock while one release is upgraded.
+type loseLockOnUpgrade struct {
+	*fakeTarget
+	lost    chan struct{}
+	release string
+}
+
+func (l *loseLockOnUpgrade) Lock(context.Context, clusters.LockOptions) (Lease, error) {
+	return &chanLease{lost: l.lost}, nil
+}
+
+func (l *loseLockOnUpgrade) Upgrade(ctx context.Context, req clusters.ReleaseRequest) (*clusters.Release, error) {
+	rel, err := l.fakeTarget.Upgrade(ctx, req)
+	if req.Name == l.release {
+		close(l.lost)
+		<-ctx.Done() // the run notices and stops writing
+	}
+	return rel, err
+}
+
+// TestAppliedCommitForgottenBeforeAnyWrite: a run that changes the cluster
+// and ends without writing its record (lock lost here; kill -9 alike) has
+// applied part of its commit, so the record must no longer name the commit
+// the cluster held all of before: the approval plan of a revert of this
+// commit would compare with it and show nothing.
+func TestAppliedCommitForgottenBeforeAnyWrite(t *testing.T) {
+	log := &opLog{}
+	blue := newFake("blue", log)
+	m := testManifest()
+	m.Clusters = m.Clusters[:1]
+	m.Releases[0].Rollout = manifest.RolloutParallel
+	var target Target = blue
+	connect := func(context.Context, manifest.Cluster) (Target, error) { return target, nil }
+	opts := DefaultOptions()
+	opts.DetectDrift, opts.Commit = false, "a1"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	Reconcile(ctx, m, testResults(m), connect, opts)
+	if st, _ := blue.ReadState(ctx, ""); st == nil || st.AppliedCommit != "a1" {
+		t.Fatalf("after a complete run: state %+v, want appliedCommit a1", st)
+	}
+
+	// A run that changes nothing keeps it, writing nothing before its end.
+	opts.Commit = "a2"
+	Reconcile(ctx, m, testResults(m), connect, opts)
+	if st, _ := blue.ReadState(ctx, ""); st == nil || st.AppliedCommit != "a2" {
+		t.Fatalf("after a run with nothing to change: state %+v, want appliedCommit a2", st)
+	}
+
+	target = &loseLockOnUpgrade{fakeTarget: blue, lost: make(chan struct{}), release: "db"}
+	opts.Commit = "b3"
+	changed := testResults(m)
+	for _, r := range changed {
+		r.Digest += "-b3"
+	}
+	rep := Reconcile(ctx, m, changed, connect, opts)
+	if c := rep.Clusters[0]; !strings.Contains(c.Error, "lock was lost") {
+		t.Fatalf("blue error %q: want the lock lost", c.Error)
+	}
+	st, _ := blue.ReadState(ctx, "")
+	if st == nil || st.AppliedCommit != "" {
+		t.Errorf("after a run that upgraded db and lost its lock: state record names %q as held completely; want none", st.AppliedCommit)
+	}
+	if st != nil && st.Commit != "a2" {
+		t.Errorf("the record's commit %q, want a2: the clearing write keeps the last run's record as it was", st.Commit)
+	}
+}

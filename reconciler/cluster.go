@@ -285,6 +285,9 @@ func (r *run) cluster(ctx context.Context, c manifest.Cluster, cn conn, desired 
 		return rep
 	}
 
+	if err := r.forgetAppliedCommit(ctx, cr, plan); err != nil {
+		return fail(fmt.Errorf("write state record before applying (to clear its applied commit): %w; nothing applied", err))
+	}
 	cr.snap = cn.t.Snapshot()
 	rep.Releases = r.applyWaves(ctx, cr, plan)
 	rep.Pruned = r.pruneIfSafe(ctx, cr, plan, rep.Releases)

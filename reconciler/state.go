@@ -92,3 +92,43 @@ func (r *run) writeState(ctx context.Context, cr *clusterRun, rep ClusterReport,
 	defer cancel()
 	return cr.t.WriteState(sctx, st)
 }
+
+// forgetAppliedCommit clears the state record's applied commit before a run
+// writes anything that may change the cluster. A run that dies (kill -9),
+// loses its lock or cannot write its record half-way leaves no record of its
+// own, and the cluster then holds part of this commit: no longer all of the
+// one the record names. CI's approval plan compares the next push with that
+// commit, so a revert of this one would show nothing while its reconcile
+// undoes what was applied. The record is written back with the commit once
+// the run ends complete.
+func (r *run) forgetAppliedCommit(ctx context.Context, cr *clusterRun, plan ClusterPlan) error {
+	if cr.prev == nil || cr.prev.AppliedCommit == "" || !r.planWrites(plan) {
+		return nil
+	}
+	st := *cr.prev
+	st.AppliedCommit = ""
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cr.t.WriteState(sctx, st); err != nil {
+		return err
+	}
+	cr.prev.AppliedCommit = ""
+	return nil
+}
+
+// planWrites says whether carrying out the plan may change the cluster's
+// releases: an install, upgrade, recovery or prune, or a drift correction.
+func (r *run) planWrites(plan ClusterPlan) bool {
+	if len(plan.Prune) > 0 {
+		return true
+	}
+	for _, s := range plan.Steps {
+		if s.Error != "" {
+			continue
+		}
+		if s.Action != ActionUnchanged || r.opts.CorrectDrift || (s.desired != nil && s.desired.Spec.DriftCorrection) {
+			return true
+		}
+	}
+	return false
+}
