@@ -29,7 +29,7 @@ type Generated struct {
 // generatingFuncs are the template functions whose output differs from one
 // render to the next. A chart whose templates name none of them renders the
 // same every time and is rendered once.
-var generatingFuncs = regexp.MustCompile(`\b(randAlphaNum|randAlpha|randAscii|randNumeric|randBytes|randInt|shuffle|uuidv4|now|genCA|genCAWithKey|genPrivateKey|genSelfSignedCert|genSelfSignedCertWithKey|genSignedCert|genSignedCertWithKey|bcrypt|htpasswd)\b`)
+var generatingFuncs = regexp.MustCompile(`\b(randAlphaNum|randAlpha|randAscii|randNumeric|randBytes|randInt|shuffle|uuidv4|now|genCA|genCAWithKey|genPrivateKey|genSelfSignedCert|genSelfSignedCertWithKey|genSignedCert|genSignedCertWithKey|bcrypt|htpasswd|encryptAES|ago)\b`)
 
 // mayGenerate reports whether a template of ch or of a subchart calls a
 // generating function.

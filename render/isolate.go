@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -167,6 +168,8 @@ type workerPool struct {
 	// at most iso.MaxWorkers. A worker is started only when none is idle,
 	// so there are never more workers than tokens.
 	slots chan struct{}
+	// cache holds earlier answers (nil: none; see renderCache).
+	cache *renderCache
 
 	mu     sync.Mutex
 	idle   []*worker              // guarded by mu
@@ -181,6 +184,10 @@ type wire struct {
 	once sync.Once
 	enc  []byte
 	err  error
+	// sum is enc's sha256 and cacheable whether renders of the chart may
+	// be cached (see renderCache): made with enc.
+	sum       [32]byte
+	cacheable bool
 }
 
 // workers returns the pool for one call, or nil without Isolation.
@@ -189,12 +196,14 @@ func (r *Renderer) workers() *workerPool {
 		return nil
 	}
 	iso := r.opts.Isolation.withDefaults(r.opts.Concurrency)
+	env := workerEnv(os.Environ(), append(memoryLimitEnv(iso.MemoryLimit), iso.Env...))
 	return &workerPool{
 		iso:     iso,
-		env:     workerEnv(os.Environ(), append(memoryLimitEnv(iso.MemoryLimit), iso.Env...)),
+		env:     env,
 		timeout: r.opts.Timeout,
 		slots:   make(chan struct{}, iso.MaxWorkers),
 		started: r.workerStarted,
+		cache:   newRenderCache(r.opts.RenderCacheDir, r.opts.RenderCacheMax, iso, env),
 		charts:  map[*chart.Chart]*wire{},
 	}
 }
@@ -213,6 +222,9 @@ func (p *workerPool) close() {
 	}
 	for _, w := range idle {
 		w.release()
+	}
+	if p.cache != nil {
+		p.cache.prune()
 	}
 }
 
@@ -262,6 +274,9 @@ func (p *workerPool) chartWire(ch *chart.Chart) (*wire, error) {
 		e := &encoder{}
 		e.chart(ch)
 		cw.enc, cw.err = e.buf, e.err
+		if p.cache != nil && cw.err == nil {
+			cw.sum, cw.cacheable = sha256.Sum256(cw.enc), cacheable(cw.enc)
+		}
 	})
 	if cw.err != nil {
 		return nil, fmt.Errorf("chart %s: %w", ch.Name(), cw.err)
@@ -276,14 +291,6 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 	if err := ctx.Err(); err != nil {
 		return rendered{}, err // start no worker for a call already cancelled
 	}
-	select {
-	case p.slots <- struct{}{}:
-		defer func() { <-p.slots }()
-	case <-ctx.Done():
-		return rendered{}, ctx.Err()
-	}
-	timer := time.NewTimer(p.timeout)
-	defer timer.Stop()
 	rest, err := (&renderJob{
 		release: req.Release, namespace: req.Namespace, caps: req.Capabilities, upgrade: req.Upgrade,
 		overlay: req.Overlay, values: vals, lookup: req.Lookup != nil,
@@ -295,6 +302,22 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 	if err != nil {
 		return rendered{}, err
 	}
+	var key [32]byte
+	store := p.cache != nil && cw.cacheable && cacheable(rest)
+	if store {
+		key = p.cache.key(cw.sum, rest)
+		if rd, ok := p.cache.get(key); ok {
+			return rd, nil
+		}
+	}
+	select {
+	case p.slots <- struct{}{}:
+		defer func() { <-p.slots }()
+	case <-ctx.Done():
+		return rendered{}, ctx.Err()
+	}
+	timer := time.NewTimer(p.timeout)
+	defer timer.Stop()
 	w, err := p.get()
 	if err != nil {
 		return rendered{}, err
@@ -320,6 +343,9 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 		p.put(w)
 		if res.a.err != "" {
 			return rendered{}, errors.New(res.a.err)
+		}
+		if store {
+			p.cache.put(key, res.a.rendered)
 		}
 		return res.a.rendered, nil
 	case <-timer.C:

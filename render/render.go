@@ -42,6 +42,12 @@ type Options struct {
 	// what this process holds: 0 means DefaultMaxTotalOutput. The render
 	// that passes it fails, naming its release.
 	MaxTotalOutput int64
+	// RenderCacheDir, when set with Isolation, keeps render workers'
+	// answers so that a later render of the very same input starts no
+	// worker (see renderCache); RenderCacheMax bounds its size in bytes (0:
+	// DefaultRenderCacheMax).
+	RenderCacheDir string
+	RenderCacheMax int64
 	// Isolation, when set, runs Helm's template engine in worker processes,
 	// so that a render past Timeout, or whose ctx is done, is killed rather
 	// than left running (see Isolation). nil renders in this process.

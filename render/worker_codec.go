@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"helm.sh/helm/v3/pkg/chartutil"
 )
@@ -64,11 +66,13 @@ func (e *encoder) strs(ss []string) {
 	}
 }
 
+// strMap and anyMap write keys in order, so that one input always encodes
+// to the same bytes: the render cache keys on them.
 func (e *encoder) strMap(m map[string]string) {
 	e.length(len(m), m == nil)
-	for k, v := range m {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		e.str(k)
-		e.str(v)
+		e.str(m[k])
 	}
 }
 
@@ -189,9 +193,9 @@ func (e *encoder) value(v any) {
 
 func (e *encoder) anyMap(m map[string]any) {
 	e.length(len(m), m == nil)
-	for k, v := range m {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		e.str(k)
-		e.value(v)
+		e.value(m[k])
 	}
 }
 

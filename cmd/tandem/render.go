@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -66,6 +67,9 @@ func renderOptions() render.Options {
 	o.CacheDir = cacheDir()
 	if iso, err := renderIsolation(); err == nil {
 		o.Isolation = iso
+		if os.Getenv("TANDEM_RENDER_CACHE") != "off" {
+			o.RenderCacheDir = filepath.Join(o.CacheDir, "renders")
+		}
 	}
 	// As the helm CLI's --registry-config defaults; empty is Helm's own file.
 	o.RegistryConfig = os.Getenv("HELM_REGISTRY_CONFIG")

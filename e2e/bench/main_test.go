@@ -69,6 +69,7 @@ type harness struct {
 	helm       string
 	clients    map[string]kubernetes.Interface // direct, not counted
 	cacheDir   string                          // TANDEM_CACHE_DIR and Helm's homes
+	profiles   int                             // CPU profiles written (TANDEM_BENCH_CPUPROFILE)
 }
 
 func newHarness(b *testing.B) *harness {

@@ -113,6 +113,10 @@ func (h *harness) reconcile(tb testing.TB, dir string, flags ...string) (measure
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	args := append([]string{"reconcile", "--manifest-dir", dir, "--kubeconfig", h.kubeconfig, "-o", "json"}, flags...)
+	if d := os.Getenv("TANDEM_BENCH_CPUPROFILE"); d != "" {
+		h.profiles++
+		args = append(args, "--cpuprofile", filepath.Join(d, fmt.Sprintf("reconcile-%02d.pprof", h.profiles)))
+	}
 	before, beforeT := h.requests(), h.traffic()
 	start := time.Now()
 	p, err := run(ctx, h.tandemEnv(), h.tandem, args...)

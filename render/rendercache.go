@@ -1,0 +1,267 @@
+package render
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// renderCache keeps the answers of render workers on disk, keyed by
+// everything the worker was sent: the chart's and the request's exact wire
+// bytes (the encoding is deterministic: maps in key order), the worker's
+// environment and the identity of the worker's binary. A worker reads
+// nothing else — no file, no clock it was not sent, no network (Helm's DNS
+// function is off) — so for the same key it answers the same bytes, with
+// three exceptions, which are never stored: a render that called lookup
+// (its answer depends on the cluster), a chart or request that names a
+// function that generates afresh each time (randAlphaNum, now, …, matched
+// anywhere in the bytes sent: templates, files, values for tpl), and an
+// error. A hit skips the worker: a no-op run of releases that do not
+// change starts none.
+//
+// An entry carries its key and a checksum; one that does not match (a torn
+// write, another version's file) is a miss, removed and rendered afresh.
+// Entries are written to a temporary file and renamed. Whoever can write
+// the cache directory can change what tandem renders, as whoever can
+// write its chart cache can: it belongs to the user running tandem (its
+// default is under the user's cache directory).
+type renderCache struct {
+	dir string
+	// identity names the worker's binary and environment (see workerIdentity).
+	identity []byte
+	// max bounds the directory's size; the oldest entries (by the time
+	// last used) go first.
+	max int64
+
+	mu      sync.Mutex
+	written int64 // bytes stored by this renderer, guarded by mu
+}
+
+// renderCacheFormat is the first line of every entry; a new format makes
+// every older entry a miss.
+const renderCacheFormat = "tandem-render-cache/1\n"
+
+// DefaultRenderCacheMax is Options.RenderCacheMax's default.
+const DefaultRenderCacheMax = 512 << 20
+
+// newRenderCache returns the cache for iso's workers, or nil (no cache)
+// without a directory or when the worker's binary cannot be identified.
+func newRenderCache(dir string, max int64, iso Isolation, env []string) *renderCache {
+	if dir == "" || len(iso.Command) == 0 || !privateDir(dir) {
+		return nil
+	}
+	id, err := workerIdentity(iso.Command, env)
+	if err != nil {
+		return nil
+	}
+	if max <= 0 {
+		max = DefaultRenderCacheMax
+	}
+	return &renderCache{dir: dir, identity: id, max: max}
+}
+
+// privateDir makes dir if need be and reports whether only this user can
+// write it: entries in a directory others can write (a shared /tmp) could
+// be someone else's.
+func privateDir(dir string) bool {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false
+	}
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir() && fi.Mode().Perm()&0o022 == 0 && ownedByMe(fi)
+}
+
+// workerIdentity is what makes a worker answer as it does besides its
+// input: its argv, its binary (device, inode, size and modification time of
+// the file it runs: a rebuilt or upgraded tandem is another binary), the
+// build's module versions, and its environment (TZ changes what date
+// functions print).
+func workerIdentity(command, env []string) ([]byte, error) {
+	fi, err := os.Stat(command[0])
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%q\x00%d\x00%d\x00%s\x00", workerProtocol, command, fi.Size(), fi.ModTime().UnixNano(), fi.Mode())
+	if st := statIdentity(fi); st != "" {
+		fmt.Fprintf(h, "%s\x00", st)
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		fmt.Fprintf(h, "%s\x00", bi.String())
+	}
+	sorted := slices.Clone(env)
+	sort.Strings(sorted)
+	fmt.Fprintf(h, "%q", sorted)
+	return h.Sum(nil), nil
+}
+
+// cacheable reports whether a render of these bytes may be stored: it
+// names no generating function.
+func cacheable(b []byte) bool {
+	return !generatingFuncs.Match(b)
+}
+
+// key is the entry's name for one render: the chart's wire bytes (hashed
+// once per chart) and the request's.
+func (c *renderCache) key(chartSum [32]byte, rest []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(renderCacheFormat))
+	h.Write(c.identity)
+	h.Write(chartSum[:])
+	h.Write(rest)
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (c *renderCache) path(k [32]byte) string {
+	name := hex.EncodeToString(k[:])
+	return filepath.Join(c.dir, name[:2], name)
+}
+
+// get returns the stored answer for k.
+func (c *renderCache) get(k [32]byte) (rendered, bool) {
+	p := c.path(k)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return rendered{}, false
+	}
+	rd, err := decodeEntry(b, k)
+	if err != nil {
+		_ = os.Remove(p)
+		return rendered{}, false
+	}
+	now := time.Now()
+	_ = os.Chtimes(p, now, now) // last used, for pruning
+	return rd, true
+}
+
+// put stores an answer; failing to is not an error (the next run renders).
+func (c *renderCache) put(k [32]byte, rd rendered) {
+	if rd.usedLookup {
+		return
+	}
+	b := encodeEntry(k, rd)
+	p := c.path(k)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	if err != nil {
+		return
+	}
+	_, werr := f.Write(b)
+	cerr := f.Close()
+	if werr != nil || cerr != nil || os.Rename(f.Name(), p) != nil {
+		_ = os.Remove(f.Name())
+		return
+	}
+	c.mu.Lock()
+	c.written += int64(len(b))
+	c.mu.Unlock()
+}
+
+func encodeEntry(k [32]byte, rd rendered) []byte {
+	b := append([]byte(renderCacheFormat), k[:]...)
+	b = binary.AppendUvarint(b, uint64(len(rd.manifest)))
+	b = append(b, rd.manifest...)
+	b = binary.AppendUvarint(b, uint64(len(rd.hooks)))
+	b = append(b, rd.hooks...)
+	sum := sha256.Sum256(b)
+	return append(b, sum[:]...)
+}
+
+var errBadEntry = errors.New("not a render cache entry for this key")
+
+func decodeEntry(b []byte, k [32]byte) (rendered, error) {
+	if len(b) < len(renderCacheFormat)+32+sha256.Size {
+		return rendered{}, errBadEntry
+	}
+	body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+	if s := sha256.Sum256(body); !bytes.Equal(s[:], sum) {
+		return rendered{}, errBadEntry
+	}
+	if !bytes.HasPrefix(body, []byte(renderCacheFormat)) {
+		return rendered{}, errBadEntry
+	}
+	body = body[len(renderCacheFormat):]
+	if !bytes.Equal(body[:32], k[:]) {
+		return rendered{}, errBadEntry
+	}
+	body = body[32:]
+	str := func() (string, bool) {
+		n, w := binary.Uvarint(body)
+		if w <= 0 || n > uint64(len(body)-w) {
+			return "", false
+		}
+		s := string(body[w : w+int(n)])
+		body = body[w+int(n):]
+		return s, true
+	}
+	m, ok1 := str()
+	h, ok2 := str()
+	if !ok1 || !ok2 || len(body) != 0 {
+		return rendered{}, errBadEntry
+	}
+	return rendered{manifest: m, hooks: h}, nil
+}
+
+// prune removes the least recently used entries once the directory holds
+// more than max bytes, down to three quarters of it. It walks the directory
+// only when this renderer stored something.
+func (c *renderCache) prune() {
+	c.mu.Lock()
+	written := c.written
+	c.written = 0
+	c.mu.Unlock()
+	if written == 0 {
+		return
+	}
+	type entry struct {
+		path string
+		size int64
+		used time.Time
+	}
+	var entries []entry
+	var total int64
+	_ = filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".tmp-") && time.Since(fi.ModTime()) > time.Hour {
+			_ = os.Remove(p) // left by a process that died mid-write
+			return nil
+		}
+		entries = append(entries, entry{p, fi.Size(), fi.ModTime()})
+		total += fi.Size()
+		return nil
+	})
+	if total <= c.max {
+		return
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].used.Before(entries[j].used) })
+	for _, e := range entries {
+		if total <= c.max*3/4 {
+			break
+		}
+		if os.Remove(e.path) == nil {
+			total -= e.size
+		}
+	}
+}
