@@ -302,6 +302,8 @@ type document struct {
 	source string // the template path from Helm's "# Source:" comment
 	hook   string // for an item of a List, the List's helm.sh/hook annotation
 	body   []byte
+	// obj is body parsed, when expandLists has parsed it (nil otherwise).
+	obj map[string]any
 }
 
 func (d document) sourceOr(fallback string) string {

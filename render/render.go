@@ -362,18 +362,15 @@ func ParseObjects(manifest, namespace string) ([]Object, error) {
 	var objs []Object
 	var problems []string
 	for _, d := range expandLists(docs, &problems) {
-		var m struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-			Metadata   struct {
-				Name        string         `json:"name"`
-				Namespace   string         `json:"namespace"`
-				Annotations map[string]any `json:"annotations"`
-			} `json:"metadata"`
-		}
-		if err := yaml.Unmarshal(d.body, &m); err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", d.sourceOr("manifest"), err))
-			continue
+		m, ok := headerOf(d.obj)
+		if !ok {
+			// Not a plain object (or not parsed): decode as JSON would,
+			// for its lenient field names and its error texts.
+			m = objectHeader{}
+			if err := yaml.Unmarshal(d.body, &m); err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", d.sourceOr("manifest"), err))
+				continue
+			}
 		}
 		var missing []string
 		if m.APIVersion == "" {
@@ -403,6 +400,53 @@ func ParseObjects(manifest, namespace string) ([]Object, error) {
 		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	return objs, nil
+}
+
+// objectHeader is what ParseObjects reads of an object.
+type objectHeader struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name        string         `json:"name"`
+		Namespace   string         `json:"namespace"`
+		Annotations map[string]any `json:"annotations"`
+	} `json:"metadata"`
+}
+
+// headerOf reads the header of an object already parsed. It answers only
+// for the plain case — every field present with its exact name and type —
+// and leaves anything else to a JSON decode of the document.
+func headerOf(obj map[string]any) (objectHeader, bool) {
+	var h objectHeader
+	if obj == nil {
+		return h, false
+	}
+	meta, ok := obj["metadata"].(map[string]any)
+	if !ok {
+		return h, false
+	}
+	str := func(m map[string]any, k string, optional bool) (string, bool) {
+		v, present := m[k]
+		if !present {
+			return "", optional
+		}
+		s, ok := v.(string)
+		return s, ok && (optional || s != "")
+	}
+	var ok1, ok2, ok3, ok4 bool
+	h.APIVersion, ok1 = str(obj, "apiVersion", false)
+	h.Kind, ok2 = str(obj, "kind", false)
+	h.Metadata.Name, ok3 = str(meta, "name", false)
+	h.Metadata.Namespace, ok4 = str(meta, "namespace", true)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return h, false
+	}
+	if a, present := meta["annotations"]; present && a != nil {
+		if h.Metadata.Annotations, ok = a.(map[string]any); !ok {
+			return h, false
+		}
+	}
+	return h, true
 }
 
 // Conflicts reports objects (kind, namespace, name) that two releases render for the same cluster.
@@ -457,6 +501,7 @@ func expandLists(docs []document, problems *[]string) []document {
 			continue
 		}
 		if _, isList := obj["items"]; !isList {
+			d.obj = obj
 			out = append(out, d)
 			continue
 		}
@@ -476,7 +521,7 @@ func expandLists(docs []document, problems *[]string) []document {
 				*problems = append(*problems, fmt.Sprintf("%s: %v", d.sourceOr("manifest"), err))
 				continue
 			}
-			out = append(out, document{source: d.source, hook: hook, body: b})
+			out = append(out, document{source: d.source, hook: hook, body: b, obj: it})
 		}
 	}
 	return out
