@@ -291,10 +291,11 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 	if err := ctx.Err(); err != nil {
 		return rendered{}, err // start no worker for a call already cancelled
 	}
-	rest, err := (&renderJob{
+	job := &renderJob{
 		release: req.Release, namespace: req.Namespace, caps: req.Capabilities, upgrade: req.Upgrade,
 		overlay: req.Overlay, values: vals, lookup: req.Lookup != nil,
-	}).encodeRest()
+	}
+	rest, err := job.encodeRest()
 	if err != nil {
 		return rendered{}, err
 	}
@@ -310,6 +311,10 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 			return rd, nil
 		}
 	}
+	// A release's first install against a cluster is followed by runs
+	// that render it as an upgrade: the worker renders that too, so the
+	// first no-op after an install finds it cached.
+	alsoUpgrade := store && !req.Upgrade && req.Capabilities.Discovered
 	select {
 	case p.slots <- struct{}{}:
 		defer func() { <-p.slots }()
@@ -331,7 +336,7 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 	}
 	done := make(chan result, 1)
 	go func() {
-		a, err := w.converse(convCtx, cw, rest, req.Lookup)
+		a, err := w.converse(convCtx, cw, rest, alsoUpgrade, req.Lookup)
 		done <- result{a, err}
 	}()
 	select {
@@ -346,6 +351,12 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 		}
 		if store {
 			p.cache.put(key, res.a.rendered)
+			if u := res.a.upgrade; u != nil && alsoUpgrade {
+				job.upgrade = true
+				if up, err := job.encodeRest(); err == nil {
+					p.cache.put(p.cache.key(cw.sum, up), *u)
+				}
+			}
 		}
 		return res.a.rendered, nil
 	case <-timer.C:

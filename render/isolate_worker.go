@@ -153,7 +153,7 @@ func (w *worker) failure(err error) error {
 // serves the worker's lookups from lookup until the answer comes. Its error
 // means the worker cannot be trusted with another request; a render's own
 // failure is in the answer.
-func (w *worker) converse(ctx context.Context, cw *wire, rest []byte, lookup LookupProvider) (*answer, error) {
+func (w *worker) converse(ctx context.Context, cw *wire, rest []byte, alsoUpgrade bool, lookup LookupProvider) (*answer, error) {
 	if !w.greeted {
 		typ, body, err := readFrameLimit(w.out, w.maxOutput)
 		switch {
@@ -179,6 +179,7 @@ func (w *worker) converse(ctx context.Context, cw *wire, rest []byte, lookup Loo
 		e.chart(nil)
 	}
 	e.buf = append(e.buf, rest...)
+	e.bool(alsoUpgrade)
 	if err := writeFrame(w.in, msgRender, e.buf); err != nil {
 		return nil, fmt.Errorf("send request: %w", err)
 	}

@@ -69,8 +69,8 @@ func cacheFiles(t *testing.T, dir string) []string {
 
 // TestRenderCacheHit: a second Renderer rendering the very same requests
 // starts no worker and returns results equal to the fresh ones; a change to
-// any input (values, capabilities, upgrade, the Standby overlay, the
-// workers' environment) renders afresh.
+// any input (values, capabilities, the Standby overlay, the workers'
+// environment) renders afresh. (Upgrade: TestRenderCacheInstallThenUpgrade.)
 func TestRenderCacheHit(t *testing.T) {
 	opts := isolated(t, "serve")
 	opts.RenderCacheDir = filepath.Join(t.TempDir(), "renders")
@@ -79,8 +79,9 @@ func TestRenderCacheHit(t *testing.T) {
 	if n == 0 {
 		t.Fatal("the first render started no worker")
 	}
-	if got := len(cacheFiles(t, opts.RenderCacheDir)); got != len(fresh) {
-		t.Fatalf("%d cache entries after %d renders", got, len(fresh))
+	// Each install render also keeps its upgrade's.
+	if got := len(cacheFiles(t, opts.RenderCacheDir)); got != 2*len(fresh) {
+		t.Fatalf("%d cache entries after %d install renders, want %d", got, len(fresh), 2*len(fresh))
 	}
 	cached, n := renderCounting(t, opts, cacheableRequests(t))
 	if n != 0 {
@@ -103,7 +104,6 @@ func TestRenderCacheHit(t *testing.T) {
 			r.Values = append(r.Values, ValuesLayer{Source: "set", Set: map[string]any{"replicaCount": 5}})
 		}, nil},
 		{"capabilities", func(r *Request) { r.Capabilities.KubeVersion = "1.32" }, nil},
-		{"upgrade", func(r *Request) { r.Upgrade = !r.Upgrade }, nil},
 		{"overlay", func(r *Request) { r.Overlay.Role, r.Overlay.Cluster = RoleStandby, "green" }, nil},
 		{"release name", func(r *Request) { r.Release, r.Overlay.Release = "other", "other" }, nil},
 		{"worker environment", nil, func(o *Options) {
@@ -140,7 +140,7 @@ func TestRenderCacheHit(t *testing.T) {
 			for i := range got {
 				changed = changed || got[i].Manifest != inProcess[i].Manifest
 			}
-			if !changed && change.name != "upgrade" {
+			if !changed {
 				t.Errorf("the change made no difference to any manifest: the case tests nothing")
 			}
 		})
@@ -273,5 +273,58 @@ func TestRenderCachePrune(t *testing.T) {
 	}
 	if total > c.max*3/4 || total == 0 {
 		t.Errorf("%d bytes left after pruning to %d", total, c.max*3/4)
+	}
+}
+
+// TestRenderCacheInstallThenUpgrade: an install's render (upgrade false,
+// capabilities discovered) also caches the release rendered as an upgrade,
+// which is what the next run asks for; that answer is the upgrade's own
+// (a chart that renders an object on install only leaves it out).
+func TestRenderCacheInstallThenUpgrade(t *testing.T) {
+	opts := isolated(t, "serve")
+	opts.RenderCacheDir = filepath.Join(t.TempDir(), "renders")
+	reqs := cacheableRequests(t) // capabilities discovered, upgrade false
+	if _, n := renderCounting(t, opts, reqs); n == 0 {
+		t.Fatal("the install render started no worker")
+	}
+	upgrades := cacheableRequests(t)
+	for i := range upgrades {
+		upgrades[i].Upgrade = true
+	}
+	got, n := renderCounting(t, opts, upgrades)
+	if n != 0 {
+		t.Errorf("the upgrade renders after the install started %d workers, want 0", n)
+	}
+	want, err := New(DefaultOptions()).RenderAll(context.Background(), upgrades)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(Result{}, "Chart")); diff != "" {
+		t.Errorf("cached upgrade renders differ from in-process ones (-in-process +cached):\n%s", diff)
+	}
+	install, err := New(DefaultOptions()).RenderAll(context.Background(), cacheableRequests(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	differs := false
+	for i := range install {
+		differs = differs || install[i].Manifest != want[i].Manifest
+	}
+	if !differs {
+		t.Error("no chart renders differently on upgrade: the comparison tests nothing")
+	}
+
+	// A chart that calls lookup only as an upgrade: its install render is
+	// kept, its upgrade's is not (it depends on the cluster).
+	req := testdataRequest(t, "upgradelookup")
+	req.Capabilities = reqs[0].Capabilities
+	req.Lookup = newListLookup() // as live renders have, install or upgrade
+	if _, n := renderCounting(t, opts, []Request{req}); n == 0 {
+		t.Fatal("no worker for a new chart")
+	}
+	req.Upgrade = true
+	req.Lookup = newListLookup()
+	if _, n := renderCounting(t, opts, []Request{req}); n == 0 {
+		t.Error("an upgrade render that calls lookup was served from the cache")
 	}
 }

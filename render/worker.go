@@ -131,6 +131,15 @@ func (s *workerSession) render(ctx context.Context, body []byte) (*answer, error
 		a := &answer{rendered: rd}
 		if err != nil {
 			a = &answer{err: err.Error()}
+		} else if job.alsoUpgrade && !job.upgrade && !rd.usedLookup {
+			// Without a lookup provider: a render that calls lookup as an
+			// upgrade is not kept (recorded in usedLookup), and asks the
+			// parent nothing.
+			up := req
+			up.Upgrade, up.Lookup = true, nil
+			if u, err := r.template(ctx, up, ch, job.values); err == nil && !u.usedLookup {
+				a.upgrade = &u
+			}
 		}
 		done <- a
 	}()

@@ -172,7 +172,9 @@ func renderRequestBody(t testing.TB) []byte {
 	if err != nil || e.err != nil {
 		t.Fatal(err, e.err)
 	}
-	return append(e.buf, rest...)
+	e.buf = append(e.buf, rest...)
+	e.bool(true) // alsoUpgrade
+	return e.buf
 }
 
 // TestWorkerDecoderRejectsGarbage: a truncated or corrupted request is an
@@ -183,7 +185,7 @@ func TestWorkerDecoderRejectsGarbage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.chartID != 7 || j.chart.Name() != "c" || j.overlay.ActiveWeight != 100 || !j.lookup {
+	if j.chartID != 7 || j.chart.Name() != "c" || j.overlay.ActiveWeight != 100 || !j.lookup || !j.alsoUpgrade {
 		t.Fatalf("decoded %+v", j)
 	}
 	// Every overlay field crosses to the worker: a switchover's knobs

@@ -27,7 +27,7 @@ const (
 
 // workerProtocol is the hello's body: a program that is not a render worker
 // (or another version of one) is refused before it is sent anything.
-const workerProtocol = "tandem-render-worker/2"
+const workerProtocol = "tandem-render-worker/3"
 
 // maxFrame bounds a frame's body in both directions. It is above what a
 // render can need (Helm caps a loaded chart at 100 MiB decompressed) and
@@ -108,6 +108,11 @@ type renderJob struct {
 	// lookup says the parent has a LookupProvider: the worker's lookups are
 	// sent to it. Without one the worker finds nothing itself.
 	lookup bool
+	// alsoUpgrade asks an install's render (upgrade false) to be rendered
+	// a second time as an upgrade, for the render cache (answer.upgrade).
+	// It follows the rest of the request on the wire and is not part of
+	// the cache's key.
+	alsoUpgrade bool
 }
 
 // encodeRest encodes everything but the chart id and the chart, which
@@ -166,6 +171,7 @@ func decodeRenderJob(body []byte) (*renderJob, error) {
 	}
 	v := d.value()
 	j.lookup = d.bool()
+	j.alsoUpgrade = d.bool()
 	if err := d.finish(); err != nil {
 		return nil, fmt.Errorf("render request: %w", err)
 	}
@@ -193,6 +199,10 @@ func (d *decoder) finish() error {
 type answer struct {
 	rendered
 	err string // "" when the render succeeded
+	// upgrade is, for a request with alsoUpgrade, the same request
+	// rendered as an upgrade; nil when it was not asked for, or when either
+	// render called lookup or failed.
+	upgrade *rendered
 }
 
 func (a *answer) encode() []byte {
@@ -201,6 +211,11 @@ func (a *answer) encode() []byte {
 	e.str(a.manifest)
 	e.str(a.hooks)
 	e.bool(a.usedLookup)
+	e.bool(a.upgrade != nil)
+	if a.upgrade != nil {
+		e.str(a.upgrade.manifest)
+		e.str(a.upgrade.hooks)
+	}
 	return e.buf
 }
 
@@ -211,6 +226,9 @@ func decodeAnswer(body []byte) (*answer, error) {
 	a.manifest = d.str()
 	a.hooks = d.str()
 	a.usedLookup = d.bool()
+	if d.bool() {
+		a.upgrade = &rendered{manifest: d.str(), hooks: d.str()}
+	}
 	if err := d.finish(); err != nil {
 		return nil, fmt.Errorf("render answer: %w", err)
 	}
