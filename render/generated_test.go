@@ -189,3 +189,20 @@ func TestGeneratedOnlySecretsAndPrivateAnnotations(t *testing.T) {
 		t.Errorf("the planned manifest lost the rendered command:\n%s", active.Manifest)
 	}
 }
+
+// TestNamesGenerating: the stems' fast path answers as the regexp does.
+func TestNamesGenerating(t *testing.T) {
+	for _, name := range strings.Split(strings.Trim(strings.SplitN(generatingFuncs.String(), "(", 2)[1], ")\\b"), "|") {
+		for _, text := range []string{"{{ " + name + " 8 }}", "x: " + name, name} {
+			if !namesGenerating([]byte(text)) {
+				t.Errorf("%q: not found by the fast path", text)
+			}
+		}
+		if namesGenerating([]byte("{{ " + name + "x }}")) {
+			t.Errorf("%sx: found as %s", name, name)
+		}
+	}
+	if namesGenerating([]byte("apiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n")) {
+		t.Error("a plain manifest names a generating function")
+	}
+}

@@ -308,6 +308,9 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 	if store {
 		key = p.cache.key(cw.sum, rest)
 		if rd, ok := p.cache.get(key); ok {
+			if rd.parsed == nil { // kept unparsed (an upgrade's render): keep it parsed
+				rd.keep = &cacheSlot{c: p.cache, key: key}
+			}
 			return rd, nil
 		}
 	}
@@ -349,8 +352,9 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 		if res.a.err != "" {
 			return rendered{}, errors.New(res.a.err)
 		}
+		rd := res.a.rendered
 		if store {
-			p.cache.put(key, res.a.rendered)
+			rd.keep = &cacheSlot{c: p.cache, key: key} // once parsed
 			if u := res.a.upgrade; u != nil && alsoUpgrade {
 				job.upgrade = true
 				if up, err := job.encodeRest(); err == nil {
@@ -358,7 +362,7 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 				}
 			}
 		}
-		return res.a.rendered, nil
+		return rd, nil
 	case <-timer.C:
 		err = fmt.Errorf("render did not finish within %s (a runaway template loop?)", p.timeout)
 	case <-ctx.Done():

@@ -254,13 +254,19 @@ func (r *Renderer) render(ctx context.Context, req Request, pool *workerPool) (*
 		return nil, err
 	}
 
-	objs, err := ParseObjects(o.manifest, req.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	hookObjs, err := ParseObjects(o.hooks, req.Namespace)
-	if err != nil {
-		return nil, fmt.Errorf("hooks: %w", err)
+	var objs, hookObjs []Object
+	if o.parsed != nil {
+		objs, hookObjs = o.parsed.manifest, o.parsed.hooks
+	} else {
+		if objs, err = ParseObjects(o.manifest, req.Namespace); err != nil {
+			return nil, err
+		}
+		if hookObjs, err = ParseObjects(o.hooks, req.Namespace); err != nil {
+			return nil, fmt.Errorf("hooks: %w", err)
+		}
+		if o.keep != nil {
+			o.keep.store(o, objs, hookObjs)
+		}
 	}
 	crds, err := chartCRDs(ch, vals)
 	if err != nil {

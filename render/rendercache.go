@@ -3,7 +3,6 @@ package render
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -51,7 +50,7 @@ type renderCache struct {
 
 // renderCacheFormat is the first line of every entry; a new format makes
 // every older entry a miss.
-const renderCacheFormat = "tandem-render-cache/1\n"
+const renderCacheFormat = "tandem-render-cache/2\n"
 
 // DefaultRenderCacheMax is Options.RenderCacheMax's default.
 const DefaultRenderCacheMax = 512 << 20
@@ -110,7 +109,7 @@ func workerIdentity(command, env []string) ([]byte, error) {
 // cacheable reports whether a render of these bytes may be stored: it
 // names no generating function.
 func cacheable(b []byte) bool {
-	return !generatingFuncs.Match(b)
+	return !namesGenerating(b)
 }
 
 // key is the entry's name for one render: the chart's wire bytes (hashed
@@ -174,13 +173,41 @@ func (c *renderCache) put(k [32]byte, rd rendered) {
 }
 
 func encodeEntry(k [32]byte, rd rendered) []byte {
-	b := append([]byte(renderCacheFormat), k[:]...)
-	b = binary.AppendUvarint(b, uint64(len(rd.manifest)))
-	b = append(b, rd.manifest...)
-	b = binary.AppendUvarint(b, uint64(len(rd.hooks)))
-	b = append(b, rd.hooks...)
-	sum := sha256.Sum256(b)
-	return append(b, sum[:]...)
+	e := &encoder{buf: append([]byte(renderCacheFormat), k[:]...)}
+	e.str(rd.manifest)
+	e.str(rd.hooks)
+	e.bool(rd.parsed != nil)
+	if rd.parsed != nil {
+		e.objects(rd.parsed.manifest)
+		e.objects(rd.parsed.hooks)
+	}
+	sum := sha256.Sum256(e.buf)
+	return append(e.buf, sum[:]...)
+}
+
+func (e *encoder) objects(objs []Object) {
+	e.length(len(objs), objs == nil)
+	for _, o := range objs {
+		e.str(o.APIVersion)
+		e.str(o.Kind)
+		e.str(o.Namespace)
+		e.str(o.Name)
+		e.str(o.Source)
+		e.str(o.Hook)
+		e.bytes(o.Body)
+	}
+}
+
+func (d *decoder) objects() []Object {
+	n := d.length(7) // seven fields, at least a byte each
+	if n < 0 {
+		return nil
+	}
+	out := make([]Object, n)
+	for i := range out {
+		out[i] = Object{APIVersion: d.str(), Kind: d.str(), Namespace: d.str(), Name: d.str(), Source: d.str(), Hook: d.str(), Body: d.bytes()}
+	}
+	return out
 }
 
 var errBadEntry = errors.New("not a render cache entry for this key")
@@ -200,22 +227,27 @@ func decodeEntry(b []byte, k [32]byte) (rendered, error) {
 	if !bytes.Equal(body[:32], k[:]) {
 		return rendered{}, errBadEntry
 	}
-	body = body[32:]
-	str := func() (string, bool) {
-		n, w := binary.Uvarint(body)
-		if w <= 0 || n > uint64(len(body)-w) {
-			return "", false
-		}
-		s := string(body[w : w+int(n)])
-		body = body[w+int(n):]
-		return s, true
+	d := &decoder{buf: body[32:]}
+	rd := rendered{manifest: d.str(), hooks: d.str()}
+	if d.bool() {
+		rd.parsed = &parsedObjects{manifest: d.objects(), hooks: d.objects()}
 	}
-	m, ok1 := str()
-	h, ok2 := str()
-	if !ok1 || !ok2 || len(body) != 0 {
+	if d.finish() != nil {
 		return rendered{}, errBadEntry
 	}
-	return rendered{manifest: m, hooks: h}, nil
+	return rd, nil
+}
+
+// cacheSlot is where an answer goes once parsed: the cache and its key.
+type cacheSlot struct {
+	c   *renderCache
+	key [32]byte
+}
+
+// store keeps rd, with its objects, under the slot's key.
+func (s *cacheSlot) store(rd rendered, objs, hooks []Object) {
+	rd.parsed, rd.keep = &parsedObjects{manifest: objs, hooks: hooks}, nil
+	s.c.put(s.key, rd)
 }
 
 // prune removes the least recently used entries once the directory holds

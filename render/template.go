@@ -18,6 +18,18 @@ import (
 type rendered struct {
 	manifest, hooks string
 	usedLookup      bool
+
+	// parsed are manifest's and hooks' objects, when the render cache had
+	// them (nil: parse them).
+	parsed *parsedObjects
+	// keep, when set, is where the render cache wants this answer stored
+	// once it is parsed (see Renderer.render).
+	keep *cacheSlot
+}
+
+// parsedObjects are ParseObjects of a render's manifest and hooks.
+type parsedObjects struct {
+	manifest, hooks []Object
 }
 
 // template is the `helm template` recipe (a client-only, dry-run
