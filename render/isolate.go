@@ -358,7 +358,13 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 			if u := res.a.upgrade; u != nil && alsoUpgrade {
 				job.upgrade = true
 				if up, err := job.encodeRest(); err == nil {
-					p.cache.put(p.cache.key(cw.sum, up), *u)
+					// Parsed now, while the install waits on the cluster
+					// anyway, so the first no-op parses nothing.
+					objs, err1 := ParseObjects(u.manifest, req.Namespace)
+					hooks, err2 := ParseObjects(u.hooks, req.Namespace)
+					if err1 == nil && err2 == nil {
+						(&cacheSlot{c: p.cache, key: p.cache.key(cw.sum, up)}).store(*u, objs, hooks)
+					}
 				}
 			}
 		}
