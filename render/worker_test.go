@@ -102,7 +102,9 @@ func TestServeWorkerRefusesProtocolErrors(t *testing.T) {
 			e.uvarint(42)
 			e.chart(nil)
 			rest, _ := (&renderJob{release: "r"}).encodeRest()
-			return writeFrame(w, msgRender, append(e.buf, rest...))
+			e.buf = append(e.buf, rest...)
+			e.bool(false) // alsoUpgrade
+			return writeFrame(w, msgRender, e.buf)
 		}, want: "chart 42, which was never sent"},
 		{name: "garbled request", send: func(w *bufio.Writer) error { return writeFrame(w, msgRender, []byte{1, 2, 3}) },
 			want: "render request"},
