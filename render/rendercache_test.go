@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -187,28 +188,29 @@ func TestRenderCacheBadEntries(t *testing.T) {
 	if len(files) < 3 {
 		t.Fatalf("%d entries", len(files))
 	}
-	// One truncated, one with a manifest byte changed, one swapped with another entry.
-	b, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
+	// Every entry spoiled, in turn: truncated, a manifest byte changed,
+	// swapped with another entry.
+	contents := make([][]byte, len(files))
+	for i, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		contents[i] = b
 	}
-	if err := os.WriteFile(files[0], b[:len(b)/2], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b, err = os.ReadFile(files[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(renderCacheFormat)+40] ^= 1
-	if err := os.WriteFile(files[1], b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	other, err := os.ReadFile(files[3%len(files)])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(files[2], other, 0o600); err != nil {
-		t.Fatal(err)
+	for i, f := range files {
+		b := slices.Clone(contents[i])
+		switch i % 3 {
+		case 0:
+			b = b[:len(b)/2]
+		case 1:
+			b[len(renderCacheFormat)+40] ^= 1
+		case 2:
+			b = contents[(i+1)%len(files)]
+		}
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	got, n := renderCounting(t, opts, cacheableRequests(t))
 	if n == 0 {
