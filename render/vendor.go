@@ -459,6 +459,13 @@ func vendorRegistryClient(ch *chart.Chart, auths []vendorAuth, dl DownloadOption
 			if oci != nil && ociHost(oci.repo.URL) != ociHost(a.repo.URL) {
 				return nil, nil, fmt.Errorf("chart %s: dependencies from two OCI registries (%s, %s) are not supported", ch.Metadata.Name, ociHost(oci.repo.URL), ociHost(a.repo.URL))
 			}
+			// One registry client serves them all, with one access: a
+			// repository whose registry login is withheld (one a pull
+			// request added) would otherwise be pulled with a reviewed
+			// one's.
+			if oci != nil && (oci.repo.Access != a.repo.Access || oci.user != a.user || oci.pass != a.pass) {
+				return nil, nil, fmt.Errorf("chart %s: dependencies from OCI repositories %q and %q on one registry with different access settings (credentials, registry login, TLS) are not supported", ch.Metadata.Name, oci.repo.Name, a.repo.Name)
+			}
 			oci = &auths[i]
 		}
 	}

@@ -367,6 +367,23 @@ func TestVendorRegistryCredentialsStayWithTheirRegistry(t *testing.T) {
 		if err == nil {
 			t.Fatalf("vendored a private chart through an index with the user's registry login: %v", vendoredVersions(t, dir))
 		}
+		// A pull request adds an OCI repository on the same registry, at
+		// a path the reviewed manifest never used: its login is withheld
+		// (NoRegistryLogin), but the chart also depends on the reviewed
+		// repository there, and the one registry client served both with
+		// the login. Such a mix is refused.
+		if _, err := pusher.Push(chartrepo.Package("secret", "1.0.0", nil), strings.TrimPrefix(reg.Ref("private/secret"), "oci://")+":1.0.0"); err != nil {
+			t.Fatalf("push: %v", err)
+		}
+		repos = []VendorRepository{
+			{Name: "oci", URL: reg.Ref("charts"), Access: Access{CAFile: pki.CAFile}},
+			{Name: "added", URL: reg.Ref("private"), Access: Access{CAFile: pki.CAFile, NoRegistryLogin: true}},
+		}
+		dir = twoDeps(t, "  - name: secret\n    version: 1.0.0\n    repository: "+reg.Ref("private")+"\n  - name: web\n    version: 1.0.0\n    repository: "+reg.Ref("charts")+"\n")
+		_, err = vendor(t, dir, VendorOptions{Repositories: repos, Update: true})
+		if err == nil || !strings.Contains(err.Error(), `repositories "added" and "oci" on one registry with different access`) {
+			t.Fatalf("vendor = %v (charts/ %v); want a refusal naming both repositories", err, vendoredVersions(t, dir))
+		}
 		// The login still serves a dependency from an OCI repository
 		// declared on that registry.
 		repos = []VendorRepository{{Name: "oci", URL: reg.Ref("charts"), Access: Access{CAFile: pki.CAFile}}}
