@@ -268,7 +268,7 @@ func TestGitHubActionsExample(t *testing.T) {
 		t.Errorf("plan-merge job references the secrets %v, want only TANDEM_READ_KUBECONFIG", s)
 	}
 	for _, w := range []string{"tandem status -o json --manifest-dir . --kubeconfig", ".state.appliedCommit", `tandem diff --against "$base"`,
-		`key="applied $applied"`, `key="before $BEFORE"`, "github.event.before", "main before this push", "**Plan unavailable**"} {
+		`key="applied $applied"`, `key="before $BEFORE"`, `key="live -"`, `tandem diff --kubeconfig "$tmp/kubeconfig"`, "github.event.before", "main before this push", "**Plan unavailable**"} {
 		if !strings.Contains(jobText(pm), w) {
 			t.Errorf("plan-merge job does not run %q", w)
 		}
@@ -472,7 +472,7 @@ func TestGitLabCIExample(t *testing.T) {
 		t.Errorf("tandem-plan-merge does not drop the job token from the remote first:\n%s", pms)
 	}
 	for _, w := range []string{`tandem status -o json --manifest-dir . --kubeconfig "$TANDEM_READ_KUBECONFIG"`, ".state.appliedCommit",
-		`BEFORE="$CI_COMMIT_BEFORE_SHA"`, `tandem diff --against "$base"`, "**Plan unavailable**", "cat plan.md"} {
+		`BEFORE="$CI_COMMIT_BEFORE_SHA"`, `tandem diff --against "$base"`, `tandem diff --kubeconfig "$TANDEM_READ_KUBECONFIG"`, `key="live -"`, "**Plan unavailable**", "cat plan.md"} {
 		if !strings.Contains(pms, w) {
 			t.Errorf("tandem-plan-merge does not run %q", w)
 		}

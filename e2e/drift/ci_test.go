@@ -187,14 +187,33 @@ func TestCIDriftCredentialAndApprovalPlan(t *testing.T) {
 		}
 	})
 
-	step("after a partial run it says it compares with the previous push", func(t *testing.T) {
+	// A run of one release: the records name no commit held all of. Comparing with main
+	// before the push would hide green's change of the earlier push, which this reconcile
+	// applies; the plan compares those clusters live instead (review revci).
+	step("after a partial run it compares live", func(t *testing.T) {
 		wantCode(t, admin.run(t, reconcileTimeout, append([]string{"reconcile", "--standby-guard=off", "--release", "storefront"}, src...)...), 0)
 		if got := appliedCommits(t, reader, src); got["blue"] != "" || got["green"] != "" {
 			t.Fatalf("after a run of one release: applied commits %v, want none", got)
 		}
 		summary := runPlanStep(t, script, repo.Dir, readKubeconfig, before, head)
-		if want := "**blue, green**: compared with `" + before[:12] + "`, main before this push"; !strings.Contains(summary, want) {
+		if want := "**blue, green**: compared with what runs there now (live `tandem diff`)"; !strings.Contains(summary, want) {
 			t.Errorf("the plan does not say %q:\n%s", want, summary)
+		}
+		if !slices.ContainsFunc(strings.Split(summary, "\n"), func(l string) bool {
+			return strings.HasPrefix(l, "+") && strings.HasSuffix(l, "value: hello again from green")
+		}) {
+			t.Errorf("the plan does not show green's change of the earlier push, never applied there:\n%s", summary)
+		}
+		if strings.Contains(summary, "Plan unavailable") {
+			t.Errorf("the plan failed:\n%s", summary)
+		}
+		// GitLab's tandem-plan-merge script alike.
+		plan := runGitLabPlan(t, root, repo.Dir, readKubeconfig, before, head)
+		if want := "**blue, green**: compared with what runs there now (live `tandem diff`)"; !strings.Contains(plan, want) {
+			t.Errorf("GitLab's plan does not say %q:\n%s", want, plan)
+		}
+		if !strings.Contains(plan, "value: hello again from green") || strings.Contains(plan, "Plan unavailable") {
+			t.Errorf("GitLab's plan does not show green's change of the earlier push:\n%s", plan)
 		}
 	})
 
@@ -333,4 +352,47 @@ func runPlanStep(t *testing.T, script, dir, kubeconfig, before, sha string) stri
 	}
 	t.Logf("summary:\n%s", got)
 	return string(got)
+}
+
+// runGitLabPlan runs examples/ci/gitlab-ci.yaml's tandem-plan-merge script
+// (the part after jq's install) in the checkout dir, as GitLab would with
+// the File variable TANDEM_READ_KUBECONFIG, and returns plan.md, which it
+// removes so the checkout stays clean.
+func runGitLabPlan(t *testing.T, root, dir, kubeconfig, before, sha string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "examples", "ci", "gitlab-ci.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Job struct {
+			Script []string `json:"script"`
+		} `json:"tandem-plan-merge"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var script string
+	for _, l := range doc.Job.Script {
+		if strings.Contains(l, "tandem status") {
+			script = l
+		}
+	}
+	if script == "" {
+		t.Fatal("gitlab-ci.yaml: tandem-plan-merge runs no tandem status")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*diffTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(tandem.Path(t))+":"+os.Getenv("PATH"), "TANDEM_READ_KUBECONFIG="+kubeconfig,
+		"CI_COMMIT_BEFORE_SHA="+before, "CI_COMMIT_SHA="+sha, "TANDEM_CACHE_DIR="+t.TempDir(), "KUBECONFIG=")
+	out, err := cmd.CombinedOutput()
+	plan, _ := os.ReadFile(filepath.Join(dir, "plan.md"))
+	os.Remove(filepath.Join(dir, "plan.md"))
+	if err != nil {
+		t.Fatalf("the plan script failed: %v\n%s\nplan.md:\n%s", err, out, plan)
+	}
+	t.Logf("plan.md:\n%s", plan)
+	return string(plan)
 }
