@@ -99,8 +99,11 @@ type worker struct {
 // outOfMemoryMarks are what the Go runtime writes to stderr as it dies
 // for want of memory ("fatal error: runtime: out of memory", "runtime:
 // out of memory: cannot allocate ...", "fatal error: runtime: cannot
-// allocate memory"), and the race detector's runtime likewise.
-var outOfMemoryMarks = []string{"out of memory", "cannot allocate memory", "failed to allocate"}
+// allocate memory"), and the race detector's runtime likewise; and what it
+// writes when the limit stops it mapping a new thread's stack or an arena
+// ("failed to create new OS thread (have 9 already; errno=12)", "cannot map
+// pages in arena address space"): errno 12 is ENOMEM.
+var outOfMemoryMarks = []string{"out of memory", "cannot allocate memory", "failed to allocate", "errno=12)", "cannot map pages"}
 
 // outOfMemory says the worker, now reaped, died for want of memory (it hit
 // its MemoryLimit). Call it only after the worker exited.
