@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 
 	"github.com/go-git/go-git/v5"
-	"helm.sh/helm/v3/pkg/ignore"
 )
 
 // ErrUntracked is the error CheckTracked wraps for a file git does not track.
@@ -25,7 +24,11 @@ var ErrUntracked = errors.New("not tracked by git")
 // pull request that names such a file (a symlink to it, a Chart.yaml beside it) would have it
 // published; CheckTree alone lets it pass, since it is inside the repository. Run CheckTree
 // first. Outside a git work tree nothing tells the two apart, and it returns nil.
-func (m *Manifest) CheckTracked(rel string) error {
+// ignoredIn gives, for the chart directory's real path, what the packer
+// leaves out of it: whether it leaves out a file, by its slash-separated
+// path inside the chart directory and what it resolves to (Helm's
+// .helmignore rules: render.HelmIgnored). nil leaves nothing out.
+func (m *Manifest) CheckTracked(rel string, ignoredIn func(dir string) (func(name string, fi fs.FileInfo) bool, error)) error {
 	c, err := cleanRel(rel)
 	if err != nil {
 		return fmt.Errorf("%q: %w", rel, err)
@@ -61,26 +64,20 @@ func (m *Manifest) CheckTracked(rel string) error {
 	for _, e := range idx.Entries {
 		tracked[e.Name] = true
 	}
-	rules := ignore.Empty()
-	if ifile := filepath.Join(real, ignore.HelmIgnore); fileExists(ifile) {
-		if rules, err = ignore.ParseFile(ifile); err != nil {
-			return fmt.Errorf("%q: %w", path.Join(c, ignore.HelmIgnore), err)
+	ignored := func(string, fs.FileInfo) bool { return false }
+	if ignoredIn != nil {
+		if ignored, err = ignoredIn(real); err != nil {
+			return fmt.Errorf("%q: %w", c, err)
 		}
 	}
-	rules.AddDefaults()
-	w := trackedWalker{gitRoot: gitRoot, tracked: tracked, rules: rules, seen: map[string]bool{}}
+	w := trackedWalker{gitRoot: gitRoot, tracked: tracked, ignored: ignored, seen: map[string]bool{}}
 	return w.walk(real, "", c, false)
-}
-
-func fileExists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular()
 }
 
 type trackedWalker struct {
 	gitRoot string
 	tracked map[string]bool
-	rules   *ignore.Rules
+	ignored func(name string, fi fs.FileInfo) bool
 	seen    map[string]bool
 }
 
@@ -113,7 +110,7 @@ func (w *trackedWalker) walk(dir, name, display string, linked bool) error {
 				return fmt.Errorf("%q: %w", disp, err)
 			}
 		}
-		if w.rules.Ignore(n, fi) {
+		if w.ignored(n, fi) {
 			continue // Helm leaves it out
 		}
 		if fi.IsDir() {

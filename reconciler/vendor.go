@@ -104,7 +104,7 @@ func checkLocalChart(m *manifest.Manifest, rel string, packed bool, checked map[
 		return err
 	}
 	if packed {
-		if err := m.CheckTracked(rel); err != nil {
+		if err := m.CheckTracked(rel, render.HelmIgnored); err != nil {
 			return err
 		}
 	}
