@@ -29,8 +29,12 @@ type Generated struct {
 
 // generatingFuncs are the template functions whose output differs from one
 // render to the next. A chart whose templates name none of them renders the
-// same every time and is rendered once.
-var generatingFuncs = regexp.MustCompile(`\b(randAlphaNum|randAlpha|randAscii|randNumeric|randBytes|randInt|shuffle|uuidv4|now|genCA|genCAWithKey|genPrivateKey|genSelfSignedCert|genSelfSignedCertWithKey|genSignedCert|genSignedCertWithKey|bcrypt|htpasswd|encryptAES|ago)\b`)
+// same every time and is rendered once. Sprig's date functions are among
+// them: date, dateInZone (date_in_zone), htmlDate and htmlDateInZone print
+// the current time when their date is neither a time nor an integer (an
+// unset value, a string, a number from values.yaml, Helm 2's
+// .Release.Time), and durationRound of a time is the time since it.
+var generatingFuncs = regexp.MustCompile(`\b(randAlphaNum|randAlpha|randAscii|randNumeric|randBytes|randInt|shuffle|uuidv4|now|genCA|genCAWithKey|genPrivateKey|genSelfSignedCert|genSelfSignedCertWithKey|genSignedCert|genSignedCertWithKey|bcrypt|htpasswd|encryptAES|ago|date|dateInZone|date_in_zone|htmlDate|htmlDateInZone|durationRound)\b`)
 
 // generatingStems are substrings every match of generatingFuncs contains:
 // a text with none of them cannot match, and is told so without the

@@ -1,0 +1,120 @@
+//go:build linux
+
+package render
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// inlineChartRequest writes a chart with one template and returns a request
+// for it, capabilities discovered (an install's render, as reconcile makes).
+func inlineChartRequest(t *testing.T, name, template string) Request {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(filepath.Join(dir, "templates"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"Chart.yaml":           "apiVersion: v2\nname: " + name + "\nversion: 0.1.0\n",
+		"templates/thing.yaml": template,
+	}
+	for p, s := range files {
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return Request{Cluster: "blue", Release: "r", Namespace: "ns", Chart: ChartSource{Dir: dir},
+		Overlay:      Overlay{Release: "r", Cluster: "blue", Role: RoleActive, DNSPrefix: prefix, ActiveWeight: 100},
+		Capabilities: Capabilities{KubeVersion: "1.31", APIVersions: []string{"v1", "apps/v1", "batch/v1"}, Discovered: true}}
+}
+
+// TestRenderCacheDateFunctionsNotKept: sprig's date functions print the
+// current time when their date argument is not a time or an integer (a
+// value that is not set, a string, a number from values.yaml, Helm 2's
+// .Release.Time), and durationRound of a time is the time since it: a
+// render that calls them is not a function of its input, and must be
+// rendered afresh each time, as the generating functions are.
+func TestRenderCacheDateFunctionsNotKept(t *testing.T) {
+	opts := isolated(t, "serve")
+	opts.RenderCacheDir = filepath.Join(t.TempDir(), "renders")
+	for name, expr := range map[string]string{
+		"date":           `date "2006-01-02T15:04:05.000000000" .Values.unset`,
+		"dateInZone":     `dateInZone "2006-01-02T15:04:05.000000000" .Release.Time "UTC"`,
+		"date_in_zone":   `date_in_zone "2006-01-02T15:04:05.000000000" "" "UTC"`,
+		"htmlDate":       `htmlDate .Values.unset`,
+		"htmlDateInZone": `htmlDateInZone .Values.unset "UTC"`,
+		"durationRound":  `"2020-01-01" | toDate "2006-01-02" | durationRound`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := inlineChartRequest(t, "dates", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dates\ndata:\n  at: {{ "+expr+" | quote }}\n")
+			var first string
+			for i := range 2 {
+				res, n := renderCounting(t, opts, []Request{req})
+				if n == 0 {
+					t.Errorf("render %d started no worker: served from the cache", i+1)
+				}
+				if i == 0 {
+					first = res[0].Manifest
+				} else if name == "date" && res[0].Manifest == first {
+					t.Errorf("two renders printed the same time (the first one's, from the cache):\n%s", first)
+				}
+			}
+		})
+	}
+	if files := cacheFiles(t, opts.RenderCacheDir); len(files) != 0 {
+		t.Errorf("entries stored for renders that print the time: %v", files)
+	}
+}
+
+// TestRenderCacheInstallFitsItsOwnLimits: an install render that a worker
+// can answer within Isolation.MaxOutput and Options.Timeout succeeds with
+// the cache on as with it off; the upgrade render the cache asks for on the
+// side is left out rather than pushing the answer past a bound.
+func TestRenderCacheInstallFitsItsOwnLimits(t *testing.T) {
+	t.Run("output", func(t *testing.T) {
+		// About 40 KiB rendered, the limit 64 KiB: install and upgrade
+		// together are 80.
+		req := inlineChartRequest(t, "big", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  blob: {{ repeat 40000 \"x\" | quote }}\n")
+		for _, cache := range []bool{false, true} {
+			opts := isolated(t, "serve")
+			opts.Isolation.MaxOutput = 64 << 10
+			if cache {
+				opts.RenderCacheDir = filepath.Join(t.TempDir(), "renders")
+			}
+			if _, err := New(opts).RenderAll(context.Background(), []Request{req}); err != nil {
+				t.Errorf("cache %v: %v", cache, err)
+			}
+		}
+	})
+	t.Run("time", func(t *testing.T) {
+		// Renders at once on install, runs away on upgrade.
+		req := inlineChartRequest(t, "slowupgrade", "{{- if .Release.IsUpgrade }}{{ range until 100000 }}{{ range until 100000 }}{{ end }}{{ end }}{{ end }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: slow\n")
+		for _, cache := range []bool{false, true} {
+			opts := isolated(t, "serve")
+			opts.Timeout = 4 * time.Second
+			if cache {
+				opts.RenderCacheDir = filepath.Join(t.TempDir(), "renders")
+			}
+			r := New(opts)
+			workers := watchWorkers(r)
+			if _, err := r.RenderAll(context.Background(), []Request{req}); err != nil {
+				t.Errorf("cache %v: %v", cache, err)
+			}
+			if pids := workers.all(); len(pids) > 0 {
+				assertReaped(t, pids)
+			}
+			if cache {
+				for _, f := range cacheFiles(t, opts.RenderCacheDir) {
+					if strings.Contains(f, ".tmp-") {
+						t.Errorf("temporary file left: %s", f)
+					}
+				}
+			}
+		}
+	})
+}
