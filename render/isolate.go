@@ -318,6 +318,10 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 	// that render it as an upgrade: the worker renders that too, so the
 	// first no-op after an install finds it cached.
 	alsoUpgrade := store && !req.Upgrade && req.Capabilities.Discovered
+	var upgradeWithin time.Duration
+	if alsoUpgrade {
+		upgradeWithin = p.timeout
+	}
 	select {
 	case p.slots <- struct{}{}:
 		defer func() { <-p.slots }()
@@ -339,7 +343,7 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 	}
 	done := make(chan result, 1)
 	go func() {
-		a, err := w.converse(convCtx, cw, rest, alsoUpgrade, req.Lookup)
+		a, err := w.converse(convCtx, cw, rest, upgradeWithin, req.Lookup)
 		done <- result{a, err}
 	}()
 	select {
@@ -348,7 +352,11 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 			w.discard()
 			return rendered{}, p.failure(w, res.err)
 		}
-		p.put(w)
+		if res.a.retire {
+			w.discard() // an upgrade's render still runs in it
+		} else {
+			p.put(w)
+		}
 		if res.a.err != "" {
 			return rendered{}, errors.New(res.a.err)
 		}

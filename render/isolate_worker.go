@@ -155,8 +155,10 @@ func (w *worker) failure(err error) error {
 // converse has the worker render one request: it sends the request, then
 // serves the worker's lookups from lookup until the answer comes. Its error
 // means the worker cannot be trusted with another request; a render's own
-// failure is in the answer.
-func (w *worker) converse(ctx context.Context, cw *wire, rest []byte, alsoUpgrade bool, lookup LookupProvider) (*answer, error) {
+// failure is in the answer. A positive upgradeWithin asks for the request
+// rendered as an upgrade too (renderJob.alsoUpgrade), in an answer that
+// comes within that time and fits the worker's output limit.
+func (w *worker) converse(ctx context.Context, cw *wire, rest []byte, upgradeWithin time.Duration, lookup LookupProvider) (*answer, error) {
 	if !w.greeted {
 		typ, body, err := readFrameLimit(w.out, w.maxOutput)
 		switch {
@@ -182,7 +184,11 @@ func (w *worker) converse(ctx context.Context, cw *wire, rest []byte, alsoUpgrad
 		e.chart(nil)
 	}
 	e.buf = append(e.buf, rest...)
-	e.bool(alsoUpgrade)
+	e.bool(upgradeWithin > 0)
+	if upgradeWithin > 0 {
+		e.uvarint(uint64(w.maxOutput))
+		e.varint(int64(upgradeWithin))
+	}
 	if err := writeFrame(w.in, msgRender, e.buf); err != nil {
 		return nil, fmt.Errorf("send request: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"helm.sh/helm/v3/pkg/chart"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -125,6 +126,7 @@ func (s *workerSession) render(ctx context.Context, body []byte) (*answer, error
 		req.Lookup = lk
 	}
 	done := make(chan *answer, 1)
+	start := time.Now()
 	go func() {
 		var r Renderer // template uses nothing of the Renderer
 		rd, err := r.template(ctx, req, ch, job.values)
@@ -132,13 +134,9 @@ func (s *workerSession) render(ctx context.Context, body []byte) (*answer, error
 		if err != nil {
 			a = &answer{err: err.Error()}
 		} else if job.alsoUpgrade && !job.upgrade && !rd.usedLookup {
-			// Without a lookup provider: a render that calls lookup as an
-			// upgrade is not kept (recorded in usedLookup), and asks the
-			// parent nothing.
-			up := req
-			up.Upgrade, up.Lookup = true, nil
-			if u, err := r.template(ctx, up, ch, job.values); err == nil && !u.usedLookup {
-				a.upgrade = &u
+			a.upgrade, a.retire = s.upgradeToo(ctx, req, ch, job, start)
+			if a.upgrade != nil && int64(len(a.encode())) > job.maxAnswer {
+				a.upgrade = nil // the install's answer alone fits
 			}
 		}
 		done <- a
@@ -153,6 +151,38 @@ func (s *workerSession) render(ctx context.Context, body []byte) (*answer, error
 		return a, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// upgradeToo renders req as an upgrade, for the render cache. It does not
+// delay the install's answer past half the time the parent waits for it
+// (from start): past that, it returns retire, and the upgrade's render is
+// left running in a worker the parent then stops. Without a lookup
+// provider: a render that calls lookup as an upgrade is not kept, and asks
+// the parent nothing.
+func (s *workerSession) upgradeToo(ctx context.Context, req Request, ch *chart.Chart, job *renderJob, start time.Time) (up *rendered, retire bool) {
+	wait := job.within/2 - time.Since(start)
+	if wait <= 0 {
+		return nil, false
+	}
+	req.Upgrade, req.Lookup = true, nil
+	done := make(chan *rendered, 1)
+	go func() {
+		var r Renderer
+		u, err := r.template(ctx, req, ch, job.values)
+		if err != nil || u.usedLookup {
+			done <- nil
+			return
+		}
+		done <- &u
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case u := <-done:
+		return u, false
+	case <-t.C:
+		return nil, true
 	}
 }
 

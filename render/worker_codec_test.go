@@ -173,7 +173,9 @@ func renderRequestBody(t testing.TB) []byte {
 		t.Fatal(err, e.err)
 	}
 	e.buf = append(e.buf, rest...)
-	e.bool(true) // alsoUpgrade
+	e.bool(true)       // alsoUpgrade
+	e.uvarint(1 << 20) // maxAnswer
+	e.varint(int64(3 * time.Second))
 	return e.buf
 }
 
@@ -185,7 +187,7 @@ func TestWorkerDecoderRejectsGarbage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.chartID != 7 || j.chart.Name() != "c" || j.overlay.ActiveWeight != 100 || !j.lookup || !j.alsoUpgrade {
+	if j.chartID != 7 || j.chart.Name() != "c" || j.overlay.ActiveWeight != 100 || !j.lookup || !j.alsoUpgrade || j.maxAnswer != 1<<20 || j.within != 3*time.Second {
 		t.Fatalf("decoded %+v", j)
 	}
 	// Every overlay field crosses to the worker: a switchover's knobs

@@ -67,7 +67,7 @@ func TestServeWorkerConversation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := w.converse(ctx, cw, rest, false, parentLookup)
+		a, err := w.converse(ctx, cw, rest, 0, parentLookup)
 		if err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"helm.sh/helm/v3/pkg/chart"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -111,8 +112,13 @@ type renderJob struct {
 	// alsoUpgrade asks an install's render (upgrade false) to be rendered
 	// a second time as an upgrade, for the render cache (answer.upgrade).
 	// It follows the rest of the request on the wire and is not part of
-	// the cache's key.
+	// the cache's key, as do, with it, the bounds the upgrade's render
+	// must keep within so that the install's does not fail for it:
+	// maxAnswer, the most bytes the parent reads of the answer, and
+	// within, the time the parent waits for it.
 	alsoUpgrade bool
+	maxAnswer   int64
+	within      time.Duration
 }
 
 // encodeRest encodes everything but the chart id and the chart, which
@@ -171,7 +177,10 @@ func decodeRenderJob(body []byte) (*renderJob, error) {
 	}
 	v := d.value()
 	j.lookup = d.bool()
-	j.alsoUpgrade = d.bool()
+	if j.alsoUpgrade = d.bool(); j.alsoUpgrade {
+		j.maxAnswer = int64(d.uvarint())
+		j.within = time.Duration(d.varint())
+	}
 	if err := d.finish(); err != nil {
 		return nil, fmt.Errorf("render request: %w", err)
 	}
@@ -203,6 +212,9 @@ type answer struct {
 	// rendered as an upgrade; nil when it was not asked for, or when either
 	// render called lookup or failed.
 	upgrade *rendered
+	// retire says the worker gave up waiting for the upgrade's render,
+	// which still runs: it must not be sent another request.
+	retire bool
 }
 
 func (a *answer) encode() []byte {
@@ -216,6 +228,7 @@ func (a *answer) encode() []byte {
 		e.str(a.upgrade.manifest)
 		e.str(a.upgrade.hooks)
 	}
+	e.bool(a.retire)
 	return e.buf
 }
 
@@ -229,6 +242,7 @@ func decodeAnswer(body []byte) (*answer, error) {
 	if d.bool() {
 		a.upgrade = &rendered{manifest: d.str(), hooks: d.str()}
 	}
+	a.retire = d.bool()
 	if err := d.finish(); err != nil {
 		return nil, fmt.Errorf("render answer: %w", err)
 	}
