@@ -427,8 +427,15 @@ func headerOf(obj map[string]any) (objectHeader, bool) {
 	if obj == nil {
 		return h, false
 	}
+	// The JSON decode matches field names in any case (so does Helm's
+	// releaseutil.SortManifests, which tells hooks by it), and merges two
+	// keys that match one field: a key that is one of these in another
+	// case is left to it.
+	if foldedKey(obj, "apiVersion", "kind", "metadata") {
+		return h, false
+	}
 	meta, ok := obj["metadata"].(map[string]any)
-	if !ok {
+	if !ok || foldedKey(meta, "name", "namespace", "annotations") {
 		return h, false
 	}
 	str := func(m map[string]any, k string, optional bool) (string, bool) {
@@ -453,6 +460,19 @@ func headerOf(obj map[string]any) (objectHeader, bool) {
 		}
 	}
 	return h, true
+}
+
+// foldedKey reports whether m has a key equal to one of names under case
+// folding (as encoding/json matches field names) but not exactly.
+func foldedKey(m map[string]any, names ...string) bool {
+	for k := range m {
+		for _, n := range names {
+			if k != n && strings.EqualFold(k, n) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Conflicts reports objects (kind, namespace, name) that two releases render for the same cluster.
