@@ -86,7 +86,7 @@ func privateDir(dir string) bool {
 // input: its argv, its binary (device, inode, size and modification time of
 // the file it runs: a rebuilt or upgraded tandem is another binary), the
 // build's module versions, and its environment (TZ changes what date
-// functions print).
+// functions print) with the time zone file it names.
 func workerIdentity(command, env []string) ([]byte, error) {
 	fi, err := os.Stat(command[0])
 	if err != nil {
@@ -103,7 +103,41 @@ func workerIdentity(command, env []string) ([]byte, error) {
 	sorted := slices.Clone(env)
 	sort.Strings(sorted)
 	fmt.Fprintf(h, "%q", sorted)
+	h.Write(zoneFile(env))
 	return h.Sum(nil), nil
+}
+
+// zoneFile is what the worker reads for its local time zone (toDate parses
+// in it, date prints in it), as Go's time package finds it: the file TZ
+// names, or /etc/localtime without TZ; nil for UTC, or when there is no
+// such file (the worker then uses UTC, or Go's own copy of the zone, which
+// the binary's identity covers).
+func zoneFile(env []string) []byte {
+	tz, set := "", false
+	for _, kv := range env { // the last one counts, as for exec
+		if v, ok := strings.CutPrefix(kv, "TZ="); ok {
+			tz, set = v, true
+		}
+	}
+	var paths []string
+	switch tz = strings.TrimPrefix(tz, ":"); {
+	case !set:
+		paths = []string{"/etc/localtime"}
+	case tz == "" || tz == "UTC":
+		return nil
+	case filepath.IsAbs(tz):
+		paths = []string{tz}
+	default:
+		for _, dir := range []string{"/usr/share/zoneinfo/", "/usr/share/lib/zoneinfo/", "/usr/lib/locale/TZ/", "/etc/zoneinfo/"} {
+			paths = append(paths, dir+tz)
+		}
+	}
+	for _, p := range paths {
+		if b, err := os.ReadFile(p); err == nil {
+			return b
+		}
+	}
+	return nil
 }
 
 // cacheable reports whether a render of these bytes may be stored: it

@@ -118,3 +118,37 @@ func TestRenderCacheInstallFitsItsOwnLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestRenderCacheTimeZoneFile: templates' dates are in the worker's local
+// time zone (toDate parses in it), which it reads from a file: TZ's, or
+// /etc/localtime without TZ. A zone file that changed (the host's zone set
+// anew, a tzdata update) renders afresh.
+func TestRenderCacheTimeZoneFile(t *testing.T) {
+	zone := filepath.Join(t.TempDir(), "zone")
+	copyZone := func(name string) {
+		b, err := os.ReadFile(filepath.Join("/usr/share/zoneinfo", name))
+		if err != nil {
+			t.Skipf("no zoneinfo: %v", err)
+		}
+		if err := os.WriteFile(zone, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := isolated(t, "serve")
+	iso := *opts.Isolation
+	iso.Env = append(append([]string(nil), iso.Env...), "TZ="+zone)
+	opts.Isolation = &iso
+	opts.RenderCacheDir = filepath.Join(t.TempDir(), "renders")
+	req := inlineChartRequest(t, "zoned", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: zoned\ndata:\n  epoch: {{ toDate \"2006-01-02\" \"2020-01-01\" | unixEpoch | quote }}\n")
+
+	copyZone("UTC")
+	res, _ := renderCounting(t, opts, []Request{req})
+	if !strings.Contains(res[0].Manifest, `"1577836800"`) {
+		t.Fatalf("in UTC:\n%s", res[0].Manifest)
+	}
+	copyZone("Asia/Tokyo")
+	res, n := renderCounting(t, opts, []Request{req})
+	if !strings.Contains(res[0].Manifest, `"1577804400"`) {
+		t.Errorf("in Tokyo (%d workers started):\n%s", n, res[0].Manifest)
+	}
+}
