@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -43,6 +44,9 @@ type renderCache struct {
 	// max bounds the directory's size; the oldest entries (by the time
 	// last used) go first.
 	max int64
+	// maxAnswer is the workers' Isolation.MaxOutput: an entry whose
+	// answer would not have fit is not served (0: any).
+	maxAnswer int64
 
 	mu      sync.Mutex
 	written int64 // bytes stored by this renderer, guarded by mu
@@ -68,7 +72,7 @@ func newRenderCache(dir string, max int64, iso Isolation, env []string) *renderC
 	if max <= 0 {
 		max = DefaultRenderCacheMax
 	}
-	return &renderCache{dir: dir, identity: id, max: max}
+	return &renderCache{dir: dir, identity: id, max: max, maxAnswer: iso.MaxOutput}
 }
 
 // privateDir makes dir if need be and reports whether only this user can
@@ -167,7 +171,7 @@ func (c *renderCache) path(k [32]byte) string {
 // get returns the stored answer for k.
 func (c *renderCache) get(k [32]byte) (rendered, bool) {
 	p := c.path(k)
-	b, err := os.ReadFile(p)
+	b, err := c.read(p)
 	if err != nil {
 		return rendered{}, false
 	}
@@ -176,9 +180,31 @@ func (c *renderCache) get(k [32]byte) (rendered, bool) {
 		_ = os.Remove(p)
 		return rendered{}, false
 	}
+	if c.maxAnswer > 0 && int64(len((&answer{rendered: rd}).encode())) > c.maxAnswer {
+		// Stored under a larger limit: a fresh render fails, and so must this.
+		return rendered{}, false
+	}
 	now := time.Now()
 	_ = os.Chtimes(p, now, now) // last used, for pruning
 	return rd, true
+}
+
+// read reads the entry at p, unless it is larger than any entry for an
+// answer within maxAnswer.
+func (c *renderCache) read(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if c.maxAnswer > 0 && fi.Size() > c.maxAnswer+int64(len(renderCacheFormat))+2*sha256.Size {
+		return nil, errBadEntry
+	}
+	return io.ReadAll(f)
 }
 
 // put stores an answer; failing to is not an error (the next run renders).

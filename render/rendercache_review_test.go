@@ -152,3 +152,20 @@ func TestRenderCacheTimeZoneFile(t *testing.T) {
 		t.Errorf("in Tokyo (%d workers started):\n%s", n, res[0].Manifest)
 	}
 }
+
+// TestRenderCacheHitWithinOutputLimit: an entry stored under a larger
+// Isolation.MaxOutput is not served to a renderer with a smaller one (nor
+// read whole into memory): it renders, and fails as a fresh render does.
+func TestRenderCacheHitWithinOutputLimit(t *testing.T) {
+	req := inlineChartRequest(t, "big", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  blob: {{ repeat 40000 \"x\" | quote }}\n")
+	opts := isolated(t, "serve")
+	opts.RenderCacheDir = filepath.Join(t.TempDir(), "renders")
+	renderCounting(t, opts, []Request{req})
+	small := *opts.Isolation
+	small.MaxOutput = 16 << 10
+	opts.Isolation = &small
+	_, err := New(opts).RenderAll(context.Background(), []Request{req})
+	if err == nil || !strings.Contains(err.Error(), "Isolation.MaxOutput") {
+		t.Errorf("got %v, want the output limit's error", err)
+	}
+}
