@@ -62,7 +62,11 @@ const DefaultRenderCacheMax = 512 << 20
 // newRenderCache returns the cache for iso's workers, or nil (no cache)
 // without a directory or when the worker's binary cannot be identified.
 func newRenderCache(dir string, max int64, iso Isolation, env []string) *renderCache {
-	if dir == "" || len(iso.Command) == 0 || !privateDir(dir) {
+	if dir == "" || len(iso.Command) == 0 {
+		return nil
+	}
+	dir, ok := privateDir(dir)
+	if !ok {
 		return nil
 	}
 	id, err := workerIdentity(iso.Command, env)
@@ -75,15 +79,39 @@ func newRenderCache(dir string, max int64, iso Isolation, env []string) *renderC
 	return &renderCache{dir: dir, identity: id, max: max, maxAnswer: iso.MaxOutput}
 }
 
-// privateDir makes dir if need be and reports whether only this user can
-// write it: entries in a directory others can write (a shared /tmp) could
-// be someone else's.
-func privateDir(dir string) bool {
+// privateDir makes dir if need be and returns it with its symbolic links
+// resolved, if only this user can write it and no other user can put
+// another directory in its place: entries in a directory others can write
+// (a shared /tmp), or in one another user can swap (through a link of
+// theirs, or renamed in a directory of theirs, such as a tandem-cache they
+// made first under the temporary directory) could be someone else's. Every
+// directory above it must be this user's or root's. (A directory root made
+// that all can write and that is not sticky is accepted: a pod's emptyDir
+// is one, shared only by the pod's containers.)
+func privateDir(dir string) (string, bool) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return false
+		return "", false
 	}
-	fi, err := os.Stat(dir)
-	return err == nil && fi.IsDir() && fi.Mode().Perm()&0o022 == 0 && ownedByMe(fi)
+	real, err := filepath.Abs(dir)
+	if err == nil {
+		real, err = filepath.EvalSymlinks(real)
+	}
+	if err != nil {
+		return "", false
+	}
+	fi, err := os.Lstat(real)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o022 != 0 || !ownedByMe(fi) {
+		return "", false
+	}
+	for p := filepath.Dir(real); ; p = filepath.Dir(p) {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.IsDir() || !ownedByMeOrRoot(fi) {
+			return "", false
+		}
+		if filepath.Dir(p) == p {
+			return real, true
+		}
+	}
 }
 
 // workerIdentity is what makes a worker answer as it does besides its

@@ -169,3 +169,51 @@ func TestRenderCacheHitWithinOutputLimit(t *testing.T) {
 		t.Errorf("got %v, want the output limit's error", err)
 	}
 }
+
+// TestRenderCacheDirectoryNoOneElseCanSwap: a private cache directory in
+// a directory another user owns, or reached through a link to one there,
+// is not used: that user can put a directory of theirs, with entries of
+// theirs, in its place (as with a tandem-cache directory they made first
+// under the temporary directory, the cache's fallback). A private one is
+// used, also in a directory root made that all can write (a pod's
+// emptyDir). Giving a directory to another user takes root.
+func TestRenderCacheDirectoryNoOneElseCanSwap(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root, to make a directory another user owns")
+	}
+	base := t.TempDir()
+	theirs := filepath.Join(base, "theirs")
+	mine := filepath.Join(base, "mine")
+	emptyDir := filepath.Join(base, "emptydir")
+	for _, d := range []string{filepath.Join(theirs, "tandem", "renders"), filepath.Join(theirs, "target"), mine, emptyDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(emptyDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(theirs, "target"), filepath.Join(mine, "linked")); err != nil {
+		t.Fatal(err)
+	}
+	req := cacheableRequests(t)[:1]
+	for _, c := range []struct {
+		dir  string
+		used bool
+	}{
+		{filepath.Join(theirs, "tandem", "renders"), false},
+		{filepath.Join(mine, "linked"), false},
+		{filepath.Join(mine, "renders"), true},
+		{filepath.Join(emptyDir, "renders"), true},
+	} {
+		opts := isolated(t, "serve")
+		opts.RenderCacheDir = c.dir
+		renderCounting(t, opts, req)
+		if n := len(cacheFiles(t, c.dir+"/")); (n > 0) != c.used { // "/": the link's target
+			t.Errorf("%s: %d entries, want it used: %v", c.dir, n, c.used)
+		}
+	}
+}
