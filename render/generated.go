@@ -40,7 +40,7 @@ var generatingFuncs = regexp.MustCompile(`\b(randAlphaNum|randAlpha|randAscii|ra
 // a text with none of them cannot match, and is told so without the
 // regexp (which costs a hundred times more on a large chart).
 var generatingStems = [][]byte{[]byte("rand"), []byte("shuffle"), []byte("uuidv4"), []byte("now"), []byte("gen"),
-	[]byte("crypt"), []byte("htpasswd"), []byte("ago")}
+	[]byte("crypt"), []byte("htpasswd"), []byte("ago"), []byte("date"), []byte("Date"), []byte("duration")}
 
 // namesGenerating reports whether b names a generating function.
 func namesGenerating(b []byte) bool {

@@ -217,8 +217,8 @@ func (c *renderCache) get(k [32]byte) (rendered, bool) {
 	return rd, true
 }
 
-// read reads the entry at p, unless it is larger than any entry for an
-// answer within maxAnswer.
+// read reads the entry at p, unless it is far larger than any entry for
+// an answer within maxAnswer (whose size get checks).
 func (c *renderCache) read(p string) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
@@ -229,7 +229,9 @@ func (c *renderCache) read(p string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.maxAnswer > 0 && fi.Size() > c.maxAnswer+int64(len(renderCacheFormat))+2*sha256.Size {
+	// An entry holds the answer's manifest and hooks, and their objects
+	// (each one's body, and its header): well under four times the answer.
+	if c.maxAnswer > 0 && fi.Size() > 4*c.maxAnswer+1<<20 {
 		return nil, errBadEntry
 	}
 	return io.ReadAll(f)
