@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -151,6 +152,21 @@ func (e *Env) RESTConfig(name string) (*rest.Config, error) {
 		return nil, err
 	}
 	return c.restConfig(), nil
+}
+
+// Clientsets returns an admin clientset for every cluster, by name.
+func (e *Env) Clientsets() (map[string]kubernetes.Interface, error) {
+	out := make(map[string]kubernetes.Interface, len(e.names))
+	for _, name := range e.names {
+		cfg, err := e.RESTConfig(name)
+		if err != nil {
+			return nil, err
+		}
+		if out[name], err = kubernetes.NewForConfig(cfg); err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", name, err)
+		}
+	}
+	return out, nil
 }
 
 // UserConfig returns a client configuration for cluster name that authenticates

@@ -54,18 +54,12 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	env := clusters.Env(t)
-	h := &harness{env: env, bin: tandem.Path(t), cache: t.TempDir(), helmHome: t.TempDir(), kube: map[string]kubernetes.Interface{}}
-	for _, name := range env.Names() {
-		cfg, err := env.RESTConfig(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.kube[name] = cs
+	h := &harness{env: env, bin: tandem.Path(t), cache: t.TempDir(), helmHome: t.TempDir()}
+	kube, err := env.Clientsets()
+	if err != nil {
+		t.Fatal(err)
 	}
+	h.kube = kube
 	return h
 }
 

@@ -53,18 +53,12 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	env := clusters.Env(t)
-	h := &harness{env: env, bin: binary(t), git: gitserver.Start(t, "", ""), kube: map[string]kubernetes.Interface{}, helmHome: t.TempDir()}
-	for _, name := range env.Names() {
-		cfg, err := env.RESTConfig(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.kube[name] = cs
+	h := &harness{env: env, bin: binary(t), git: gitserver.Start(t, "", ""), helmHome: t.TempDir()}
+	kube, err := env.Clientsets()
+	if err != nil {
+		t.Fatal(err)
 	}
+	h.kube = kube
 	h.secret = filepath.Join(t.TempDir(), "webhook-secret")
 	if err := os.WriteFile(h.secret, []byte(webhookSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)

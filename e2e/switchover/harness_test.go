@@ -43,16 +43,12 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	env := suite.Env(t)
-	h := &harness{env: env, bin: tandem.Path(t), cache: t.TempDir(), kube: map[string]kubernetes.Interface{}}
-	for _, name := range env.Names() {
-		cfg, err := env.RESTConfig(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.kube[name], err = kubernetes.NewForConfig(cfg); err != nil {
-			t.Fatal(err)
-		}
+	h := &harness{env: env, bin: tandem.Path(t), cache: t.TempDir()}
+	kube, err := env.Clientsets()
+	if err != nil {
+		t.Fatal(err)
 	}
+	h.kube = kube
 	h.repo = e2etest.CopyExample(t)
 	h.repo.Replace(t, "tandem.yaml", "    releases: [platform, example]\n", "")
 	h.repo.Replace(t, "tandem.yaml", "  activeWeight: 100\n", "  activeWeight: 100\n  drainSeconds: 1\n")
