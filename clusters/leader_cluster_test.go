@@ -1,7 +1,6 @@
 package clusters
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/internal/syncbuf"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -28,26 +28,8 @@ func leaderNamespace(ctx context.Context, t *testing.T, admin kubernetes.Interfa
 	return ns
 }
 
-// syncBuffer collects the electors' logs, shown when a test fails.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func leaderTestLogger(t *testing.T) *slog.Logger {
-	var logs syncBuffer
+	var logs syncbuf.Buffer // the electors' logs, shown when a test fails
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("election logs:\n%s", logs.String())

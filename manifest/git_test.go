@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tandem-gitops/tandem/internal/syncbuf"
 
 	"github.com/tandem-gitops/tandem/e2e/gitserver"
 	"github.com/tandem-gitops/tandem/manifest"
@@ -432,24 +433,6 @@ func TestFetchThenLoad(t *testing.T) {
 	}
 }
 
-// logBuffer collects log lines for assertions; slog handlers may be called concurrently.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestFetchRecovers covers what an incremental fetch may not get from a server that believes
 // the cache holds the whole history: Fetch notices the missing objects and clones again.
 func TestFetchRecovers(t *testing.T) {
@@ -480,7 +463,7 @@ func TestFetchRecovers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHistory(t)
-			var logs logBuffer
+			var logs syncbuf.Buffer // slog handlers may be called concurrently
 			opts := h.opts(t, "main")
 			opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			if co, err := manifest.Fetch(context.Background(), opts); err != nil || co.Commit != h.second {

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandem-gitops/tandem/internal/syncbuf"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/downloader"
@@ -131,7 +132,7 @@ func Vendor(chartDir string, o VendorOptions) (err error) {
 	}
 	defer closeRC()
 
-	var out lockedBuffer
+	var out syncbuf.Buffer // Helm updates repository indexes in parallel, each printing to Out
 	listed := &listedDigests{byURL: map[string]listedArchive{}}
 	m := &downloader.Manager{
 		Out:              &out,
@@ -215,26 +216,6 @@ func chartDependencies(ch *chart.Chart) []Dependency {
 		}
 	}
 	return deps
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writes: Helm's
-// dependency manager updates repository indexes in parallel, each goroutine
-// printing to Out.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // vendorRepositories returns the repositories ch's dependencies (declared

@@ -17,13 +17,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/tandem-gitops/tandem/internal/syncbuf"
 
 	"github.com/tandem-gitops/tandem/daemon"
 	"github.com/tandem-gitops/tandem/e2e/e2etest"
@@ -304,7 +304,7 @@ func kindsOf(c requestCounts) string {
 // proxies, listening on a loopback port of the kernel's choosing.
 type serveDaemon struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan struct{}
 	err  error
 	addr string
@@ -315,7 +315,7 @@ type serveDaemon struct {
 // port, and waits until it serves HTTP. Cleanup kills its process group.
 func (h *harness) startServe(b *testing.B, args ...string) *serveDaemon {
 	b.Helper()
-	d := &serveDaemon{out: &syncBuffer{}, done: make(chan struct{}), http: &http.Client{Timeout: 10 * time.Second}}
+	d := &serveDaemon{out: &syncbuf.Buffer{}, done: make(chan struct{}), http: &http.Client{Timeout: 10 * time.Second}}
 	args = append([]string{"serve", "--kubeconfig", h.kubeconfig, "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)
 	d.cmd = exec.Command(h.tandem, args...)
 	d.cmd.Env = append(os.Environ(), h.tandemEnv()...)
@@ -494,22 +494,4 @@ func (d *serveDaemon) rssKiB(b *testing.B) int64 {
 	}
 	b.Fatal(errors.New("no VmRSS in /proc/<pid>/status"))
 	return 0
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

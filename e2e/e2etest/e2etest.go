@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/internal/syncbuf"
 )
 
 // Binary builds cmd/tandem once per process into a temporary directory and
@@ -184,20 +186,4 @@ func (r *ManifestRepo) Git(t testing.TB, args ...string) string {
 
 // SyncBuffer keeps a running process's output, written and read from
 // different goroutines.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String returns what was written so far.
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type SyncBuffer = syncbuf.Buffer
