@@ -156,6 +156,7 @@ type Snapshot struct {
 
 	mu     sync.Mutex
 	groups map[liveGroup]*liveList // guarded by mu
+	metas  map[liveGroup]*metaList // guarded by mu; see Versions
 }
 
 type liveGroup struct {

@@ -155,6 +155,12 @@ type ReleaseState struct {
 	// otherwise. (Records of earlier versions held per-object
 	// resourceVersions under "checked"; they are no longer read.)
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// Versions digests the UIDs and resourceVersions of the same objects
+	// when Fingerprint was taken, with what the drift check compared them
+	// by (see Snapshot.Versions): while a metadata-only List gives the same,
+	// not one of them was written since, and the next check reads no
+	// object. A cache, dropped with Fingerprint.
+	Versions string `json:"versions,omitempty"`
 	// Healthy says tandem saw the revision in Revision healthy. A run killed
 	// during its health wait leaves a deployed revision that was never seen
 	// healthy; the next run must check it again rather than take it as done.
@@ -232,7 +238,7 @@ func encodeState(s State) (b []byte, trimmed bool, err error) {
 	full := len(b)
 	rs := make([]ReleaseState, len(s.Releases))
 	for i, r := range s.Releases {
-		r.Fingerprint = ""
+		r.Fingerprint, r.Versions = "", ""
 		rs[i] = r
 	}
 	s.Releases = rs

@@ -94,28 +94,27 @@ type clusterRun struct {
 
 	// snap lists live objects once for every drift check.
 	snap *clusters.Snapshot
-	// checked is the last run's drift-check record, by release: the
-	// fingerprint (clusters.Fingerprint) of its objects when they were last
-	// applied or found in their desired state; read only, may be nil.
-	checked map[ReleaseKey]string
+	// checked is the last run's drift-check record, by release (see
+	// driftRecord); read only, may be nil.
+	checked map[ReleaseKey]driftRecord
 
 	mu sync.Mutex
 	// found is this run's drift-check record, by release, for the state
 	// record; guarded by mu, made on first use.
-	found map[ReleaseKey]string
+	found map[ReleaseKey]driftRecord
 }
 
-func (cr *clusterRun) record(k ReleaseKey, fingerprint string) {
+func (cr *clusterRun) record(k ReleaseKey, rec driftRecord) {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	if cr.found == nil {
-		cr.found = map[ReleaseKey]string{}
+		cr.found = map[ReleaseKey]driftRecord{}
 	}
-	cr.found[k] = fingerprint
+	cr.found[k] = rec
 }
 
 // recorded returns this run's drift-check record of a release.
-func (cr *clusterRun) recorded(k ReleaseKey) string {
+func (cr *clusterRun) recorded(k ReleaseKey) driftRecord {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	return cr.found[k]
@@ -506,14 +505,14 @@ func healthyRevisions(st *clusters.State) map[ReleaseKey]int {
 
 // checkedByRelease reads the last run's drift-check record from the state
 // record; a release without one gets a dry run of every object.
-func checkedByRelease(st *clusters.State) map[ReleaseKey]string {
-	out := map[ReleaseKey]string{}
+func checkedByRelease(st *clusters.State) map[ReleaseKey]driftRecord {
+	out := map[ReleaseKey]driftRecord{}
 	if st == nil {
 		return out
 	}
 	for _, r := range st.Releases {
 		if r.Fingerprint != "" {
-			out[ReleaseKey{r.Namespace, r.Name}] = r.Fingerprint
+			out[ReleaseKey{r.Namespace, r.Name}] = driftRecord{fingerprint: r.Fingerprint, versions: r.Versions}
 		}
 	}
 	return out

@@ -14,15 +14,53 @@ import (
 	"github.com/tandem-gitops/tandem/manifest"
 )
 
+// driftRecord is what a drift check keeps of a release between runs, in the
+// cluster's state record: the fingerprint (driftFingerprint) of its objects
+// when they were last applied by Helm or found in their desired state, and
+// the digest of their UIDs and resourceVersions at that moment
+// (versionsToken), or "" when that was not known.
+type driftRecord struct {
+	fingerprint, versions string
+}
+
+// How a drift check settled an unchanged release (ReleaseReport.DriftCheck).
+const (
+	// checkedByVersions: not one of its objects was written since they were
+	// last applied or found in their desired state.
+	checkedByVersions = "versions"
+	// checkedByFingerprint: objects were written (a status update, say), but
+	// nothing a dry run compares changed.
+	checkedByFingerprint = "fingerprint"
+	// checkedByDryRun: every object was dry-run and compared.
+	checkedByDryRun = "dry-run"
+)
+
 // drift compares an unchanged release's objects with the cluster, records
-// what drifted and, when asked to, applies the desired objects back. While
-// the live objects give the fingerprint recorded when they were last applied
-// or found in their desired state, nothing a dry run compares can have
-// changed (every write of a field the fingerprint covers moves it), and no
-// dry run is needed.
+// what drifted and, when asked to, applies the desired objects back.
+//
+// Two records let it skip work. While a metadata-only List gives every
+// object the UID and resourceVersion recorded when they were last applied or
+// found in their desired state, no one wrote any of them since (every write
+// moves the resourceVersion, a status update too): no object is read. While
+// the live objects give the fingerprint recorded then, nothing a dry run
+// compares can have changed (every write of a field the fingerprint covers
+// moves it): no dry run is needed.
 func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.Release, rr *ReleaseReport) error {
 	key := s.desired.key()
-	if prev := cr.checked[key]; prev != "" && cr.snap != nil {
+	prev := cr.checked[key]
+	refs := objectRefs(*s.desired)
+	if prev.fingerprint != "" && cr.snap != nil {
+		if prev.versions != "" {
+			v, ok, err := cr.snap.Versions(ctx, refs)
+			if err != nil {
+				return fmt.Errorf("drift check: %w", err)
+			}
+			if ok && versionsToken(s, v) == prev.versions {
+				cr.record(key, prev)
+				rr.DriftCheck = checkedByVersions
+				return nil
+			}
+		}
 		desired, err := desiredObjects(*s.desired)
 		if err != nil {
 			return fmt.Errorf("drift check: %w", err)
@@ -31,11 +69,13 @@ func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.R
 		if err != nil {
 			return fmt.Errorf("drift check: %w", err)
 		}
-		if fp, ok := driftFingerprint(s, desired, live); ok && fp == prev {
-			cr.record(key, prev)
+		if fp, ok := driftFingerprint(s, desired, live); ok && fp == prev.fingerprint {
+			cr.record(key, driftRecord{fingerprint: fp, versions: versionsOf(cr, s, refs, live)})
+			rr.DriftCheck = checkedByFingerprint
 			return nil
 		}
 	}
+	rr.DriftCheck = checkedByDryRun
 	objs, err := liveDrift(ctx, cr.t, cr.snap, cr.c, *s.desired, r.opts.FieldManager, NewSecretMask())
 	if err != nil {
 		return fmt.Errorf("drift check: %w", err)
@@ -54,7 +94,7 @@ func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.R
 	if len(fix) == 0 {
 		// Found in the desired state: the objects as listed are the record.
 		if fp, ok := driftFingerprint(s, desired, live); ok {
-			cr.record(key, fp)
+			cr.record(key, driftRecord{fingerprint: fp, versions: versionsOf(cr, s, refs, live)})
 		}
 		return nil
 	}
@@ -93,8 +133,47 @@ func recordApplied(cr *clusterRun, s Step, written []*unstructured.Unstructured)
 		live[i] = l
 	}
 	if fp, ok := driftFingerprint(s, desired, live); ok {
-		cr.record(s.desired.key(), fp)
+		cr.record(s.desired.key(), driftRecord{fingerprint: fp, versions: versionsOf(cr, s, objectRefs(*s.desired), live)})
 	}
+}
+
+// objectRefs names a release's rendered objects, in order, as
+// desiredObjects parses them.
+func objectRefs(d Desired) []clusters.ObjectRef {
+	out := make([]clusters.ObjectRef, len(d.Result.Objects))
+	for i, o := range d.Result.Objects {
+		out[i] = clusters.ObjectRef{APIVersion: o.APIVersion, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name}
+	}
+	return out
+}
+
+// versionsOf is the versions record of live objects in hand (listed, or as
+// Helm's writes returned them), "" when one lacks what it needs.
+func versionsOf(cr *clusterRun, s Step, refs []clusters.ObjectRef, live []*unstructured.Unstructured) string {
+	if cr.snap == nil {
+		return ""
+	}
+	v, ok := cr.snap.VersionsOf(refs, live)
+	if !ok {
+		return ""
+	}
+	return versionsToken(s, v)
+}
+
+// versionsToken binds a Versions digest to what the drift check compared
+// the objects with: the release's desired state (its digest) and its ignore
+// rules. The same objects, unwritten, are no proof of a match once either
+// changed (removing a rule that hid a hand edit must make the next check
+// look again).
+func versionsToken(s Step, versions string) string {
+	rules, err := json.Marshal(s.desired.Spec.Ignore)
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", s.Namespace, s.Name, s.desired.Result.Digest, versions)
+	h.Write(rules)
+	return "t1:" + hex.EncodeToString(h.Sum(nil)[:18])
 }
 
 func driftMessage(rr ReleaseReport) string {

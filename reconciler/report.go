@@ -78,8 +78,14 @@ type ReleaseReport struct {
 	// ("Kind namespace/name"); Corrected those put back (--correct-drift).
 	Drifted   []string `json:"drifted,omitempty"`
 	Corrected []string `json:"corrected,omitempty"`
-	Error     string   `json:"error,omitempty"`
-	Duration  Duration `json:"duration"`
+	// DriftCheck says how the drift check settled an unchanged release:
+	// "versions" (not one of its objects was written since they were last
+	// applied or found in their desired state: no object was read),
+	// "fingerprint" (objects were written, but nothing a dry run compares
+	// changed) or "dry-run" (every object was dry-run and compared).
+	DriftCheck string   `json:"driftCheck,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	Duration   Duration `json:"duration"`
 }
 
 // Counts summarise a cluster's releases.

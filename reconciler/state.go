@@ -20,14 +20,14 @@ func keepsHealthy(rr ReleaseReport, old clusters.ReleaseState) bool {
 // says "objects with this content were in this desired state", which a run
 // that did not look does not make less true. Otherwise one --detect-drift=false
 // run would cost the next run a dry run of every object.
-func fingerprintFor(cr *clusterRun, k ReleaseKey, rr ReleaseReport, old clusters.ReleaseState, digest string) string {
-	if fp := cr.recorded(k); fp != "" {
-		return fp
+func fingerprintFor(cr *clusterRun, k ReleaseKey, rr ReleaseReport, old clusters.ReleaseState, digest string) driftRecord {
+	if rec := cr.recorded(k); rec.fingerprint != "" {
+		return rec
 	}
 	if rr.Action == ActionUnchanged && old.Digest != "" && old.Digest == digest {
-		return old.Fingerprint
+		return driftRecord{fingerprint: old.Fingerprint, versions: old.Versions}
 	}
-	return ""
+	return driftRecord{}
 }
 
 // writeState records what this run did in the cluster's state record. A run
@@ -59,9 +59,10 @@ func (r *run) writeState(ctx context.Context, cr *clusterRun, rep ClusterReport,
 			}
 			continue
 		}
+		rec := fingerprintFor(cr, k, rr, prev[k], digests[k])
 		records[k] = clusters.ReleaseState{Name: rr.Name, Namespace: rr.Namespace, Digest: digests[k],
 			Revision: rr.Revision, Outcome: string(rr.Outcome), Error: rr.Error, Duration: time.Duration(rr.Duration),
-			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0, Fingerprint: fingerprintFor(cr, k, rr, prev[k], digests[k]),
+			Drifted: rr.Drifted, Corrected: len(rr.Corrected) > 0, Fingerprint: rec.fingerprint, Versions: rec.versions,
 			// A step that ends ok has seen its revision healthy (an
 			// install or upgrade after its health wait, an unchanged
 			// release confirmed before or verified now); an unchanged
