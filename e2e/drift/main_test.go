@@ -201,6 +201,7 @@ type releaseReport struct {
 	Revision     int      `json:"revision"`
 	Drifted      []string `json:"drifted"`
 	Corrected    []string `json:"corrected"`
+	DriftCheck   string   `json:"driftCheck"`
 	Error        string   `json:"error"`
 }
 
