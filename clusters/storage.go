@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	corev1 "k8s.io/api/core/v1"
@@ -115,11 +116,30 @@ func decodeRelease(data []byte) (*release.Release, error) {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
 	}
-	var rls release.Release
-	if err := json.Unmarshal(b, &rls); err != nil {
+	var sr storedRelease
+	if err := json.Unmarshal(b, &sr); err != nil {
 		return nil, fmt.Errorf("json: %w", err)
 	}
-	return &rls, nil
+	rls := &release.Release{Name: sr.Name, Namespace: sr.Namespace, Version: sr.Version, Manifest: sr.Manifest, Info: sr.Info}
+	if sr.Chart != nil {
+		rls.Chart = &chart.Chart{Metadata: sr.Chart.Metadata}
+	}
+	return rls, nil
+}
+
+// storedRelease is what a Release is made of in Helm's stored release. The
+// rest — the chart's templates, files, schema and values, the release's
+// values and hooks, most of the bytes — is scanned past, not decoded: at
+// 1,000 releases per cluster, every run lists them all.
+type storedRelease struct {
+	Name      string        `json:"name"`
+	Namespace string        `json:"namespace"`
+	Version   int           `json:"version"`
+	Manifest  string        `json:"manifest"`
+	Info      *release.Info `json:"info"`
+	Chart     *struct {
+		Metadata *chart.Metadata `json:"metadata"`
+	} `json:"chart"`
 }
 
 // releaseFromSecret decodes one Helm release Secret into a Release.
