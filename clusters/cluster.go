@@ -180,7 +180,7 @@ func newCluster(name string, config *rest.Config, raw clientcmd.ClientConfig, op
 			onReset: c.discoveryReset,
 		},
 	}
-	c.factory = &validatorCache{Factory: cmdutil.NewFactory(c.getter)}
+	c.factory = &validatorCache{Factory: cmdutil.NewFactory(c.getter), serverValidates: c.serverValidatesFields}
 	return c, nil
 }
 

@@ -1,8 +1,14 @@
 package clusters
 
 import (
+	"errors"
+	"slices"
+	"strings"
 	"sync"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/validation"
 )
@@ -19,6 +25,10 @@ import (
 // the OpenAPI v3 client it holds is a memory cache with its own.
 type validatorCache struct {
 	cmdutil.Factory
+	// serverValidates reports whether the API server validates an object
+	// of this kind itself, as kubectl would learn from the OpenAPI
+	// documents (see Cluster.serverValidatesFields); nil: never assumed.
+	serverValidates func(schema.GroupVersionKind) bool
 
 	mu         sync.Mutex
 	validators map[string]validation.Schema // by directive; guarded by mu
@@ -36,11 +46,101 @@ func (f *validatorCache) Validator(directive string) (validation.Schema, error) 
 		return nil, err
 	}
 	v = &serialSchema{next: v}
+	if directive != metav1.FieldValidationIgnore && f.serverValidates != nil {
+		v = &knownKindsSchema{
+			known:   validation.NewParamVerifyingSchema(validation.NullSchema{}, knownKinds(f.serverValidates), directive),
+			kubectl: v,
+		}
+	}
 	if f.validators == nil {
 		f.validators = map[string]validation.Schema{}
 	}
 	f.validators[directive] = v
 	return v, nil
+}
+
+// knownKindsSchema is kubectl's validator with its answer for the kinds
+// the cluster is known to validate itself given without the OpenAPI
+// documents. For such a kind kubectl's validator (a ParamVerifyingSchema)
+// parses the object, checks that it names an apiVersion and a kind, asks
+// its verifier whether the server takes the fieldValidation parameter —
+// fetching and parsing the group's OpenAPI v3 document, about 0.4 CPU
+// seconds per cluster and run for core/v1, apps/v1 and networking/v1 — and,
+// the server taking it, validates nothing more: the server does. known is
+// that same ParamVerifyingSchema, with a verifier that answers from
+// discovery instead; every other object (a List, a kind of a CRD or of an
+// aggregated API, a kind the server does not serve or cannot patch, any
+// kind on a server older than 1.27) goes to kubectl's validator as before.
+// So a bad object is refused, or let through to the server, exactly as
+// without it (TestBadManifestOutcomes).
+type knownKindsSchema struct {
+	known   validation.Schema
+	kubectl validation.Schema
+}
+
+func (s *knownKindsSchema) ValidateBytes(data []byte) error {
+	err := s.known.ValidateBytes(data)
+	if errors.Is(err, errAskKubectl) {
+		return s.kubectl.ValidateBytes(data)
+	}
+	return err
+}
+
+// errAskKubectl is knownKinds' answer for a kind it does not know: the
+// object goes to kubectl's validator.
+var errAskKubectl = errors.New("not a kind the server is known to validate")
+
+// knownKinds is a resource.Verifier: nil (the server takes the
+// fieldValidation parameter, and validates) for the kinds validates
+// knows, errAskKubectl for any other.
+type knownKinds func(schema.GroupVersionKind) bool
+
+func (k knownKinds) HasSupport(gvk schema.GroupVersionKind) error {
+	if gvk == (schema.GroupVersionKind{Version: "v1", Kind: "List"}) || !k(gvk) {
+		return errAskKubectl
+	}
+	return nil
+}
+
+// fieldValidationGA is the first Kubernetes version whose API server
+// always validates fields itself (ServerSideFieldValidation is GA and
+// cannot be turned off), and lists the fieldValidation parameter on every
+// PATCH of its OpenAPI documents.
+var fieldValidationGA = utilversion.MustParseGeneric("1.27")
+
+// serverValidatesFields reports whether kubectl's validator would find, in
+// the OpenAPI v3 document of gvk's group, that the server takes the
+// fieldValidation parameter for it — so that it validates nothing on the
+// client — knowing it without that document: gvk is a kind of Kubernetes'
+// own API (client-go's scheme), served by this API server with a patch
+// verb (discovery, already cached), and the server is 1.27 or later (the
+// version it reported with its capabilities, not fetched here). Anything
+// it cannot tell is false. TestKnownKindsAgreeWithKubectl checks the
+// answers against kubectl's own on a real API server.
+func (c *Cluster) serverValidatesFields(gvk schema.GroupVersionKind) bool {
+	if !c.scheme.Recognizes(gvk) {
+		return false // a CRD's kind, an aggregated API's, or none
+	}
+	c.capsMu.Lock()
+	caps := c.caps
+	c.capsMu.Unlock()
+	if caps == nil {
+		return false
+	}
+	v, err := utilversion.ParseGeneric(caps.KubeVersion.Version)
+	if err != nil || !v.AtLeast(fieldValidationGA) {
+		return false
+	}
+	list, err := c.getter.discovery.ServerResourcesForGroupVersion(gvk.GroupVersion().String())
+	if err != nil || list == nil {
+		return false
+	}
+	for _, r := range list.APIResources {
+		if r.Kind == gvk.Kind && !strings.Contains(r.Name, "/") && slices.Contains(r.Verbs, "patch") {
+			return true
+		}
+	}
+	return false
 }
 
 // serialSchema validates one manifest object at a time. Once the verifier
