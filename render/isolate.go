@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -195,15 +194,14 @@ func (r *Renderer) workers() *workerPool {
 	if r.opts.Isolation == nil {
 		return nil
 	}
-	iso := r.opts.Isolation.withDefaults(r.opts.Concurrency)
-	env := workerEnv(os.Environ(), append(memoryLimitEnv(iso.MemoryLimit), iso.Env...))
+	s := r.workerSetup()
 	return &workerPool{
-		iso:     iso,
-		env:     env,
+		iso:     s.iso,
+		env:     s.env,
 		timeout: r.opts.Timeout,
-		slots:   make(chan struct{}, iso.MaxWorkers),
+		slots:   make(chan struct{}, s.iso.MaxWorkers),
 		started: r.workerStarted,
-		cache:   newRenderCache(r.opts.RenderCacheDir, r.opts.RenderCacheMax, iso, env),
+		cache:   s.cache,
 		charts:  map[*chart.Chart]*wire{},
 	}
 }

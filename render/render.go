@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +70,10 @@ func DefaultOptions() Options {
 type Renderer struct {
 	opts   Options
 	charts *chartCache
+	// setup is what the workers of every call share, made by the first
+	// (see workerSetup).
+	setup     workerSetup
+	setupOnce sync.Once
 	// workerStarted, when set (by tests), is called with the pid of every
 	// render worker started.
 	workerStarted func(pid int)
@@ -79,6 +85,28 @@ func New(opts Options) *Renderer {
 		opts.Concurrency = runtime.GOMAXPROCS(0)
 	}
 	return &Renderer{opts: opts, charts: &chartCache{dir: opts.CacheDir, dl: opts.Download, registryConfig: opts.RegistryConfig, entries: map[string]*chartEntry{}}}
+}
+
+// workerSetup is what the worker pools of one Renderer's calls share: the
+// workers' settings and environment, and the render cache — whose set-up
+// checks its directory and every one above it, identifies the worker's
+// binary and build and reads the time zone file. It is made once per
+// Renderer, which lives for one run (one reconcile, one daemon cycle), not
+// once per Render or RenderAll call.
+type workerSetup struct {
+	iso   Isolation
+	env   []string
+	cache *renderCache // nil: none
+}
+
+// workerSetup returns the Renderer's; call it only with Isolation set.
+func (r *Renderer) workerSetup() *workerSetup {
+	r.setupOnce.Do(func() {
+		iso := r.opts.Isolation.withDefaults(r.opts.Concurrency)
+		env := workerEnv(os.Environ(), append(memoryLimitEnv(iso.MemoryLimit), iso.Env...))
+		r.setup = workerSetup{iso: iso, env: env, cache: newRenderCache(r.opts.RenderCacheDir, r.opts.RenderCacheMax, iso, env)}
+	})
+	return &r.setup
 }
 
 // Request is one release to render for one cluster.

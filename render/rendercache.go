@@ -49,7 +49,10 @@ type renderCache struct {
 	maxAnswer int64
 
 	mu      sync.Mutex
-	written int64 // bytes stored by this renderer, guarded by mu
+	written int64 // bytes stored since the last prune, guarded by mu
+	// pruning serialises prunes: the calls of one Renderer share its
+	// cache, and may end at once.
+	pruning sync.Mutex
 }
 
 // renderCacheFormat is the first line of every entry; a new format makes
@@ -342,8 +345,10 @@ func (s *cacheSlot) store(rd rendered, objs, hooks []Object) {
 
 // prune removes the least recently used entries once the directory holds
 // more than max bytes, down to three quarters of it. It walks the directory
-// only when this renderer stored something.
+// only when something was stored since the last prune.
 func (c *renderCache) prune() {
+	c.pruning.Lock()
+	defer c.pruning.Unlock()
 	c.mu.Lock()
 	written := c.written
 	c.written = 0

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/sync/errgroup"
 )
 
 // cacheableRequests are renders the cache may keep: no generating
@@ -328,5 +329,45 @@ func TestRenderCacheInstallThenUpgrade(t *testing.T) {
 	req.Lookup = newListLookup()
 	if _, n := renderCounting(t, opts, []Request{req}); n == 0 {
 		t.Error("an upgrade render that calls lookup was served from the cache")
+	}
+}
+
+// TestRenderCacheSharedByCalls: the calls of one Renderer share one worker
+// set-up and render cache (made by the first), also when they run at once
+// (run it with -race): each call's renders are stored, and a later call of
+// the same Renderer is served from them.
+func TestRenderCacheSharedByCalls(t *testing.T) {
+	opts := isolated(t, "serve")
+	opts.RenderCacheDir = filepath.Join(t.TempDir(), "renders")
+	r := New(opts)
+	workers := watchWorkers(r)
+	reqs := cacheableRequests(t)
+	half := len(reqs) / 2
+	var g errgroup.Group
+	for _, part := range [][]Request{reqs[:half], reqs[half:]} {
+		g.Go(func() error {
+			_, err := r.RenderAll(context.Background(), part)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	started := len(workers.all())
+	if started == 0 {
+		t.Fatal("the first calls started no worker")
+	}
+	setup := r.workerSetup()
+	if setup.cache == nil {
+		t.Fatal("no render cache")
+	}
+	if _, err := r.RenderAll(context.Background(), reqs); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(workers.all()) - started; n != 0 {
+		t.Errorf("the same requests again started %d workers, want 0", n)
+	}
+	if r.workerSetup() != setup || r.workerSetup().cache != setup.cache {
+		t.Error("a later call set the workers up again")
 	}
 }
