@@ -149,9 +149,10 @@ type ReleaseState struct {
 	Corrected bool     `json:"corrected,omitempty"`
 	// Fingerprint digests the release's objects (see Fingerprint) as they
 	// were when last applied by Helm or found in their desired state by a
-	// drift check. While the live objects give the same fingerprint, nothing
-	// a drift check compares has changed, so the next check skips its dry
-	// runs. It is a cache: WriteState drops it when the record would not fit
+	// drift check, in the desired state Digest names (a record of another
+	// digest is not used). While the live objects give the same fingerprint,
+	// nothing a drift check compares has changed, so the next check skips its
+	// dry runs. It is a cache: WriteState drops it when the record would not fit
 	// otherwise. (Records of earlier versions held per-object
 	// resourceVersions under "checked"; they are no longer read.)
 	Fingerprint string `json:"fingerprint,omitempty"`

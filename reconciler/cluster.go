@@ -512,7 +512,7 @@ func checkedByRelease(st *clusters.State) map[ReleaseKey]driftRecord {
 	}
 	for _, r := range st.Releases {
 		if r.Fingerprint != "" {
-			out[ReleaseKey{r.Namespace, r.Name}] = driftRecord{fingerprint: r.Fingerprint, versions: r.Versions}
+			out[ReleaseKey{r.Namespace, r.Name}] = driftRecord{fingerprint: r.Fingerprint, versions: r.Versions, digest: r.Digest}
 		}
 	}
 	return out

@@ -18,9 +18,10 @@ import (
 // cluster's state record: the fingerprint (driftFingerprint) of its objects
 // when they were last applied by Helm or found in their desired state, and
 // the digest of their UIDs and resourceVersions at that moment
-// (versionsToken), or "" when that was not known.
+// (versionsToken), or "" when that was not known. digest is the release's
+// digest in the record that held them: the desired state they were made for.
 type driftRecord struct {
-	fingerprint, versions string
+	fingerprint, versions, digest string
 }
 
 // How a drift check settled an unchanged release (ReleaseReport.DriftCheck).
@@ -49,7 +50,11 @@ func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.R
 	key := s.desired.key()
 	prev := cr.checked[key]
 	refs := objectRefs(*s.desired)
-	if prev.fingerprint != "" && cr.snap != nil {
+	// A record of another desired state proves nothing of this one: a run
+	// that upgraded the release but wrote no state record (killed, its lock
+	// lost) leaves the one before, and the objects put back by hand to the
+	// revision before give its fingerprint again.
+	if prev.fingerprint != "" && prev.digest == s.desired.Result.Digest && cr.snap != nil {
 		if prev.versions != "" {
 			v, ok, err := cr.snap.Versions(ctx, refs)
 			if err != nil {

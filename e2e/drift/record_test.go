@@ -207,6 +207,29 @@ func TestDriftRecordFromApply(t *testing.T) {
 			t.Errorf("blue/rec-b drifted once the ignore rule is gone (-want +got):\n%s", d)
 		}
 	})
+
+	// A run that upgrades a release but never writes its state record (killed
+	// after Helm's upgrade, its lock lost, the write refused) leaves the record
+	// of the revision before: the objects' fingerprint in the old desired
+	// state. Reverting the upgrade by hand restores exactly that content; it is
+	// drift from the new revision all the same.
+	step("a record made for another digest is not taken for this one", func(t *testing.T) {
+		const state = "tandem-state-record"
+		saved := kc.run(t, "blue", "-n", "tandem-system", "get", "configmap", state, "-o", `jsonpath={.binaryData.state\.json\.gz}`)
+		repo.Write(t, "values/rec-a.yaml", "host: rec-a.record.local\nreplicaCount: 2\nconfig:\n  greeting: again\n")
+		repo.Commit(t, "rec-a: two replicas")
+		reconcile(t)
+		kc.run(t, "blue", "-n", "tandem-system", "patch", "configmap", state, "--type=merge", "-p", `{"binaryData":{"state.json.gz":"`+saved+`"}}`)
+		kc.run(t, "blue", "-n", recordNS, "scale", "deployment", "rec-a", "--replicas=1")
+		rep, _ := reconcile(t)
+		drifted, _ := driftOf(t, rep)
+		if d := cmp.Diff([]string{"Deployment " + recordNS + "/rec-a"}, drifted["blue/rec-a"]); d != "" {
+			t.Errorf("blue/rec-a scaled back by hand after an upgrade whose run wrote no state record (-want +got):\n%s", d)
+		}
+		if how := driftChecks(t, rep)["blue/rec-a"]; how != "dry-run" {
+			t.Errorf("blue/rec-a: drift check settled by %q, want a dry run (the record is of another digest)", how)
+		}
+	})
 }
 
 // driftChecks is how the drift check settled each release, by
