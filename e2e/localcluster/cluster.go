@@ -58,6 +58,7 @@ type cluster struct {
 	kcm       *process
 	scheduler *process
 	kwok      *process
+	launched  []*process // every process started, for CPUTimes; stopped ones too
 }
 
 func (c *cluster) path(elem ...string) string {
@@ -463,7 +464,14 @@ func (c *cluster) launch(bin string, args []string) (*process, error) {
 	if stopped {
 		return nil, fmt.Errorf("%s: cluster is stopped", bin)
 	}
-	return startProcess(c.name+"/"+bin, filepath.Join(c.toolsDir, bin), args, c.path("logs", bin+".log"))
+	p, err := startProcess(c.name+"/"+bin, filepath.Join(c.toolsDir, bin), args, c.path("logs", bin+".log"))
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.launched = append(c.launched, p)
+	c.mu.Unlock()
+	return p, nil
 }
 
 // setProcess records p in *slot, or kills p if the cluster was stopped

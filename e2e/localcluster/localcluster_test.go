@@ -3,11 +3,15 @@ package localcluster_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -350,6 +354,18 @@ func TestStopLeavesNothingBehind(t *testing.T) {
 	if len(pids) != 5 {
 		t.Errorf("%d processes (%v), want 5: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok", len(pids), pids)
 	}
+	cpuBefore := cpuTimes(t, env)
+	t.Logf("CPU time to start: %v", cpuBefore)
+	if got := len(cpuBefore); got == 0 && runtime.GOOS != "linux" {
+		t.Log("CPU times are not read off Linux")
+	} else if diff := cmp.Diff([]string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}, slices.Sorted(maps.Keys(cpuBefore))); diff != "" {
+		t.Errorf("components with CPU times (-want +got):\n%s", diff)
+	}
+	for comp, d := range cpuBefore {
+		if d <= 0 {
+			t.Errorf("%s used %s of CPU to start, want more than nothing", comp, d)
+		}
+	}
 	// A stopped apiserver must not escape Stop either.
 	if err := env.StopAPIServer("solo"); err != nil {
 		t.Fatal(err)
@@ -358,6 +374,12 @@ func TestStopLeavesNothingBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	pids = append(pids, env.PIDsForTest()...)
+	// The first apiserver's time is kept: the figures only grow.
+	for comp, d := range cpuTimes(t, env) {
+		if d < cpuBefore[comp] || comp == "kube-apiserver" && d == cpuBefore[comp] {
+			t.Errorf("%s: CPU time went from %s to %s after a restart of the apiserver", comp, cpuBefore[comp], d)
+		}
+	}
 	if err := env.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -375,4 +397,22 @@ func TestStopLeavesNothingBehind(t *testing.T) {
 	if _, err := env.RESTConfig("nope"); err == nil {
 		t.Error("RESTConfig of an unknown cluster: nil error")
 	}
+}
+
+// cpuTimes is Env.CPUTimes by component for a one-cluster Env; nil off Linux,
+// where they are not read.
+func cpuTimes(t *testing.T, env *localcluster.Env) map[string]time.Duration {
+	t.Helper()
+	times, err := env.CPUTimes()
+	if runtime.GOOS != "linux" && errors.Is(err, errors.ErrUnsupported) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]time.Duration{}
+	for _, c := range times {
+		out[c.Component] += c.CPU
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +17,7 @@ import (
 // process group so that stop kills whatever it may have spawned too.
 type process struct {
 	name    string // "blue/kube-apiserver", for errors and logs
+	bin     string // the binary's base name: "kube-apiserver"
 	logPath string
 	cmd     *exec.Cmd
 	done    chan struct{} // closed once the process has been reaped
@@ -39,7 +41,7 @@ func startProcess(name, bin string, args []string, logPath string) (*process, er
 	}
 	// The child holds its own descriptor now.
 	_ = logFile.Close()
-	p := &process{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &process{name: name, bin: filepath.Base(bin), logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
