@@ -55,10 +55,11 @@ type measurement struct {
 	// reported is tandem's own count (the report's apiRequests summed over
 	// clusters); -1 for helm.
 	reported    int64
-	revisions   int   // new Helm revisions, both clusters
-	peakRSS     int64 // KiB: the tandem process; the largest of the helm processes
-	cpu         time.Duration
-	invocations int // processes run
+	revisions   int           // new Helm revisions, both clusters
+	peakRSS     int64         // KiB: the tandem process; the largest of the helm processes
+	cpu         time.Duration // the side's own processes: tandem, or every helm run
+	elsewhere   cpuAccount    // what the control planes and the machine spent meanwhile
+	invocations int           // processes run
 }
 
 func (m measurement) add(o measurement) measurement {
@@ -69,6 +70,7 @@ func (m measurement) add(o measurement) measurement {
 	m.revisions += o.revisions
 	m.peakRSS = max(m.peakRSS, o.peakRSS)
 	m.cpu += o.cpu
+	m.elsewhere = m.elsewhere.add(o.elsewhere)
 	m.invocations += o.invocations
 	return m
 }
@@ -87,6 +89,7 @@ func (m measurement) mean(n int) measurement {
 	m.reported /= int64(n)
 	m.revisions /= n
 	m.cpu /= time.Duration(n)
+	m.elsewhere = m.elsewhere.div(n)
 	m.invocations /= n
 	return m
 }
