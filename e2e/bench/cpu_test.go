@@ -15,12 +15,13 @@ import (
 
 // cpuAccount says where the CPU went while one side ran, next to the side's
 // own client CPU (measurement.cpu): the control planes' processes by
-// component, summed over both clusters, and the machine's busy and total CPU
-// time over the same interval, every other job on it included. Without the
-// control planes' figures (off Linux) it is empty; without the machine's,
-// machineTotal is zero.
+// component, summed over both clusters; the benchmark process's own (the
+// counting proxies, mostly); and the machine's busy and total CPU time over
+// the same interval, every other job on it included. Off Linux none of it is
+// read: components is empty and the durations zero.
 type cpuAccount struct {
 	components   []componentCPU // in the order localcluster.Env.CPUTimes names them
+	harness      time.Duration  // this test binary: the proxies, the setup clients
 	machineBusy  time.Duration  // CPU time the whole machine spent busy
 	machineTotal time.Duration  // CPU time it had: wall time × CPUs
 }
@@ -33,6 +34,7 @@ type componentCPU struct {
 // cpuSample is the counters read at one moment.
 type cpuSample struct {
 	controlPlanes []localcluster.CPUTime // nil when not read
+	harness       time.Duration          // this process's CPU time so far
 	machine       machineCPU
 }
 
@@ -49,7 +51,7 @@ func (h *harness) cpuSample(tb testing.TB) cpuSample {
 	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		tb.Fatal(err)
 	}
-	return cpuSample{controlPlanes: times, machine: readMachineCPU()}
+	return cpuSample{controlPlanes: times, harness: selfCPU(), machine: readMachineCPU()}
 }
 
 // since is what was spent between an earlier sample and s.
@@ -64,6 +66,7 @@ func (s cpuSample) since(before cpuSample) cpuAccount {
 			a = a.addComponent(t.Component, t.CPU-was[t.Cluster+"/"+t.Component])
 		}
 	}
+	a.harness = s.harness - before.harness
 	if s.machine.ok && before.machine.ok {
 		a.machineBusy = s.machine.busy - before.machine.busy
 		a.machineTotal = a.machineBusy + s.machine.idle - before.machine.idle
@@ -87,6 +90,7 @@ func (a cpuAccount) add(o cpuAccount) cpuAccount {
 	for _, c := range o.components {
 		a = a.addComponent(c.name, c.cpu)
 	}
+	a.harness += o.harness
 	a.machineBusy += o.machineBusy
 	a.machineTotal += o.machineTotal
 	return a
@@ -97,6 +101,7 @@ func (a cpuAccount) div(n int) cpuAccount {
 	for i := range a.components {
 		a.components[i].cpu /= time.Duration(n)
 	}
+	a.harness /= time.Duration(n)
 	a.machineBusy /= time.Duration(n)
 	a.machineTotal /= time.Duration(n)
 	return a
@@ -121,23 +126,33 @@ func compareDurations(x, y time.Duration) int {
 	return 0
 }
 
-// String is one line: the components, largest first, then the machine.
-func (a cpuAccount) String() string {
+// String is one line: the control planes' components, largest first, the
+// harness, then the machine and what of it neither the side (client, its own
+// CPU) nor the control planes nor the harness used: other jobs.
+func (a cpuAccount) String(client time.Duration) string {
 	var parts []string
-	if total, ok := a.controlPlanes(); ok {
+	cp, ok := a.controlPlanes()
+	if ok {
 		byCPU := slices.Clone(a.components)
 		slices.SortStableFunc(byCPU, func(x, y componentCPU) int { return compareDurations(y.cpu, x.cpu) })
 		var each []string
 		for _, c := range byCPU {
 			each = append(each, fmt.Sprintf("%s %.1f s", c.name, c.cpu.Seconds()))
 		}
-		parts = append(parts, fmt.Sprintf("control planes %.1f s (%s)", total.Seconds(), strings.Join(each, ", ")))
+		parts = append(parts, fmt.Sprintf("control planes %.1f s (%s)", cp.Seconds(), strings.Join(each, ", ")))
 	} else {
 		parts = append(parts, "control planes not measured")
 	}
+	if a.harness > 0 {
+		parts = append(parts, fmt.Sprintf("benchmark process (proxies) %.1f s", a.harness.Seconds()))
+	}
 	if a.machineTotal > 0 {
-		parts = append(parts, fmt.Sprintf("machine busy %.1f of %.1f CPU-s (%.0f%%)", a.machineBusy.Seconds(), a.machineTotal.Seconds(),
-			100*a.machineBusy.Seconds()/a.machineTotal.Seconds()))
+		m := fmt.Sprintf("machine busy %.1f of %.1f CPU-s (%.0f%%)", a.machineBusy.Seconds(), a.machineTotal.Seconds(),
+			100*a.machineBusy.Seconds()/a.machineTotal.Seconds())
+		if ok {
+			m += fmt.Sprintf(", other jobs %.1f s", (a.machineBusy - client - cp - a.harness).Seconds())
+		}
+		parts = append(parts, m)
 	}
 	return strings.Join(parts, "; ")
 }
@@ -149,6 +164,7 @@ func TestCPUAccount(t *testing.T) {
 			{Cluster: "blue", Component: "etcd", CPU: 1 * s}, {Cluster: "blue", Component: "kwok", CPU: 2 * s},
 			{Cluster: "green", Component: "etcd", CPU: 3 * s}, {Cluster: "green", Component: "kwok", CPU: 4 * s},
 		},
+		harness: 10 * s,
 		machine: machineCPU{busy: 100 * s, idle: 50 * s, ok: true},
 	}
 	after := cpuSample{
@@ -156,22 +172,23 @@ func TestCPUAccount(t *testing.T) {
 			{Cluster: "blue", Component: "etcd", CPU: 2 * s}, {Cluster: "blue", Component: "kwok", CPU: 7 * s},
 			{Cluster: "green", Component: "etcd", CPU: 5 * s}, {Cluster: "green", Component: "kwok", CPU: 4 * s},
 		},
+		harness: 11 * s,
 		machine: machineCPU{busy: 115 * s, idle: 55 * s, ok: true},
 	}
 	a := after.since(before)
-	want := cpuAccount{components: []componentCPU{{"etcd", 3 * s}, {"kwok", 5 * s}}, machineBusy: 15 * s, machineTotal: 20 * s}
+	want := cpuAccount{components: []componentCPU{{"etcd", 3 * s}, {"kwok", 5 * s}}, harness: 1 * s, machineBusy: 15 * s, machineTotal: 20 * s}
 	if diff := cmp.Diff(want, a, cmp.AllowUnexported(cpuAccount{}, componentCPU{})); diff != "" {
 		t.Errorf("since (-want +got):\n%s", diff)
 	}
 	if total, ok := a.controlPlanes(); !ok || total != 8*s {
 		t.Errorf("controlPlanes = %s, %v; want 8s, true", total, ok)
 	}
-	if got, want := a.String(), "control planes 8.0 s (kwok 5.0 s, etcd 3.0 s); machine busy 15.0 of 20.0 CPU-s (75%)"; got != want {
+	if got, want := a.String(2*s), "control planes 8.0 s (kwok 5.0 s, etcd 3.0 s); benchmark process (proxies) 1.0 s; machine busy 15.0 of 20.0 CPU-s (75%), other jobs 4.0 s"; got != want {
 		t.Errorf("String = %q, want %q", got, want)
 	}
 	// The mean of two runs, the second without machine figures.
 	mean := a.add(cpuSample{controlPlanes: after.controlPlanes}.since(cpuSample{controlPlanes: before.controlPlanes})).div(2)
-	if got, want := mean.String(), "control planes 8.0 s (kwok 5.0 s, etcd 3.0 s); machine busy 7.5 of 10.0 CPU-s (75%)"; got != want {
+	if got, want := mean.String(2*s), "control planes 8.0 s (kwok 5.0 s, etcd 3.0 s); benchmark process (proxies) 0.5 s; machine busy 7.5 of 10.0 CPU-s (75%), other jobs -3.0 s"; got != want {
 		t.Errorf("mean String = %q, want %q", got, want)
 	}
 	if a.components[0].cpu != 3*s {
@@ -180,7 +197,7 @@ func TestCPUAccount(t *testing.T) {
 	if _, ok := (cpuAccount{}).controlPlanes(); ok {
 		t.Error("an empty account says it measured the control planes")
 	}
-	if got, want := (cpuAccount{}).String(), "control planes not measured"; got != want {
+	if got, want := (cpuAccount{}).String(0), "control planes not measured"; got != want {
 		t.Errorf("empty String = %q, want %q", got, want)
 	}
 }

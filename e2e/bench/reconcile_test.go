@@ -234,9 +234,9 @@ func (rb *reconcileBench) printTable() {
 		fmt.Fprintf(&t, "| %s | %s | %.1f s | %s | %d | %s | %.1f s | %s | %s |\n", r.scenario, side, r.m.wall.Seconds(), reqs,
 			r.m.revisions, rss, r.m.cpu.Seconds(), cp, ratio)
 	}
-	t.WriteString("\nWhere the CPU went meanwhile (client CPU is the side's own; the control planes' is by component, both clusters summed; the machine's includes every other job on it):\n\n")
+	t.WriteString("\nWhere the CPU went meanwhile (client: the side's own processes; control planes: by component, both clusters summed; other jobs: the rest of the machine's busy time):\n\n")
 	for _, r := range rb.rows {
-		fmt.Fprintf(&t, "- %s, %s: client %.1f s; %s\n", r.scenario, r.side, r.m.cpu.Seconds(), r.m.elsewhere)
+		fmt.Fprintf(&t, "- %s, %s: client %.1f s; %s\n", r.scenario, r.side, r.m.cpu.Seconds(), r.m.elsewhere.String(r.m.cpu))
 	}
 	t.WriteString("\nWhere the requests went (time summed over overlapping requests, and response size):\n\n")
 	for _, r := range rb.rows {

@@ -44,3 +44,12 @@ func readMachineCPU() machineCPU {
 	idle := ticks[3] + ticks[4]
 	return machineCPU{busy: time.Duration(busy) * tick, idle: time.Duration(idle) * tick, ok: true}
 }
+
+// selfCPU is this process's user and system time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
