@@ -140,6 +140,16 @@ func TestDeploymentBecomesAvailableOnKwokNodes(t *testing.T) {
 			if len(nodes.Items) < 2 {
 				t.Fatalf("%d nodes, want at least 2", len(nodes.Items))
 			}
+			// Room for the 1,000-release benchmark (up to 2,000 pods a
+			// cluster): kwok's node stage gives a node without capacity a
+			// million pods, where a kubelet's default is 110.
+			var room int64
+			for _, n := range nodes.Items {
+				room += n.Status.Allocatable.Pods().Value()
+			}
+			if room < 2000 {
+				t.Errorf("the nodes take %d pods in all, want at least 2000", room)
+			}
 			ns := newNamespace(ctx, t, c)
 			if _, err := c.AppsV1().Deployments(ns).Create(ctx, testDeployment("web", 3), metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
