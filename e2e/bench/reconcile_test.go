@@ -33,9 +33,11 @@ const (
 // takes the better part of an hour).
 //
 // Each side's sub-benchmark reports its wall time as ns/op and, as metrics,
-// the API requests counted by the proxies, new Helm revisions, peak RSS and
-// client CPU; tandem's also reports the ratios baseline/tandem. A Markdown
-// table of everything is printed at the end.
+// the API requests counted by the proxies, new Helm revisions, peak RSS,
+// client CPU and the CPU the control planes used meanwhile (in all and by
+// component, both clusters summed); tandem's also reports the ratios
+// baseline/tandem. A Markdown table of everything is printed at the end,
+// with where the machine's CPU went.
 func BenchmarkReconcile(b *testing.B) {
 	h := newHarness(b)
 	w := newWorkload(b, workloadOptions{Releases: releaseCount(b), Namespace: nsTandem, StandbyKeep: true})
@@ -197,6 +199,9 @@ func reportMetrics(b *testing.B, m measurement) {
 	b.ReportMetric(m.cpu.Seconds(), "client-cpu-s/op")
 	if cp, ok := m.elsewhere.controlPlanes(); ok {
 		b.ReportMetric(cp.Seconds(), "control-plane-cpu-s/op")
+		for _, c := range m.elsewhere.components {
+			b.ReportMetric(c.cpu.Seconds(), c.name+"-cpu-s/op")
+		}
 	}
 }
 
