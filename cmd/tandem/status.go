@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/reconciler"
 )
 
@@ -84,7 +85,7 @@ func writeStatus(w io.Writer, out []statusRow) error {
 				}
 			}
 			drifted = fmt.Sprint(n)
-			applied = shortSHA(c.State.Commit)
+			applied = appliedColumn(c.State)
 			at = c.State.AppliedAt.UTC().Format("2006-01-02 15:04:05")
 			if c.State.LastError != "" {
 				lastErr = c.State.LastError
@@ -117,6 +118,22 @@ func writeStatus(w io.Writer, out []statusRow) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// appliedColumn is the commit a cluster holds: the last run's, when that
+// run applied all of it (State.AppliedCommit); otherwise the last run's with
+// "(partial)" — it failed, was restricted with --release, or applied a tree
+// with uncommitted files, so the cluster holds part of that commit and part
+// of what was there before (a record written before tandem kept
+// appliedCommit says the same until its next complete run).
+func appliedColumn(st *clusters.State) string {
+	if st.Commit == "" {
+		return "-"
+	}
+	if st.AppliedCommit == st.Commit {
+		return shortSHA(st.Commit)
+	}
+	return shortSHA(st.Commit) + " (partial)"
 }
 
 // liveColumns are the role in effect, the switchover, the weights per

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tandem-gitops/tandem/clusters"
 	"github.com/tandem-gitops/tandem/reconciler"
 )
 
@@ -94,5 +95,33 @@ func TestStatusUnknownOutput(t *testing.T) {
 	_, errOut, code := runCLI(t, "status", "--manifest-dir", "../../examples/manifest", "--kubeconfig", deadKubeconfig(t), "-o", "yaml")
 	if code != exitFailure || !strings.Contains(errOut, `unknown output format "yaml"`) {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+// TestStatusAppliedColumn: APPLIED names a commit only when the last run
+// applied all of it; a run that failed part-way (or applied only some
+// releases) shows its commit as partial, not as applied.
+func TestStatusAppliedColumn(t *testing.T) {
+	rows := []statusRow{
+		{ClusterStatus: reconciler.ClusterStatus{Name: "blue", Role: "active",
+			State: &clusters.State{Commit: "3f2c1ab9d0e1", AppliedCommit: "3f2c1ab9d0e1"}}},
+		{ClusterStatus: reconciler.ClusterStatus{Name: "green", Role: "standby",
+			State: &clusters.State{Commit: "9d81e07aa1b2", LastError: "release shop/web failed"}}},
+		{ClusterStatus: reconciler.ClusterStatus{Name: "red", Role: "standby"}},
+	}
+	var b strings.Builder
+	if err := writeStatus(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"blue": "3f2c1ab", "green": "9d81e07 (partial)", "red": "-"}
+	lines := strings.Split(b.String(), "\n")
+	header := lines[0]
+	col := strings.Index(header, "APPLIED")
+	end := strings.Index(header, "AT ")
+	for _, l := range lines[1:4] {
+		name := strings.Fields(l)[0]
+		if got := strings.TrimSpace(l[col:end]); got != want[name] {
+			t.Errorf("%s: APPLIED %q, want %q\n%s", name, got, want[name], b.String())
+		}
 	}
 }
