@@ -360,16 +360,25 @@ func (p *workerPool) template(ctx context.Context, req Request, ch *chart.Chart,
 		}
 		rd := res.a.rendered
 		if store {
-			rd.keep = &cacheSlot{c: p.cache, key: key} // once parsed
+			slot := &cacheSlot{c: p.cache, key: key}
+			rd.keep = slot // once parsed
 			if u := res.a.upgrade; u != nil && alsoUpgrade {
 				job.upgrade = true
 				if up, err := job.encodeRest(); err == nil {
-					// Parsed now, while the install waits on the cluster
-					// anyway, so the first no-op parses nothing.
-					objs, err1 := ParseObjects(u.manifest, req.Namespace)
-					hooks, err2 := ParseObjects(u.hooks, req.Namespace)
-					if err1 == nil && err2 == nil {
-						(&cacheSlot{c: p.cache, key: p.cache.key(cw.sum, up)}).store(*u, objs, hooks)
+					upKey := p.cache.key(cw.sum, up)
+					if u.manifest == rd.manifest && u.hooks == rd.hooks {
+						// The same bytes (most charts render the same
+						// as an upgrade): stored with the install's
+						// objects once they are parsed, not parsed twice.
+						slot.also = &upKey
+					} else {
+						// Parsed now, while the install waits on the
+						// cluster anyway, so the first no-op parses nothing.
+						objs, err1 := ParseObjects(u.manifest, req.Namespace)
+						hooks, err2 := ParseObjects(u.hooks, req.Namespace)
+						if err1 == nil && err2 == nil {
+							(&cacheSlot{c: p.cache, key: upKey}).store(*u, objs, hooks)
+						}
 					}
 				}
 			}

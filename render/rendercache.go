@@ -335,12 +335,18 @@ func decodeEntry(b []byte, k [32]byte) (rendered, error) {
 type cacheSlot struct {
 	c   *renderCache
 	key [32]byte
+	// also, when set, is the key of another render that answered the very
+	// same manifest and hooks (an install's upgrade): stored alike.
+	also *[32]byte
 }
 
-// store keeps rd, with its objects, under the slot's key.
+// store keeps rd, with its objects, under the slot's key (and also).
 func (s *cacheSlot) store(rd rendered, objs, hooks []Object) {
 	rd.parsed, rd.keep = &parsedObjects{manifest: objs, hooks: hooks}, nil
 	s.c.put(s.key, rd)
+	if s.also != nil {
+		s.c.put(*s.also, rd)
+	}
 }
 
 // prune removes the least recently used entries once the directory holds

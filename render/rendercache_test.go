@@ -309,12 +309,16 @@ func TestRenderCacheInstallThenUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	differs := false
+	differs, same := false, false
 	for i := range install {
 		differs = differs || install[i].Manifest != want[i].Manifest
+		same = same || install[i].Manifest == want[i].Manifest && install[i].Hooks == want[i].Hooks
 	}
 	if !differs {
 		t.Error("no chart renders differently on upgrade: the comparison tests nothing")
+	}
+	if !same {
+		t.Error("every chart renders differently on upgrade: an upgrade stored with its install's objects is not tested")
 	}
 
 	// A chart that calls lookup only as an upgrade: its install render is
