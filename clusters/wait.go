@@ -25,6 +25,10 @@ type ObjectStatus struct {
 	Status string `json:"status"`
 	// Message says why, e.g. "Available: 0/3".
 	Message string `json:"message,omitempty"`
+	// Object is, when WaitHealthy returns healthy, the object as last read
+	// or watched, the one Status was computed from; nil for kinds without
+	// status (read as metadata only), and in progress reports and errors.
+	Object *unstructured.Unstructured `json:"-"`
 }
 
 // String reads "Deployment shop/web: InProgress: Available: 0/3".
@@ -185,7 +189,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, manifest string, opts WaitOpt
 				// interval; otherwise they are read again first.
 				stale := func(i int) bool { return w.open[i] == nil && time.Since(p.readAt[i]) > interval }
 				if !p.any(stale) {
-					return statuses, nil
+					return p.withObjects(statuses), nil
 				}
 				err = c.poll(ctx, p, stale)
 				logErr(err)
@@ -337,6 +341,16 @@ func (p *poller) statuses() []ObjectStatus {
 		out[i] = objectStatusOf(o, p.live[i], p.found[i])
 	}
 	return out
+}
+
+// withObjects gives statuses the objects they were computed from.
+func (p *poller) withObjects(statuses []ObjectStatus) []ObjectStatus {
+	for i := range statuses {
+		if !p.settled[i] && p.found[i] {
+			statuses[i].Object = p.live[i]
+		}
+	}
+	return statuses
 }
 
 // seed starts objects from what their write returned: an object is then

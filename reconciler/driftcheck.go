@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -120,7 +121,14 @@ func (r *run) drift(ctx context.Context, cr *clusterRun, s Step, spec manifest.R
 // read back, a hand edit between its read and its read-back would otherwise
 // be taken for the desired state. Otherwise nothing is recorded and the next
 // drift check dry-runs the release.
-func recordApplied(cr *clusterRun, s Step, written []*unstructured.Unstructured) {
+//
+// The versions record is of the objects as the health wait last saw them
+// (healthy: a Deployment's status has moved since Helm's write), when they
+// give the same fingerprint as the objects Helm wrote — nothing but what
+// the fingerprint leaves out changed in between, so they are in the desired
+// state as well — and of the written objects otherwise (the next check then
+// reads them and compares fingerprints).
+func recordApplied(cr *clusterRun, s Step, written []*unstructured.Unstructured, healthy []clusters.ObjectStatus) {
 	desired, err := desiredObjects(*s.desired)
 	if err != nil || len(desired) == 0 {
 		return
@@ -137,9 +145,51 @@ func recordApplied(cr *clusterRun, s Step, written []*unstructured.Unstructured)
 		}
 		live[i] = l
 	}
-	if fp, ok := driftFingerprint(s, desired, live); ok {
-		cr.record(s.desired.key(), driftRecord{fingerprint: fp, versions: versionsOf(cr, s, objectRefs(*s.desired), live)})
+	fp, ok := driftFingerprint(s, desired, live)
+	if !ok {
+		return
 	}
+	versioned := lastInDesiredState(s, desired, live, fp, healthy)
+	cr.record(s.desired.key(), driftRecord{fingerprint: fp, versions: versionsOf(cr, s, objectRefs(*s.desired), versioned)})
+}
+
+// lastInDesiredState is live (the objects as Helm wrote them, fingerprint
+// fp) with each object the health wait saw later in its place, when those
+// give the same fingerprint: nothing the fingerprint covers was written in
+// between. Otherwise (a hand edit during the wait) it is live.
+func lastInDesiredState(s Step, desired, live []*unstructured.Unstructured, fp string, healthy []clusters.ObjectStatus) []*unstructured.Unstructured {
+	seen := lastSeen(live, healthy)
+	if seen == nil {
+		return live
+	}
+	if fp2, ok := driftFingerprint(s, desired, seen); !ok || fp2 != fp {
+		return live
+	}
+	return seen
+}
+
+// lastSeen is live with each object the health wait saw later (the same
+// object, by UID, at another resourceVersion) in its place; nil when the
+// wait saw none.
+func lastSeen(live []*unstructured.Unstructured, healthy []clusters.ObjectStatus) []*unstructured.Unstructured {
+	byKey := map[objectKey]*unstructured.Unstructured{}
+	for _, st := range healthy {
+		if st.Object != nil {
+			byKey[keyOf(st.Object)] = st.Object
+		}
+	}
+	var out []*unstructured.Unstructured
+	for i, l := range live {
+		u := byKey[keyOf(l)]
+		if u == nil || u.GetUID() != l.GetUID() || u.GetResourceVersion() == l.GetResourceVersion() {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(live)
+		}
+		out[i] = u
+	}
+	return out
 }
 
 // objectRefs names a release's rendered objects, in order, as

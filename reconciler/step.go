@@ -45,7 +45,7 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 		rr.Revision = s.FromRevision
 		if s.Verify {
 			vctx, cancel := context.WithTimeout(ctx, spec.TimeoutDuration())
-			err := r.waitHealthy(vctx, cr, s, s.deployed, nil, s.FromRevision, start, ev)
+			_, err := r.waitHealthy(vctx, cr, s, s.deployed, nil, s.FromRevision, start, ev)
 			cancel()
 			if err != nil {
 				// Not rolled back: the revision may have served for months and
@@ -120,10 +120,11 @@ func (r *run) step(ctx context.Context, cr *clusterRun, s Step) ReleaseReport {
 		return finish(OutcomeFailed, r.afterFailure(ctx, cr, s, spec, &rr, fmt.Errorf("%s: %w", s.Action, err)))
 	}
 	rr.Revision = rel.Revision
-	if err := r.waitHealthy(ctx, cr, s, rel.Manifest, rel.Written, rel.Revision, start, ev); err != nil {
+	healthy, err := r.waitHealthy(ctx, cr, s, rel.Manifest, rel.Written, rel.Revision, start, ev)
+	if err != nil {
 		return finish(OutcomeFailed, r.afterFailure(ctx, cr, s, spec, &rr, fmt.Errorf("health: %w", err)))
 	}
-	recordApplied(cr, s, rel.Written)
+	recordApplied(cr, s, rel.Written, healthy)
 	return finish(OutcomeOK, nil)
 }
 
@@ -143,10 +144,11 @@ func releaseLabels(digest, id string, skipHooks bool, opts Options) map[string]s
 // waitHealthy waits until a revision's objects are healthy, reporting
 // progress every ProgressInterval. written are the objects as this run's
 // install or upgrade wrote them (nil when verifying an earlier revision):
-// the wait starts from them instead of reading them again.
-func (r *run) waitHealthy(ctx context.Context, cr *clusterRun, s Step, manifest string, written []*unstructured.Unstructured, revision int, start time.Time, ev Event) error {
+// the wait starts from them instead of reading them again. It returns the
+// objects' statuses once healthy.
+func (r *run) waitHealthy(ctx context.Context, cr *clusterRun, s Step, manifest string, written []*unstructured.Unstructured, revision int, start time.Time, ev Event) ([]clusters.ObjectStatus, error) {
 	lastReport := time.Now() // the first "waiting" line comes after one interval
-	_, err := cr.t.WaitHealthy(ctx, manifest, clusters.WaitOptions{
+	return cr.t.WaitHealthy(ctx, manifest, clusters.WaitOptions{
 		Namespace: s.Namespace,
 		Timeout:   time.Until(deadlineOf(ctx, s.desired.Spec.TimeoutDuration())),
 		Interval:  time.Second,
@@ -161,7 +163,6 @@ func (r *run) waitHealthy(ctx context.Context, cr *clusterRun, s Step, manifest 
 			r.emit(e)
 		},
 	})
-	return err
 }
 
 func deadlineOf(ctx context.Context, fallback time.Duration) time.Time {
