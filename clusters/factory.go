@@ -59,8 +59,8 @@ func (f *validatorCache) Validator(directive string) (validation.Schema, error) 
 	return v, nil
 }
 
-// knownKindsSchema is kubectl's validator with its answer for the kinds
-// the cluster is known to validate itself given without the OpenAPI
+// knownKindsSchema is kubectl's validator, answering for the kinds the
+// server is known to validate itself without reading the OpenAPI
 // documents. For such a kind kubectl's validator (a ParamVerifyingSchema)
 // parses the object, checks that it names an apiVersion and a kind, asks
 // its verifier whether the server takes the fieldValidation parameter —
@@ -91,8 +91,8 @@ func (s *knownKindsSchema) ValidateBytes(data []byte) error {
 var errAskKubectl = errors.New("not a kind the server is known to validate")
 
 // knownKinds is a resource.Verifier: nil (the server takes the
-// fieldValidation parameter, and validates) for the kinds validates
-// knows, errAskKubectl for any other.
+// fieldValidation parameter, and validates) for the kinds the function
+// reports true for, errAskKubectl for any other.
 type knownKinds func(schema.GroupVersionKind) bool
 
 func (k knownKinds) HasSupport(gvk schema.GroupVersionKind) error {
