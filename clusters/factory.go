@@ -73,6 +73,16 @@ func (f *validatorCache) Validator(directive string) (validation.Schema, error) 
 // kind on a server older than 1.27) goes to kubectl's validator as before.
 // So a bad object is refused, or let through to the server, exactly as
 // without it (TestBadManifestOutcomes).
+//
+// "Kubernetes' own" is by name (group, version, kind in client-go's
+// scheme), not by who serves it: a CRD that serves a built-in kind at a
+// version the server no longer serves itself (networking.k8s.io/v1beta1
+// Ingress, under the api-approved annotation) is taken as known. kubectl's
+// verifier says the same of it (the CRD's OpenAPI lists fieldValidation;
+// checked by hand on 1.37). An APIService pointing such a version at an
+// aggregated server whose OpenAPI does not list fieldValidation would
+// differ: kubectl would check unknown fields on the client, this lets the
+// server drop them. Either needs cluster-admin.
 type knownKindsSchema struct {
 	known   validation.Schema
 	kubectl validation.Schema
@@ -119,7 +129,7 @@ var fieldValidationGA = utilversion.MustParseGeneric("1.27")
 // answers against kubectl's own on a real API server.
 func (c *Cluster) serverValidatesFields(gvk schema.GroupVersionKind) bool {
 	if !c.scheme.Recognizes(gvk) {
-		return false // a CRD's kind, an aggregated API's, or none
+		return false // a CRD's or an aggregated API's own kind, or none
 	}
 	c.capsMu.Lock()
 	caps := c.caps
