@@ -3,10 +3,6 @@ package clusters
 import (
 	"slices"
 	"testing"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 )
 
 // TestCapabilities: the server's version and served API versions, kinds
@@ -45,18 +41,7 @@ func TestCapabilities(t *testing.T) {
 		t.Error("Capabilities hands out the cached slice")
 	}
 
-	cfg, err := e.RESTConfig(testCluster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-		_ = admin.Resource(crds).Delete(ctx, "widgets.capabilities.tandem.dev", metav1.DeleteOptions{})
-	})
+	deleteCRDAtCleanup(t, e, "widgets.capabilities.tandem.dev")
 	if _, err := c.Install(ctx, ReleaseRequest{Name: "widgets", Namespace: testNamespace(t), Chart: loadChart(t, "widgets")}); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,9 @@ import (
 	"github.com/tandem-gitops/tandem/e2e/localcluster"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -62,6 +65,33 @@ func adminClient(t *testing.T, e *localcluster.Env) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	return cs
+}
+
+// adminDynamic is a plain dynamic client for blue.
+func adminDynamic(t *testing.T, e *localcluster.Env) dynamic.Interface {
+	t.Helper()
+	cfg, err := e.RESTConfig(testCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dyn
+}
+
+// deleteCRDAtCleanup deletes, when the test ends, a CRD its chart
+// installs: Helm never deletes the CRDs of a chart's crds/.
+func deleteCRDAtCleanup(t *testing.T, e *localcluster.Env, name string) {
+	t.Helper()
+	admin := adminDynamic(t, e)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+		_ = admin.Resource(crds).Delete(ctx, name, metav1.DeleteOptions{})
+	})
 }
 
 func loadChart(t *testing.T, name string) *chart.Chart {

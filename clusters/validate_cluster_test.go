@@ -5,10 +5,8 @@ import (
 	"testing"
 
 	"helm.sh/helm/v3/pkg/chart"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/resource"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/openapi/cached"
 )
 
@@ -58,18 +56,7 @@ spec:
 // outcome as it was with kubectl's alone.
 func TestBadManifestOutcomes(t *testing.T) {
 	ctx, c, e := connect(t)
-	cfg, err := e.RESTConfig(testCluster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-		_ = admin.Resource(crds).Delete(ctx, "gadgets.validate.tandem.dev", metav1.DeleteOptions{})
-	})
+	deleteCRDAtCleanup(t, e, "gadgets.validate.tandem.dev")
 
 	const built = "unable to build kubernetes objects from release manifest: "
 	cases := []struct {
@@ -178,14 +165,7 @@ func TestKnownKindsAgreeWithKubectl(t *testing.T) {
 	if _, err := c.Capabilities(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := e.RESTConfig(testCluster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dyn := adminDynamic(t, e)
 	disc := adminClient(t, e).Discovery()
 	kubectl := resource.NewFallbackQueryParamVerifier(
 		resource.NewQueryParamVerifierV3(dyn, cached.NewClient(disc.OpenAPIV3()), resource.QueryParamFieldValidation),
