@@ -365,12 +365,45 @@ func (c *Cluster) LeaderOf(ctx context.Context, namespace, name string) (string,
 // (fence.go), so that the fence of a Cluster whose writer Lock has ended does not refuse the
 // election's writes, and gets its own timeout; it reports the holder it read or wrote, and the
 // start of each successful write that names identity as the holder.
+//
+// It also refuses a release of a Lease this replica does not hold. client-go's release (on the
+// end of a term, ReleaseOnCancel) reads the Lease and, if its own last observed record names it
+// the holder, writes the Lease released over what it read — without looking at who holds what it
+// read. A replica cut off from the API server (its term already over) whose release's read is
+// answered only once the network heals would then release the Lease of the replica that took
+// over meanwhile, and could take it back while that one still leads (TestElectLeaderCutOff).
 type leaderLeases struct {
 	getter   coordinationv1client.LeasesGetter
 	timeout  time.Duration
 	identity string
 	observe  func(holder string)   // nil: nobody listens
 	renewed  func(start time.Time) // nil: nobody listens
+
+	mu sync.Mutex
+	// last is the resourceVersion and holder of the Lease as last read or written; guarded by mu.
+	last struct{ version, holder string }
+}
+
+// seen records the Lease as read or written.
+func (g *leaderLeases) seen(lease *coordinationv1.Lease) {
+	if lease == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.last.version, g.last.holder = lease.ResourceVersion, holderOf(lease)
+}
+
+// errNotHolder refuses a release of a Lease another replica holds. It is not a conflict, which
+// client-go's release would retry at once.
+var errNotHolder = errors.New("not releasing the Lease: this replica does not hold it")
+
+// mayRelease reports whether lease, a release (no holder), replaces the version of the Lease
+// last read or written, and that one names this replica as the holder.
+func (g *leaderLeases) mayRelease(lease *coordinationv1.Lease) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return lease.ResourceVersion != "" && lease.ResourceVersion == g.last.version && g.last.holder == g.identity
 }
 
 func (g *leaderLeases) Leases(namespace string) coordinationv1client.LeaseInterface {
@@ -394,6 +427,7 @@ func (l *leaderLeaseClient) call(ctx context.Context, write bool, do func(contex
 	if err != nil {
 		return nil, err
 	}
+	l.g.seen(lease)
 	holder := holderOf(lease)
 	if write && holder == l.g.identity && l.g.renewed != nil {
 		l.g.renewed(start)
@@ -422,6 +456,9 @@ func (l *leaderLeaseClient) Create(ctx context.Context, lease *coordinationv1.Le
 func (l *leaderLeaseClient) Update(ctx context.Context, lease *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error) {
 	if opts.FieldManager == "" {
 		opts.FieldManager = fieldManager
+	}
+	if holderOf(lease) == "" && !l.g.mayRelease(lease) {
+		return nil, fmt.Errorf("lease %s/%s: %w", lease.Namespace, lease.Name, errNotHolder)
 	}
 	return l.call(ctx, true, func(ctx context.Context) (*coordinationv1.Lease, error) {
 		return l.LeaseInterface.Update(ctx, lease, opts)
