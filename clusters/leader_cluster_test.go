@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -301,6 +302,7 @@ func TestElectLeaderCutOff(t *testing.T) {
 	}
 
 	// The network comes back: a finds b leading and does not lead again.
+	healed := time.Now()
 	proxy.unstall()
 	eventually(t, 30*time.Second, "a sees b lead", func() bool {
 		_, _, _, seen := a.snapshot()
@@ -309,6 +311,13 @@ func TestElectLeaderCutOff(t *testing.T) {
 	time.Sleep(8 * time.Second)
 	if terms, _, _, _ := a.snapshot(); terms != 1 || !b.isLeading() {
 		t.Errorf("after the network healed: a led %d terms, b leading %v; want 1 and true", terms, b.isLeading())
+	}
+	// Nor does a write the Lease b holds: its release at the end of its term read the Lease
+	// through the stalled network, and that read is answered only now, naming b.
+	for _, r := range proxy.records() {
+		if r.At.After(healed) && !r.Dropped && r.Method != http.MethodGet && strings.HasSuffix(r.Path, "/leases/tandem-leader") {
+			t.Errorf("a wrote the Lease after the network healed, while b held it: %s %s at +%s", r.Method, r.Path, r.At.Sub(healed).Round(time.Millisecond))
+		}
 	}
 	shared.check(t)
 	a.stop(t)
